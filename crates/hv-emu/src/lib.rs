@@ -1,0 +1,1 @@
+//! hv-emu (placeholder while the crate is written).

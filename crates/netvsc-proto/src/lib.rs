@@ -1,0 +1,1 @@
+//! netvsc-proto (placeholder while the crate is written).

@@ -1,0 +1,1 @@
+//! netvsc (placeholder while the crate is written).

@@ -1,0 +1,1 @@
+//! vmbus-uio (placeholder while the crate is written).
