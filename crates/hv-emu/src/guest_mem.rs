@@ -1,0 +1,1 @@
+//! guest_mem (being written).

@@ -1,0 +1,1 @@
+//! interposer (being written).

@@ -1,0 +1,1 @@
+//! The emulated device tree (being written).
