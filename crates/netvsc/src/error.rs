@@ -1,0 +1,115 @@
+//! Typed errors of the driver. Every failure names the bring-up step or operation it came from,
+//! and what the host (or the caller) supplied, so a log line is enough to locate the fault.
+
+use std::time::Duration;
+
+/// A step of bring-up, control or teardown, named in errors.
+pub type Step = &'static str;
+
+/// Everything the driver can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The device could not be found or mapped by the uio layer.
+    #[error("uio: {0}")]
+    Uio(String),
+    /// A ring could not be built over the mapped memory or a write failed hard.
+    #[error("ring ({step}): {detail}")]
+    Ring {
+        /// Operation that used the ring.
+        step: Step,
+        /// What the ring layer reported.
+        detail: String,
+    },
+    /// Shared memory access outside a mapped window (a bad offset from the host).
+    #[error("shared memory ({step}): {source}")]
+    Mem {
+        /// Operation that made the access.
+        step: Step,
+        /// Bounds error.
+        source: vmbus_ring::MemError,
+    },
+    /// The host never answered within the configured time.
+    #[error("timed out after {waited:?} waiting for the host during {step}")]
+    Timeout {
+        /// Step that was waiting.
+        step: Step,
+        /// How long we waited.
+        waited: Duration,
+    },
+    /// The host answered with a failure status.
+    #[error("host rejected {step}: status {status:#x}")]
+    Rejected {
+        /// Step the host rejected.
+        step: Step,
+        /// Status value it returned (NVSP or NDIS).
+        status: u32,
+    },
+    /// No NVSP version in the candidate list was accepted.
+    #[error("host accepted none of the NVSP versions {tried:x?}")]
+    NoVersion {
+        /// Versions offered, in order.
+        tried: Vec<u32>,
+    },
+    /// The host sent something malformed or out of range.
+    #[error("malformed reply during {step}: {what} = {value:#x}")]
+    Protocol {
+        /// Step in progress.
+        step: Step,
+        /// Field or check that failed.
+        what: &'static str,
+        /// Offending value.
+        value: u64,
+    },
+    /// A devargs string could not be parsed.
+    #[error("devargs: key `{key}` value `{value}`: {reason}")]
+    Devarg {
+        /// Key as written.
+        key: String,
+        /// Value as written.
+        value: String,
+        /// What was wrong.
+        reason: &'static str,
+    },
+    /// A configuration value is out of range.
+    #[error("invalid configuration: {what} = {value}")]
+    Config {
+        /// Which setting.
+        what: &'static str,
+        /// Its value.
+        value: u64,
+    },
+    /// The operation exists on other NICs but Hyper-V's synthetic NIC cannot do it.
+    #[error("{0} is not supported by Hyper-V")]
+    NotSupported(&'static str),
+    /// The operation needs the port stopped.
+    #[error("{0} is not allowed while the port is started")]
+    Started(&'static str),
+    /// The device was closed; the handle is stale.
+    #[error("device is closed")]
+    Closed,
+    /// The caller passed a bad packet or argument.
+    #[error("invalid argument: {what} = {value}")]
+    Invalid {
+        /// Which argument.
+        what: &'static str,
+        /// Its value.
+        value: u64,
+    },
+}
+
+/// Shorthand result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    pub(crate) fn mem(step: Step) -> impl FnOnce(vmbus_ring::MemError) -> Error {
+        move |source| Error::Mem { step, source }
+    }
+
+    pub(crate) fn protocol(step: Step, what: &'static str, value: impl Into<u64>) -> Error {
+        Error::Protocol {
+            step,
+            what,
+            value: value.into(),
+        }
+    }
+}
