@@ -1,1 +1,20 @@
-//! vmbus-uio (placeholder while the crate is written).
+//! A vmbus device as `uio_hv_generic` presents it, below a configurable root (`/` on a real guest,
+//! the emulator's directory in tests): sysfs discovery, the uio maps, subchannel rings,
+//! guest→host signalling and DMA memory with its I/O addresses.
+//!
+//! Real and emulated devices differ only in how [`UioDevice::open`] maps memory.
+#![allow(unsafe_code)]
+
+pub mod discover;
+pub mod error;
+pub mod mapinfo;
+mod sysfs;
+
+pub use discover::{ChannelInfo, DeviceInfo, NETVSC_CLASS_ID, UioInfo, discover, find_device};
+pub use error::UioError;
+pub use mapinfo::{MapInfo, MapKind, NicMaps, validate_nic_maps};
+
+#[cfg(test)]
+mod discover_tests;
+#[cfg(test)]
+mod fake_tree;
