@@ -1,0 +1,127 @@
+#!/usr/bin/env node
+// Makes sure the native addon next to binding.js exists, loads, and is not older than the Rust sources.
+// Run by `npm install` (the `prepare` hook) and by `npm test`. It builds from source with `napi build` when the
+// addon is missing, fails to load, or is stale, and exits non-zero with a one-line reason when that build fails.
+//
+// Environment: NETVSC_SKIP_NATIVE_BUILD=1 skips everything; NETVSC_NATIVE_PROFILE=debug builds without --release.
+'use strict'
+
+const { spawnSync } = require('node:child_process')
+const fs = require('node:fs')
+const path = require('node:path')
+
+const root = path.resolve(__dirname, '..')
+const tag = '[netvsc ensure-native]'
+
+function log(msg) {
+  process.stderr.write(`${tag} ${msg}\n`)
+}
+
+function fail(msg) {
+  log(`ERROR: ${msg}`)
+  process.exit(1)
+}
+
+/** The file name the generated loader looks for first (`netvsc.<platform>-<arch>-<abi>.node`). */
+function addonFileName() {
+  if (process.platform !== 'linux') return null
+  const arch = { x64: 'x64', arm64: 'arm64' }[process.arch]
+  if (!arch) return null
+  const glibc = Boolean(process.report && process.report.getReport().header.glibcVersionRuntime)
+  return `netvsc.linux-${arch}-${glibc ? 'gnu' : 'musl'}.node`
+}
+
+/** Newest modification time (ms) of the inputs of the addon build. */
+function newestSourceMtime() {
+  let newest = 0
+  const consider = (file) => {
+    try {
+      newest = Math.max(newest, fs.statSync(file).mtimeMs)
+    } catch {
+      // A missing optional input (e.g. no Cargo.lock yet) does not make the addon stale.
+    }
+  }
+  consider(path.join(root, 'Cargo.toml'))
+  consider(path.join(root, 'Cargo.lock'))
+  const walk = (dir) => {
+    let entries
+    try {
+      entries = fs.readdirSync(dir, { withFileTypes: true })
+    } catch {
+      return
+    }
+    for (const e of entries) {
+      const p = path.join(dir, e.name)
+      if (e.isDirectory()) {
+        if (e.name !== 'target' && e.name !== 'node_modules') walk(p)
+      } else if (e.name.endsWith('.rs') || e.name === 'Cargo.toml' || e.name.endsWith('.c') || e.name.endsWith('.h')) {
+        consider(p)
+      }
+    }
+  }
+  walk(path.join(root, 'crates'))
+  return newest
+}
+
+/** Loads binding.js in a child process (so a crash or a cached failure cannot affect us); returns the error text. */
+function probeLoad() {
+  const r = spawnSync(process.execPath, ['-e', "require('./binding.js').nativeVersion()"], {
+    cwd: root,
+    encoding: 'utf8',
+  })
+  if (r.status === 0) return null
+  const lines = `${r.stderr || ''}`.split('\n').filter((l) => /Error|Cannot/.test(l))
+  return lines[0] || `exit status ${r.status}`
+}
+
+function main() {
+  if (process.env.NETVSC_SKIP_NATIVE_BUILD) {
+    log('NETVSC_SKIP_NATIVE_BUILD is set: not checking or building the native addon')
+    return
+  }
+  if (process.env.npm_config_ignore_scripts === 'true') return
+  const cmd = process.env.npm_command
+  if (cmd === 'pack' || cmd === 'publish') return
+
+  const file = addonFileName()
+  if (!file) {
+    fail(`unsupported platform ${process.platform}/${process.arch}: netvsc drives a Linux VMBus device (x64/arm64 only)`)
+  }
+  const addon = path.join(root, file)
+
+  let reason = null
+  if (!fs.existsSync(addon)) {
+    reason = `${file} is missing`
+  } else if (fs.statSync(addon).mtimeMs < newestSourceMtime()) {
+    reason = `${file} is older than the Rust sources`
+  } else {
+    const err = probeLoad()
+    if (err) reason = `${file} does not load (${err})`
+  }
+  if (!reason) return
+
+  const cargo = spawnSync('cargo', ['--version'], { encoding: 'utf8' })
+  if (cargo.error || cargo.status !== 0) {
+    fail(
+      `${reason}, and no prebuilt addon matches this platform, so it must be built from source, ` +
+        'but `cargo` was not found. Install Rust (https://rustup.rs, stable >= 1.88) and run `npm rebuild netvsc` ' +
+        'or `npm run build:native`.',
+    )
+  }
+
+  const debug = process.env.NETVSC_NATIVE_PROFILE === 'debug'
+  log(`${reason}: building it from source (${debug ? 'debug' : 'release'}) with ${cargo.stdout.trim()}`)
+  const script = debug ? 'build:native:debug' : 'build:native'
+  const npm = process.env.npm_execpath
+  const build = npm
+    ? spawnSync(process.execPath, [npm, 'run', script], { cwd: root, stdio: 'inherit' })
+    : spawnSync('npm', ['run', script], { cwd: root, stdio: 'inherit' })
+  if (build.error || build.status !== 0) {
+    fail(`building the native addon failed (npm run ${script} exited ${build.status}); see the cargo output above`)
+  }
+  const err = probeLoad()
+  if (err) fail(`the freshly built ${file} does not load: ${err}`)
+  log(`built ${file}`)
+}
+
+main()
