@@ -5,14 +5,24 @@
 //! Real and emulated devices differ only in how [`UioDevice::open`] maps memory.
 #![allow(unsafe_code)]
 
+pub mod device;
 pub mod discover;
+pub mod dma;
 pub mod error;
+pub mod irq;
 pub mod mapinfo;
+mod mapping;
+pub mod pagemap;
+pub mod signal;
 mod sysfs;
 
+pub use device::{SubchannelInfo, UioDevice};
 pub use discover::{ChannelInfo, DeviceInfo, NETVSC_CLASS_ID, UioInfo, discover, find_device};
+pub use dma::{DmaMemory, IovaMode};
 pub use error::UioError;
 pub use mapinfo::{MapInfo, MapKind, NicMaps, validate_nic_maps};
+pub use mapping::page_size;
+pub use signal::Signaller;
 
 #[cfg(test)]
 mod discover_tests;

@@ -1,0 +1,206 @@
+//! Memory the host may read or write by address (RNDIS control messages, GPA-direct sends).
+//!
+//! An anonymous shared mapping (another process, such as the emulator, can reach it through
+//! `/proc/<pid>/mem`), locked when possible. Its I/O address is either the virtual address
+//! (IOVA-as-VA, as DPDK without hugepages) or the physical one from the pagemap, in 4 KiB frames.
+
+use vmbus_ring::SharedMem;
+
+use crate::error::UioError;
+use crate::mapping::{Mapping, page_size};
+use crate::pagemap::PagemapReader;
+
+/// The VMBus page size: GPA ranges and PFNs are in these units whatever the CPU's page size.
+pub const HV_PAGE: u64 = 4096;
+
+/// How I/O addresses are formed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IovaMode {
+    /// I/O address = virtual address.
+    Va,
+    /// I/O address = physical address (pagemap; needs CAP_SYS_ADMIN, memory locked).
+    Pa,
+}
+
+/// A block of DMA-able memory.
+#[derive(Debug)]
+pub struct DmaMemory {
+    /// The memory itself.
+    pub mem: SharedMem,
+    mode: IovaMode,
+    locked: bool,
+    /// Pa mode: the frame of every 4 KiB page, in 4 KiB units.
+    frames: Vec<u64>,
+}
+
+impl DmaMemory {
+    /// Allocate at least `len` bytes (rounded up to the system page size), zeroed.
+    pub fn alloc(len: usize, mode: IovaMode) -> Result<Self, UioError> {
+        let page = page_size();
+        let rounded = len
+            .max(1)
+            .checked_next_multiple_of(page)
+            .ok_or_else(|| UioError::Invalid(format!("DMA length {len} overflows")))?;
+        let map = Mapping::anonymous(rounded)?;
+        let locked = match map.lock() {
+            Ok(()) => true,
+            // Physical addresses of unlocked memory may change: refuse; VA mode does not care.
+            Err(err) if mode == IovaMode::Pa => return Err(err),
+            Err(_) => false,
+        };
+        let mem = map.into_shared();
+        // Touch every page so it is present before we look it up (and so mlock-less memory is
+        // at least faulted in).
+        for off in (0..rounded).step_by(page) {
+            mem.write(off, &[0]).map_err(UioError::mem("DMA memory"))?;
+        }
+        let frames = match mode {
+            IovaMode::Va => Vec::new(),
+            IovaMode::Pa => {
+                let reader = PagemapReader::open_self()?;
+                frames_4k(&reader, mem.as_ptr() as u64, rounded as u64)?
+            }
+        };
+        Ok(Self {
+            mem,
+            mode,
+            locked,
+            frames,
+        })
+    }
+
+    /// Length in bytes.
+    pub fn len(&self) -> usize {
+        self.mem.len()
+    }
+
+    /// True when empty (never: allocations are at least one page).
+    pub fn is_empty(&self) -> bool {
+        self.mem.is_empty()
+    }
+
+    /// The address mode.
+    pub fn mode(&self) -> IovaMode {
+        self.mode
+    }
+
+    /// Whether `mlock` succeeded.
+    pub fn is_locked(&self) -> bool {
+        self.locked
+    }
+
+    /// I/O address of byte `offset`, or `None` past the end.
+    pub fn try_iova(&self, offset: usize) -> Option<u64> {
+        if offset >= self.len() {
+            return None;
+        }
+        Some(match self.mode {
+            IovaMode::Va => self.mem.as_ptr() as u64 + offset as u64,
+            IovaMode::Pa => {
+                self.frames[offset / HV_PAGE as usize] * HV_PAGE + offset as u64 % HV_PAGE
+            }
+        })
+    }
+
+    /// I/O address of byte `offset`.
+    ///
+    /// # Panics
+    /// When `offset >= len()` (a caller bug, never peer input).
+    pub fn iova(&self, offset: usize) -> u64 {
+        self.try_iova(offset)
+            .unwrap_or_else(|| panic!("DMA offset {offset} beyond {} bytes", self.len()))
+    }
+
+    /// 4 KiB frame number of the page holding `offset` (for GPA ranges), or `None` past the end.
+    pub fn try_pfn(&self, offset: usize) -> Option<u64> {
+        self.try_iova(offset).map(|a| a / HV_PAGE)
+    }
+
+    /// 4 KiB frame number of the page holding `offset`.
+    ///
+    /// # Panics
+    /// When `offset >= len()`.
+    pub fn pfn(&self, offset: usize) -> u64 {
+        self.iova(offset) / HV_PAGE
+    }
+}
+
+/// 4 KiB frame numbers of `len` bytes at `va` (page aligned), looking up each system page of
+/// `reader.page_size()` bytes once and splitting it into 4 KiB frames.
+pub(crate) fn frames_4k(reader: &PagemapReader, va: u64, len: u64) -> Result<Vec<u64>, UioError> {
+    let page = reader.page_size();
+    let per_page = (page / HV_PAGE).max(1);
+    let mut frames = Vec::with_capacity((len / HV_PAGE) as usize);
+    let mut at = va;
+    while at < va + len {
+        let first = reader.pfn(at)? * per_page + (at % page) / HV_PAGE;
+        let in_this_page = ((page - at % page) / HV_PAGE).min((va + len - at) / HV_PAGE);
+        frames.extend((0..in_this_page).map(|i| first + i));
+        at += in_this_page * HV_PAGE;
+    }
+    Ok(frames)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::FileExt;
+
+    #[test]
+    fn va_mode_addresses_are_virtual() {
+        let dma = DmaMemory::alloc(10_000, IovaMode::Va).unwrap();
+        assert_eq!(dma.len() % page_size(), 0);
+        assert!(dma.len() >= 10_000);
+        let base = dma.mem.as_ptr() as u64;
+        assert_eq!(base % HV_PAGE, 0);
+        assert_eq!(dma.iova(0), base);
+        assert_eq!(dma.iova(5000), base + 5000);
+        assert_eq!(dma.pfn(4095), base / 4096);
+        assert_eq!(dma.pfn(4096), base / 4096 + 1);
+        assert_eq!(dma.try_iova(dma.len()), None);
+        // Writes through the window land at the virtual address iova() names.
+        dma.mem.write(4100, b"hello").unwrap();
+        let mut copy = [0u8; 5];
+        let mem = std::fs::File::open("/proc/self/mem").unwrap();
+        mem.read_exact_at(&mut copy, dma.iova(4100)).unwrap();
+        assert_eq!(&copy, b"hello");
+    }
+
+    #[test]
+    fn pa_mode_matches_pagemap_or_says_why_not() {
+        match DmaMemory::alloc(3 * 4096, IovaMode::Pa) {
+            Ok(dma) => {
+                assert!(dma.is_locked());
+                let reader = PagemapReader::open_self().unwrap();
+                for off in [0usize, 4095, 4096, 8191, 3 * 4096 - 1] {
+                    let va = dma.mem.as_ptr() as u64 + off as u64;
+                    assert_eq!(dma.iova(off), reader.phys_addr(va).unwrap(), "offset {off}");
+                    assert_eq!(dma.pfn(off), reader.phys_addr(va).unwrap() / 4096);
+                }
+            }
+            Err(UioError::PhysUnavailable { .. }) => {}
+            // mlock refused (RLIMIT_MEMLOCK) is also an honest refusal for PA mode.
+            Err(UioError::Sys { call: "mlock", .. }) => {}
+            Err(other) => panic!("unexpected: {other}"),
+        }
+    }
+
+    #[test]
+    fn frames_split_large_pages_into_4k_units() {
+        let page = 16384u64;
+        let va = 0x10_0000u64;
+        let file = tempfile::NamedTempFile::new().unwrap();
+        for (i, pfn) in [(0u64, 100u64), (1, 7)] {
+            let raw = (1u64 << 63) | pfn;
+            file.as_file()
+                .write_all_at(&raw.to_le_bytes(), ((va / page) + i) * 8)
+                .unwrap();
+        }
+        let reader = PagemapReader::open(file.path(), page).unwrap();
+        let frames = frames_4k(&reader, va, 2 * page).unwrap();
+        assert_eq!(frames, vec![400, 401, 402, 403, 28, 29, 30, 31]);
+        // Starting in the middle of a large page.
+        let frames = frames_4k(&reader, va + 8192, 12288).unwrap();
+        assert_eq!(frames, vec![402, 403, 28]);
+    }
+}
