@@ -1,0 +1,53 @@
+/**
+ * Errors of the netvsc package. Every failure reported by the native addon or by the facade's own argument checks
+ * is a `NetvscError` whose `code` is one of `NetvscErrorCode`; the native error is kept as `cause`.
+ */
+
+/** Every code a `NetvscError` can carry (the addon's `Code` enum in crates/netvsc-node/src/errors.rs). */
+export type NetvscErrorCode =
+  | 'ERR_NETVSC_INVALID_ARG'
+  | 'ERR_NETVSC_IO'
+  | 'ERR_NETVSC_SYSFS_MISSING'
+  | 'ERR_NETVSC_SYSFS_PARSE'
+  | 'ERR_NETVSC_BAD_MAPS'
+  | 'ERR_NETVSC_DEVICE_NOT_FOUND'
+  | 'ERR_NETVSC_NOT_UIO_BOUND'
+  | 'ERR_NETVSC_UIO'
+  | 'ERR_NETVSC_NAPI'
+
+const CODES: ReadonlySet<string> = new Set<NetvscErrorCode>([
+  'ERR_NETVSC_INVALID_ARG',
+  'ERR_NETVSC_IO',
+  'ERR_NETVSC_SYSFS_MISSING',
+  'ERR_NETVSC_SYSFS_PARSE',
+  'ERR_NETVSC_BAD_MAPS',
+  'ERR_NETVSC_DEVICE_NOT_FOUND',
+  'ERR_NETVSC_NOT_UIO_BOUND',
+  'ERR_NETVSC_UIO',
+  'ERR_NETVSC_NAPI',
+])
+
+export function isNetvscErrorCode(code: unknown): code is NetvscErrorCode {
+  return typeof code === 'string' && CODES.has(code)
+}
+
+export class NetvscError extends Error {
+  override readonly name = 'NetvscError'
+  readonly code: NetvscErrorCode
+
+  constructor(code: NetvscErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options)
+    this.code = code
+  }
+}
+
+/**
+ * Turns whatever the addon threw into a `NetvscError`. Errors with one of our codes keep it; Node-API conversion
+ * failures (a wrong argument type that slipped past the facade) become `ERR_NETVSC_INVALID_ARG`.
+ */
+export function fromNative(err: unknown): NetvscError {
+  if (err instanceof NetvscError) return err
+  const code = (err as { code?: unknown } | null)?.code
+  const message = err instanceof Error ? err.message : String(err)
+  return new NetvscError(isNetvscErrorCode(code) ? code : 'ERR_NETVSC_INVALID_ARG', message, { cause: err })
+}

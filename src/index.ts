@@ -1,0 +1,35 @@
+/**
+ * netvsc: a user-space poll-mode driver for the Hyper-V synthetic NIC. This facade validates arguments, calls the
+ * native addon (binding.js, built from crates/netvsc-node) and turns its errors into `NetvscError`s.
+ */
+import * as native from '../binding.js'
+import { NetvscError, fromNative } from './errors.js'
+import type { ListOptions, VmbusDevice } from './types.js'
+
+export { NetvscError, isNetvscErrorCode } from './errors.js'
+export type { NetvscErrorCode } from './errors.js'
+export type { ListOptions, MapSizes, VmbusChannel, VmbusDevice } from './types.js'
+
+/** Version of the loaded native addon. */
+export function nativeVersion(): string {
+  return native.nativeVersion()
+}
+
+/**
+ * Every vmbus device under `options.root` (default `/`), sorted by uuid. A root without
+ * `sys/bus/vmbus/devices` gives `[]`; a malformed tree throws a `NetvscError` naming the bad file.
+ */
+export function listDevices(options: ListOptions = {}): VmbusDevice[] {
+  if (options === null || typeof options !== 'object') {
+    throw new NetvscError('ERR_NETVSC_INVALID_ARG', `options must be an object, got ${typeof options}`)
+  }
+  const { root } = options
+  if (root !== undefined && typeof root !== 'string') {
+    throw new NetvscError('ERR_NETVSC_INVALID_ARG', `options.root must be a string, got ${typeof root}`)
+  }
+  try {
+    return native.listDevices(root === undefined ? {} : { root })
+  } catch (err) {
+    throw fromNative(err)
+  }
+}
