@@ -283,10 +283,10 @@ impl UioDevice {
         if size == 0 {
             return Err(bad("zero"));
         }
-        if size % VMBUS_PAGE != 0 {
+        if !size.is_multiple_of(VMBUS_PAGE) {
             return Err(bad("not a multiple of 4096"));
         }
-        if (size / VMBUS_PAGE) % 2 != 0 {
+        if !(size / VMBUS_PAGE).is_multiple_of(2) {
             return Err(bad("ring file must hold two rings of whole pages"));
         }
         Ok(Mapping::map_fd(file.as_fd(), to_usize(size, &path)?, 0, &path)?.into_shared())

@@ -25,6 +25,8 @@ pub use mapping::page_size;
 pub use signal::Signaller;
 
 #[cfg(test)]
+mod device_tests;
+#[cfg(test)]
 mod discover_tests;
 #[cfg(test)]
 mod fake_tree;

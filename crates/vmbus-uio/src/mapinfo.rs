@@ -170,10 +170,10 @@ pub fn validate_nic_maps(uio_dir: &Path, maps: &[MapInfo]) -> Result<NicMaps, Ui
         if map.size == 0 {
             return Err(bad("zero"));
         }
-        if map.size % VMBUS_PAGE != 0 {
+        if !map.size.is_multiple_of(VMBUS_PAGE) {
             return Err(bad("not a multiple of 4096"));
         }
-        if k == 0 && (map.size / VMBUS_PAGE) % 2 != 0 {
+        if k == 0 && !(map.size / VMBUS_PAGE).is_multiple_of(2) {
             return Err(bad("ring map must hold two rings of whole pages"));
         }
         if k == 0 && map.size < 4 * VMBUS_PAGE {

@@ -102,7 +102,7 @@ impl Mapping {
 
     /// Atomically add to the u32 at `offset` (a control-page counter); returns the old value.
     pub(crate) fn fetch_add_u32(&self, offset: usize, value: u32) -> Option<u32> {
-        if offset.checked_add(4)? > self.len || offset % 4 != 0 {
+        if offset.checked_add(4)? > self.len || !offset.is_multiple_of(4) {
             return None;
         }
         // SAFETY: in bounds and 4-aligned (the mapping is page aligned); AtomicU32 has the
