@@ -2,7 +2,18 @@
 //! of VMBus, NVSP and RNDIS over them, so our driver and unmodified DPDK can run with no Hyper-V present.
 #![allow(unsafe_code)]
 
+pub mod backend;
+pub mod emulator;
 pub mod guest_mem;
+pub mod host;
 pub mod interposer;
 pub mod runner;
+pub mod stats;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 pub mod tree;
+pub mod wire;
+
+pub use backend::{Backend, BackendConfig, GeneratorConfig};
+pub use emulator::{Emulator, EmulatorConfig, EmulatorError};
+pub use stats::EmuStats;

@@ -1,0 +1,91 @@
+//! Where the emulated NIC's frames go and come from.
+//!
+//! The host hands every frame the guest sends to [`Backend::transmit`] (after applying VLAN,
+//! checksum and segmentation offloads) and polls [`Backend::receive`] for frames to deliver to the
+//! guest; it picks each frame's channel itself (RSS). A backend may also report link changes.
+
+mod generator;
+mod loopback;
+mod pcap;
+mod sink;
+mod tap;
+
+pub use generator::{Generator, GeneratorConfig};
+pub use loopback::Loopback;
+pub use pcap::{PcapMirror, PcapWriter};
+pub use sink::Sink;
+pub use tap::Tap;
+
+use std::time::Instant;
+
+/// A frame source/sink behind the emulated NIC.
+pub trait Backend: Send {
+    /// Short name for stats.
+    fn name(&self) -> &'static str;
+    /// A frame the guest sent (untagged or tagged as the guest asked, offloads applied).
+    fn transmit(&mut self, frame: &[u8]);
+    /// Offer up to `budget` frames for the guest to `deliver`; returns how many were offered.
+    fn receive(&mut self, now: Instant, budget: usize, deliver: &mut dyn FnMut(&[u8])) -> usize;
+    /// A link change the backend observed (`Some(up)`), polled by the host.
+    fn poll_link(&mut self) -> Option<bool> {
+        None
+    }
+    /// Backend counters for the stats document.
+    fn stats(&self) -> serde_json::Value {
+        serde_json::Value::Null
+    }
+    /// Push buffered output (pcap) to disk.
+    fn flush(&mut self) {}
+}
+
+/// Which backend the emulator builds.
+#[derive(Debug, Clone, Default)]
+pub enum BackendConfig {
+    /// Count and drop every transmitted frame; never receive.
+    #[default]
+    Sink,
+    /// Reflect each transmitted frame back to the guest.
+    Loopback,
+    /// Generate receive traffic.
+    Generator(GeneratorConfig),
+    /// A Linux TAP interface (root only).
+    Tap { name: String },
+}
+
+/// A backend could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum BackendError {
+    /// Opening or configuring the TAP device failed.
+    #[error("tap device {name}: {source}")]
+    Tap {
+        /// Interface name asked for.
+        name: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The pcap file could not be created.
+    #[error("pcap file {path}: {source}")]
+    Pcap {
+        /// File path.
+        path: std::path::PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+}
+
+impl BackendConfig {
+    /// Build the backend this configuration names.
+    pub fn build(&self) -> Result<Box<dyn Backend>, BackendError> {
+        Ok(match self {
+            BackendConfig::Sink => Box::new(Sink::default()),
+            BackendConfig::Loopback => Box::new(Loopback::new(4096)),
+            BackendConfig::Generator(cfg) => Box::new(Generator::new(cfg.clone())),
+            BackendConfig::Tap { name } => {
+                Box::new(Tap::open(name).map_err(|source| BackendError::Tap {
+                    name: name.clone(),
+                    source,
+                })?)
+            }
+        })
+    }
+}

@@ -1,0 +1,303 @@
+//! One VMBus channel of the NIC: its host→guest writer (shared by the worker and the rx pump),
+//! its counters, and the worker loop that waits for the guest's signal and drains its ring.
+//!
+//! Trigger = the channel's monitor-page pending bit, its int-page relid bit, or a new irq-control
+//! write; each is cleared when seen. The worker masks the ring while draining and re-checks after
+//! unmasking, as a host does; completions that do not fit are queued and retried on the next signal.
+
+use super::{Device, lock, nvsp};
+use crate::stats::{ChannelCounters, add};
+use std::collections::VecDeque;
+use std::sync::Mutex;
+use std::time::Duration;
+use vmbus_ring::{
+    OutgoingKind, OutgoingPacket, ReadError, Ring, RingReader, RingWriter, SharedMem, WriteError,
+};
+
+/// Where a channel lives.
+#[derive(Debug, Clone)]
+pub struct ChannelSpec {
+    pub relid: u32,
+    pub subchannel_id: u16,
+    pub monitor_id: Option<u8>,
+    /// Both rings: guest→host in the first half, host→guest in the second.
+    pub rings: SharedMem,
+}
+
+/// A message waiting for ring space.
+struct Deferred {
+    completion: bool,
+    trans_id: u64,
+    msg: [u8; 40],
+    len: usize,
+}
+
+pub(crate) struct Out {
+    pub(crate) writer: RingWriter,
+    deferred: VecDeque<Deferred>,
+}
+
+/// What only the worker thread touches.
+pub(crate) struct WorkerSide {
+    reader: RingReader,
+    g2h: Ring,
+}
+
+/// An open channel.
+pub struct Channel {
+    pub index: u16,
+    pub relid: u32,
+    pub subchannel_id: u16,
+    pub monitor_id: Option<u8>,
+    pub(crate) out: Mutex<Out>,
+    pub(crate) counters: ChannelCounters,
+}
+
+impl Channel {
+    pub(crate) fn open(index: u16, spec: ChannelSpec) -> Result<(Channel, WorkerSide), String> {
+        let half = spec.rings.len() / 2;
+        let g2h_mem = spec.rings.subrange(0, half).map_err(|e| e.to_string())?;
+        let h2g_mem = spec.rings.subrange(half, half).map_err(|e| e.to_string())?;
+        let g2h = Ring::new(g2h_mem)
+            .map_err(|e| format!("guest→host ring of relid {}: {e}", spec.relid))?;
+        let h2g = Ring::new(h2g_mem)
+            .map_err(|e| format!("host→guest ring of relid {}: {e}", spec.relid))?;
+        let ch = Channel {
+            index,
+            relid: spec.relid,
+            subchannel_id: spec.subchannel_id,
+            monitor_id: spec.monitor_id,
+            out: Mutex::new(Out {
+                writer: RingWriter::new(h2g),
+                deferred: VecDeque::new(),
+            }),
+            counters: ChannelCounters::default(),
+        };
+        Ok((
+            ch,
+            WorkerSide {
+                reader: RingReader::new(g2h.clone()),
+                g2h,
+            },
+        ))
+    }
+
+    /// Write one packet and commit; signal the guest when the ring rules say so.
+    pub(crate) fn write_now(
+        &self,
+        dev: &Device,
+        out: &mut Out,
+        pkt: &OutgoingPacket<'_>,
+    ) -> Result<(), WriteError> {
+        out.writer.try_write(pkt)?;
+        if out.writer.commit() {
+            add(&self.counters.signals_to_guest, 1);
+            dev.signal.signal(self.relid);
+        }
+        Ok(())
+    }
+
+    fn send(&self, dev: &Device, completion: bool, trans_id: u64, req: bool, msg: &[u8]) -> bool {
+        let mut out = lock(&self.out);
+        let kind = if completion {
+            OutgoingKind::Completion
+        } else {
+            OutgoingKind::InBand
+        };
+        if out.deferred.is_empty() {
+            let pkt = OutgoingPacket {
+                kind,
+                trans_id,
+                completion_requested: req,
+                payload: &[msg],
+            };
+            match self.write_now(dev, &mut out, &pkt) {
+                Ok(()) => {
+                    add(&self.counters.completions_sent, u64::from(completion));
+                    return true;
+                }
+                Err(WriteError::Full { needed }) => {
+                    let _ = out.writer.request_space(needed);
+                }
+                Err(_) => {
+                    dev.proto_error("hostRingCorrupt");
+                    return false;
+                }
+            }
+        }
+        // Keep order: queue behind what is already waiting (a completion is never dropped).
+        let mut d = Deferred {
+            completion,
+            trans_id,
+            msg: [0; 40],
+            len: msg.len().min(40),
+        };
+        d.msg[..d.len].copy_from_slice(&msg[..d.len]);
+        out.deferred.push_back(d);
+        add(&self.counters.completions_deferred, 1);
+        false
+    }
+
+    /// Send a completion (type 11) carrying `msg`.
+    pub(crate) fn send_completion(&self, dev: &Device, trans_id: u64, msg: &[u8]) -> bool {
+        self.send(dev, true, trans_id, false, msg)
+    }
+
+    /// Send an in-band (type 6) message.
+    pub(crate) fn send_inband(
+        &self,
+        dev: &Device,
+        trans_id: u64,
+        completion_requested: bool,
+        msg: &[u8],
+    ) -> bool {
+        self.send(dev, false, trans_id, completion_requested, msg)
+    }
+
+    /// Retry queued messages; true when none remain.
+    fn flush_deferred(&self, dev: &Device) -> bool {
+        let mut out = lock(&self.out);
+        while let Some(d) = out.deferred.front() {
+            let kind = if d.completion {
+                OutgoingKind::Completion
+            } else {
+                OutgoingKind::InBand
+            };
+            let msg = d.msg;
+            let pkt = OutgoingPacket {
+                kind,
+                trans_id: d.trans_id,
+                completion_requested: false,
+                payload: &[&msg[..d.len]],
+            };
+            if out.writer.try_write(&pkt).is_err() {
+                break;
+            }
+            out.deferred.pop_front();
+        }
+        if out.writer.commit() {
+            add(&self.counters.signals_to_guest, 1);
+            dev.signal.signal(self.relid);
+        }
+        if out.deferred.is_empty() {
+            out.writer.clear_space_request();
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Look at (and clear) this channel's trigger bits.
+    fn take_trigger(&self, dev: &Device, last_irq_writes: &mut u64) -> bool {
+        let mut hit = false;
+        if let (true, Some(m)) = (dev.cfg.monitored, self.monitor_id) {
+            let off = 8 + 8 * usize::from(m / 32);
+            let bit = 1u32 << (m % 32);
+            if dev.mem.monitor_page.fetch_and_u32(off, !bit).unwrap_or(0) & bit != 0 {
+                hit = true;
+            }
+        }
+        let off = 2048 + 4 * (self.relid as usize / 32);
+        let bit = 1u32 << (self.relid % 32);
+        if dev.mem.int_page.fetch_and_u32(off, !bit).unwrap_or(0) & bit != 0 {
+            hit = true;
+        }
+        let w = dev.signal.irq_writes();
+        if w != *last_irq_writes {
+            *last_irq_writes = w;
+            hit = true;
+        }
+        hit
+    }
+
+    /// Scan interval: the monitor-page latency of this channel's monitor id (100 ns units), or 100 µs.
+    fn latency(&self, dev: &Device) -> Duration {
+        let units = self
+            .monitor_id
+            .and_then(|m| {
+                let off = 576 + 2 * usize::from(m);
+                let mut b = [0u8; 2];
+                dev.mem
+                    .monitor_page
+                    .read(off, &mut b)
+                    .ok()
+                    .map(|_| u16::from_le_bytes(b))
+            })
+            .unwrap_or(0);
+        if units == 0 {
+            Duration::from_micros(100)
+        } else {
+            Duration::from_nanos(u64::from(units) * 100)
+        }
+    }
+}
+
+/// The worker loop of one channel.
+pub(crate) fn run_worker(dev: &Device, ch: &Channel, mut w: WorkerSide) {
+    let mut scratch = Vec::with_capacity(4096);
+    let mut ctx = nvsp::Ctx::new();
+    let mut last_irq = dev.signal.irq_writes();
+    let mut pending_deferred = false;
+    while !dev.stopped() {
+        let triggered = ch.take_trigger(dev, &mut last_irq);
+        if triggered {
+            add(&ch.counters.triggers, 1);
+        }
+        if triggered || dev.cfg.busy_poll || pending_deferred {
+            pending_deferred = !ch.flush_deferred(dev);
+        }
+        if triggered || dev.cfg.busy_poll {
+            drain(dev, ch, &mut w, &mut scratch, &mut ctx);
+        }
+        if dev.cfg.busy_poll {
+            std::hint::spin_loop();
+            std::thread::yield_now();
+        } else {
+            std::thread::sleep(ch.latency(dev));
+        }
+    }
+}
+
+fn drain(
+    dev: &Device,
+    ch: &Channel,
+    w: &mut WorkerSide,
+    scratch: &mut Vec<u8>,
+    ctx: &mut nvsp::Ctx,
+) {
+    w.g2h.set_interrupt_mask(true);
+    let mut corrupt = false;
+    loop {
+        let mut n = 0u32;
+        loop {
+            match w.reader.read(scratch) {
+                Ok(pkt) => {
+                    n += 1;
+                    if !dev.cfg.silent {
+                        nvsp::handle_packet(dev, ch, ctx, &pkt);
+                    }
+                }
+                Err(ReadError::Empty) => break,
+                Err(ReadError::Corrupt(_)) => {
+                    // Stop reading this ring until the guest signals again.
+                    dev.proto_error("ringCorrupt");
+                    corrupt = true;
+                    break;
+                }
+            }
+            if n % 64 == 0 && w.reader.commit() {
+                add(&ch.counters.signals_to_guest, 1);
+                dev.signal.signal(ch.relid);
+            }
+        }
+        if w.reader.commit() {
+            add(&ch.counters.signals_to_guest, 1);
+            dev.signal.signal(ch.relid);
+        }
+        w.g2h.set_interrupt_mask(false);
+        if corrupt || w.reader.bytes_available() == 0 || dev.stopped() {
+            break;
+        }
+        w.g2h.set_interrupt_mask(true);
+    }
+}

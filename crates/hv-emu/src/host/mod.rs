@@ -1,0 +1,269 @@
+//! The NetVSP/RNDIS host: one [`Device`] shared by a worker thread per open channel and an rx pump.
+//!
+//! Workers sleep `latency` (the guest's monitor-page setting), look at their channel's trigger bits,
+//! and drain the guest→host ring; the rx pump polls the backend, picks each frame's channel by RSS
+//! and writes it into that channel's receive sub-allocations. Everything read from the guest is
+//! copied and bounded first; a malformed message is counted by kind and answered, never a panic.
+
+pub mod frame;
+pub mod pool;
+
+mod channel;
+mod nvsp;
+mod oid;
+mod rndis;
+mod rx;
+mod state;
+mod tx;
+
+pub use channel::{Channel, ChannelSpec};
+pub use state::{DeviceState, OffloadState, RecvBufInfo, RssState};
+
+use crate::backend::Backend;
+use crate::stats::Counters;
+use pool::RecvPool;
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, Weak};
+use std::thread::JoinHandle;
+use vmbus_ring::SharedMem;
+
+/// Lock a mutex, ignoring poisoning (a panicked worker must not take the others down).
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Reads guest pages named by GPA-direct packets (IOVA-as-VA: address = pfn × 4096 + offset).
+pub trait GpaReader: Send + Sync {
+    /// Copy `dst.len()` bytes at `pfn * 4096 + offset`.
+    fn read(&self, pfn: u64, offset: u32, dst: &mut [u8]) -> Result<(), String>;
+}
+
+/// Creates a subchannel's rings (in the emulated tree: `channels/<relid>/ring`).
+pub trait ChannelFactory: Send + Sync {
+    /// Create the channel and return both its rings (guest→host first half).
+    fn create(
+        &self,
+        relid: u32,
+        subchannel_id: u16,
+        monitor_id: Option<u8>,
+    ) -> Result<SharedMem, String>;
+}
+
+/// Raises "interrupts" towards the guest (the uio event count).
+pub trait GuestSignal: Send + Sync {
+    /// Signal the guest about channel `relid`.
+    fn signal(&self, relid: u32);
+    /// Number of irq-control writes the guest made (unmonitored channels signal this way).
+    fn irq_writes(&self) -> u64 {
+        0
+    }
+}
+
+/// Shared regions of one NIC.
+#[derive(Clone)]
+pub struct DeviceMem {
+    pub int_page: SharedMem,
+    pub monitor_page: SharedMem,
+    pub recv_buf: SharedMem,
+    pub send_buf: SharedMem,
+    pub recv_gpadl: u32,
+    pub send_gpadl: u32,
+}
+
+/// Static host settings.
+#[derive(Debug, Clone)]
+pub struct HostConfig {
+    pub mac: [u8; 6],
+    /// MTU without the Ethernet header (1500).
+    pub mtu: u32,
+    pub max_queues: u16,
+    pub busy_poll: bool,
+    pub monitored: bool,
+    pub accept_versions: Option<Vec<u32>>,
+    pub silent: bool,
+    /// Link speed in 100 bps units.
+    pub link_speed: u32,
+}
+
+/// Hooks the host needs from its surroundings.
+pub struct HostEnv {
+    pub mem: DeviceMem,
+    pub signal: Arc<dyn GuestSignal>,
+    pub factory: Arc<dyn ChannelFactory>,
+    pub gpa: Arc<dyn GpaReader>,
+    pub backend: Box<dyn Backend>,
+}
+
+/// One emulated synthetic NIC.
+pub struct Device {
+    pub(crate) cfg: HostConfig,
+    pub(crate) mem: DeviceMem,
+    pub(crate) signal: Arc<dyn GuestSignal>,
+    pub(crate) factory: Arc<dyn ChannelFactory>,
+    pub(crate) gpa: Arc<dyn GpaReader>,
+    pub(crate) state: Mutex<DeviceState>,
+    pub(crate) pool: Mutex<RecvPool>,
+    pub(crate) channels: RwLock<Vec<Arc<Channel>>>,
+    pub(crate) backend: Mutex<Box<dyn Backend>>,
+    pub(crate) counters: Counters,
+    /// RNDIS control messages waiting for a free reserved sub-allocation.
+    pub(crate) control_queue: Mutex<VecDeque<Vec<u8>>>,
+    pub(crate) stop: AtomicBool,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+    me: Weak<Device>,
+}
+
+impl Device {
+    /// Start the host on the primary channel `primary` and spawn its worker and the rx pump.
+    pub fn start(
+        cfg: HostConfig,
+        env: HostEnv,
+        primary: ChannelSpec,
+    ) -> Result<Arc<Device>, String> {
+        let state = DeviceState::new(&cfg);
+        let dev = Arc::new_cyclic(|me| Device {
+            cfg,
+            mem: env.mem,
+            signal: env.signal,
+            factory: env.factory,
+            gpa: env.gpa,
+            state: Mutex::new(state),
+            pool: Mutex::new(RecvPool::default()),
+            channels: RwLock::new(Vec::new()),
+            backend: Mutex::new(env.backend),
+            counters: Counters::default(),
+            control_queue: Mutex::new(VecDeque::new()),
+            stop: AtomicBool::new(false),
+            threads: Mutex::new(Vec::new()),
+            me: me.clone(),
+        });
+        dev.open_channel(primary)?;
+        let d = dev.clone();
+        let h = std::thread::Builder::new()
+            .name("hv-emu-rx".into())
+            .spawn(move || rx::run_pump(&d))
+            .map_err(|e| format!("spawn rx pump: {e}"))?;
+        lock(&dev.threads).push(h);
+        Ok(dev)
+    }
+
+    /// Open a channel and start its worker thread.
+    pub(crate) fn open_channel(&self, spec: ChannelSpec) -> Result<Arc<Channel>, String> {
+        let me = self.me.upgrade().ok_or("device is gone")?;
+        let index = self
+            .channels
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .len() as u16;
+        let (ch, worker) = Channel::open(index, spec)?;
+        let ch = Arc::new(ch);
+        self.channels
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(ch.clone());
+        let d = me;
+        let c = ch.clone();
+        let h = std::thread::Builder::new()
+            .name(format!("hv-emu-ch{index}"))
+            .spawn(move || channel::run_worker(&d, &c, worker))
+            .map_err(|e| format!("spawn worker: {e}"))?;
+        lock(&self.threads).push(h);
+        Ok(ch)
+    }
+
+    /// The open channels, primary first.
+    pub fn channels(&self) -> Vec<Arc<Channel>> {
+        self.channels
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    pub(crate) fn channel(&self, index: usize) -> Option<Arc<Channel>> {
+        self.channels
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(index)
+            .cloned()
+    }
+
+    /// Stop every thread and flush the backend.
+    pub fn stop(&self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let handles: Vec<_> = lock(&self.threads).drain(..).collect();
+        for h in handles {
+            let _ = h.join();
+        }
+        lock(&self.backend).flush();
+    }
+
+    pub(crate) fn stopped(&self) -> bool {
+        self.stop.load(Ordering::Relaxed)
+    }
+
+    /// Count a protocol error of `kind`.
+    pub(crate) fn proto_error(&self, kind: &'static str) {
+        self.counters.proto_error(kind);
+    }
+
+    /// Change the link state and tell the guest (RNDIS INDICATE_STATUS).
+    pub fn set_link(&self, up: bool) {
+        let ready = {
+            let mut st = lock(&self.state);
+            st.link_up = up;
+            st.rndis_initialized
+        };
+        if ready {
+            let status = if up {
+                crate::wire::rndis::STATUS_MEDIA_CONNECT
+            } else {
+                crate::wire::rndis::STATUS_MEDIA_DISCONNECT
+            };
+            self.queue_control(rndis::indicate_status(status, None));
+        }
+    }
+
+    /// Change the link speed (100 bps units) and tell the guest.
+    pub fn set_link_speed(&self, speed: u32) {
+        let ready = {
+            let mut st = lock(&self.state);
+            st.link_speed = speed;
+            st.rndis_initialized
+        };
+        if ready {
+            self.queue_control(rndis::indicate_status(
+                crate::wire::rndis::STATUS_LINK_SPEED_CHANGE,
+                Some(speed),
+            ));
+        }
+    }
+
+    /// Send NVSP SEND_VF_ASSOCIATION (v4+) on the primary channel.
+    pub fn send_vf_association(&self, allocated: bool, serial: u32) -> bool {
+        let version = lock(&self.state).version;
+        if version < crate::wire::nvsp::V4 {
+            return false;
+        }
+        let Some(ch) = self.channel(0) else {
+            return false;
+        };
+        let mut msg = [0u8; 40];
+        crate::wire::put_u32(&mut msg, 0, crate::wire::nvsp::SEND_VF_ASSOCIATION);
+        crate::wire::put_u32(&mut msg, 4, u32::from(allocated));
+        crate::wire::put_u32(&mut msg, 8, serial);
+        let len = crate::wire::nvsp::message_len(version);
+        ch.send_inband(
+            self,
+            crate::wire::nvsp::VF_ASSOCIATION_TRANS_ID,
+            true,
+            &msg[..len],
+        )
+    }
+}
+
+impl Drop for Device {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+    }
+}

@@ -1,0 +1,250 @@
+//! Host→guest data: the rx pump polls the backend, filters each frame, strips its 802.1Q tag,
+//! hashes it (Toeplitz over the enabled tuple) to pick a channel, writes an RNDIS PACKET (header,
+//! checksum/VLAN/hash PPIs, frame) into one of that channel's free sub-allocations, and sends the
+//! batch as one transfer-page packet per channel (≤ 375 ranges; transaction id = first index).
+//! No free sub-allocation or no ring space → the frame is dropped and counted, never overwritten.
+
+use super::{Device, frame, lock};
+use crate::stats::add;
+use crate::wire::{filter, hash, nvsp, ppi, put_u32, rndis as r};
+use std::time::{Duration, Instant};
+use vmbus_ring::{OutgoingKind, OutgoingPacket, TransferRange};
+
+/// Ranges per transfer-page packet (NDIS ≥ 6.0 hosts).
+const MAX_RANGES: usize = 375;
+const PPI_LEN: usize = 16;
+
+/// What the pump needs from the device state, copied once per round.
+struct Snapshot {
+    ready: bool,
+    link_up: bool,
+    filter: u32,
+    mac: [u8; 6],
+    version: u32,
+    set_id: u16,
+    sub_size: u32,
+    rss: Option<(u32, Vec<u8>, Vec<u32>)>,
+    channels: usize,
+}
+
+struct Batch {
+    ranges: Vec<TransferRange>,
+    indices: Vec<u32>,
+    bytes: u64,
+}
+
+pub(crate) fn run_pump(dev: &Device) {
+    let mut batches: Vec<Batch> = Vec::new();
+    let mut untagged = Vec::with_capacity(16384);
+    while !dev.stopped() {
+        let link = lock(&dev.backend).poll_link();
+        if let Some(up) = link {
+            dev.set_link(up);
+        }
+        let snap = snapshot(dev);
+        while batches.len() < snap.channels {
+            batches.push(Batch {
+                ranges: Vec::with_capacity(MAX_RANGES),
+                indices: Vec::with_capacity(MAX_RANGES),
+                bytes: 0,
+            });
+        }
+        let budget = MAX_RANGES * snap.channels.max(1);
+        let now = Instant::now();
+        let mut backend = lock(&dev.backend);
+        let n = backend.receive(now, budget, &mut |f| {
+            deliver(dev, &snap, &mut batches, &mut untagged, f);
+        });
+        drop(backend);
+        for (i, b) in batches.iter_mut().enumerate() {
+            flush(dev, &snap, i, b);
+        }
+        if dev.cfg.busy_poll {
+            std::thread::yield_now();
+        } else if n < budget {
+            std::thread::sleep(Duration::from_micros(50));
+        }
+    }
+}
+
+fn snapshot(dev: &Device) -> Snapshot {
+    let st = lock(&dev.state);
+    Snapshot {
+        ready: st.recv.is_some() && st.rndis_initialized,
+        link_up: st.link_up,
+        filter: st.filter,
+        mac: st.current_mac,
+        version: st.version,
+        set_id: st.recv.map_or(0, |r| r.id),
+        sub_size: st.recv.map_or(0, |r| r.sub_alloc_size),
+        rss: st
+            .rss
+            .enabled
+            .then(|| (st.rss.hash_info, st.rss.key.clone(), st.rss.table.clone())),
+        channels: dev.channels.read().unwrap_or_else(|p| p.into_inner()).len(),
+    }
+}
+
+fn accepted(snap: &Snapshot, f: &[u8]) -> bool {
+    let fl = snap.filter;
+    if fl & filter::PROMISCUOUS != 0 {
+        return true;
+    }
+    let dst = &f[..6];
+    if dst == [0xFF; 6] {
+        fl & filter::BROADCAST != 0
+    } else if dst[0] & 1 != 0 {
+        fl & (filter::MULTICAST | filter::ALL_MULTICAST) != 0
+    } else {
+        fl & filter::DIRECTED != 0 && dst == snap.mac
+    }
+}
+
+fn deliver(
+    dev: &Device,
+    snap: &Snapshot,
+    batches: &mut [Batch],
+    untagged: &mut Vec<u8>,
+    raw: &[u8],
+) {
+    let Some(ch0) = dev.channel(0) else { return };
+    if !snap.ready {
+        add(&ch0.counters.drop_not_ready, 1);
+        return;
+    }
+    if !snap.link_up {
+        add(&ch0.counters.drop_link_down, 1);
+        return;
+    }
+    if raw.len() < frame::ETH_LEN || !accepted(snap, raw) {
+        add(&ch0.counters.drop_filtered, 1);
+        return;
+    }
+    let vlan = frame::strip_vlan(raw, untagged);
+    let f: &[u8] = if vlan.is_some() { untagged } else { raw };
+    // Hash and channel.
+    let mut input = [0u8; 36];
+    let (hash_value, hash_type, chan) = match &snap.rss {
+        Some((info, key, table)) => match frame::rss_input(f, *info, &mut input) {
+            Some((len, ty)) => {
+                let h = frame::toeplitz(key, &input[..len]);
+                let c = table[(h & 127) as usize] as usize % snap.channels.max(1);
+                (h, ty, c)
+            }
+            None => (0, 0, 0),
+        },
+        None => (0, 0, 0),
+    };
+    let Some(ch) = dev.channel(chan) else { return };
+    // RNDIS PACKET: header, PPIs (checksum, 802.1Q, hash value, hash info), frame.
+    let mut hdr = [0u8; r::PACKET_HEADER_LEN + 4 * PPI_LEN];
+    let mut nppi = 0;
+    let mut push_ppi = |ty: u32, value: u32| {
+        let o = r::PACKET_HEADER_LEN + nppi * PPI_LEN;
+        put_u32(&mut hdr, o, PPI_LEN as u32);
+        put_u32(&mut hdr, o + 4, ty);
+        put_u32(&mut hdr, o + 8, ppi::HEADER_LEN as u32);
+        put_u32(&mut hdr, o + 12, value);
+        nppi += 1;
+    };
+    if let Some((ip, l4)) = frame::verify(f) {
+        let mut v = 0;
+        match ip {
+            Some(true) => v |= ppi::RX_IP_OK,
+            Some(false) => v |= ppi::RX_IP_FAIL,
+            None => {}
+        }
+        match l4 {
+            Some((true, ok)) => v |= if ok { ppi::RX_TCP_OK } else { ppi::RX_TCP_FAIL },
+            Some((false, ok)) => v |= if ok { ppi::RX_UDP_OK } else { ppi::RX_UDP_FAIL },
+            None => {}
+        }
+        push_ppi(ppi::CHECKSUM, v);
+    }
+    if let Some(tci) = vlan {
+        push_ppi(ppi::IEEE_8021Q, u32::from(tci));
+    }
+    if hash_type != 0 {
+        push_ppi(ppi::HASH_VALUE, hash_value);
+        push_ppi(ppi::HASH_INFO, hash_type | hash::FUNCTION_TOEPLITZ);
+    }
+    let ppi_len = nppi * PPI_LEN;
+    let hdr_len = r::PACKET_HEADER_LEN + ppi_len;
+    let msg_len = hdr_len + f.len();
+    if msg_len > snap.sub_size as usize {
+        add(&ch.counters.drop_too_large, 1);
+        return;
+    }
+    put_u32(&mut hdr, 0, r::PACKET);
+    put_u32(&mut hdr, 4, msg_len as u32);
+    put_u32(&mut hdr, 8, (36 + ppi_len) as u32);
+    put_u32(&mut hdr, 12, f.len() as u32);
+    put_u32(&mut hdr, 28, if nppi > 0 { 36 } else { 0 });
+    put_u32(&mut hdr, 32, ppi_len as u32);
+    let Some(idx) = lock(&dev.pool).alloc(1 + chan) else {
+        add(&ch.counters.drop_no_rx_buffer, 1);
+        return;
+    };
+    let offset = idx as usize * snap.sub_size as usize;
+    let written = dev.mem.recv_buf.write(offset, &hdr[..hdr_len]).is_ok()
+        && dev.mem.recv_buf.write(offset + hdr_len, f).is_ok();
+    if !written {
+        lock(&dev.pool).release(idx);
+        add(&ch.counters.drop_no_rx_buffer, 1);
+        return;
+    }
+    let b = &mut batches[chan];
+    b.ranges.push(TransferRange {
+        byte_count: msg_len as u32,
+        byte_offset: offset as u32,
+    });
+    b.indices.push(idx);
+    b.bytes += f.len() as u64;
+    if b.ranges.len() >= MAX_RANGES {
+        flush(dev, snap, chan, b);
+    }
+}
+
+fn flush(dev: &Device, snap: &Snapshot, chan: usize, b: &mut Batch) {
+    if b.ranges.is_empty() {
+        return;
+    }
+    let n = b.ranges.len() as u64;
+    let Some(ch) = dev.channel(chan) else { return };
+    lock(&dev.pool).link(&b.indices);
+    let mut nv = [0u8; 40];
+    put_u32(&mut nv, 0, nvsp::SEND_RNDIS_PKT);
+    put_u32(&mut nv, 4, nvsp::CHANNEL_DATA);
+    put_u32(&mut nv, 8, nvsp::NO_SECTION);
+    let pkt = OutgoingPacket {
+        kind: OutgoingKind::TransferPages {
+            set_id: snap.set_id,
+            ranges: &b.ranges,
+        },
+        trans_id: u64::from(b.indices[0]),
+        completion_requested: true,
+        payload: &[&nv[..nvsp::message_len(snap.version)]],
+    };
+    let result = {
+        let mut out = lock(&ch.out);
+        ch.write_now(dev, &mut out, &pkt)
+    };
+    match result {
+        Ok(()) => {
+            add(&ch.counters.h2g_frames, n);
+            add(&ch.counters.h2g_bytes, b.bytes);
+            add(&ch.counters.h2g_packets, 1);
+        }
+        Err(_) => {
+            let mut pool = lock(&dev.pool);
+            for &i in &b.indices {
+                pool.release(i);
+            }
+            drop(pool);
+            add(&ch.counters.drop_ring_full, n);
+        }
+    }
+    b.ranges.clear();
+    b.indices.clear();
+    b.bytes = 0;
+}
