@@ -10,8 +10,8 @@ pub type Step = &'static str;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The device could not be found or mapped by the uio layer.
-    #[error("uio: {0}")]
-    Uio(String),
+    #[error(transparent)]
+    Uio(#[from] vmbus_uio::UioError),
     /// A ring could not be built over the mapped memory or a write failed hard.
     #[error("ring ({step}): {detail}")]
     Ring {

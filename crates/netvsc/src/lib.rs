@@ -3,9 +3,31 @@
 //! channel per queue with send-section aggregation, GPA-direct large frames and zero-copy rx views.
 #![forbid(unsafe_code)]
 
+mod bringup;
+mod channel;
+pub mod config;
+mod control;
 pub mod devargs;
+pub mod device;
 pub mod error;
+pub mod link;
+pub mod ndis;
+mod queue;
+pub mod rx;
+mod shared;
 pub mod stats;
+pub mod tx;
+pub mod wire;
 
+pub use bringup::DeviceInfo;
+pub use config::{DeviceConfig, Timeouts};
 pub use devargs::Devargs;
+pub use device::Device;
 pub use error::{Error, Result};
+pub use link::{Event, LinkInfo};
+pub use ndis::{OffloadCaps, Offloads};
+pub use queue::QueuePair;
+pub use rx::{Csum, RxMeta, RxPacket, RxView};
+pub use shared::AggLimits;
+pub use tx::{L4Proto, TxMeta, TxOffload, TxPacket};
+pub use vmbus_uio::IovaMode;

@@ -1,0 +1,75 @@
+//! What the caller chooses when opening a device.
+
+use std::time::Duration;
+
+use vmbus_uio::IovaMode;
+
+use crate::devargs::Devargs;
+use crate::ndis::{Offloads, RSS_TABLE};
+
+/// How long to wait for the host at each step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    /// NVSP replies (DPDK polls without bound; we use the RNDIS figure).
+    pub nvsp: Duration,
+    /// RNDIS replies (DPDK: 60 s, raised from 5 s after busy Azure hosts took 15 s).
+    pub rndis: Duration,
+    /// Subchannel ring files appearing (DPDK: 1000 × 10 ms).
+    pub subchannels: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            nvsp: Duration::from_secs(60),
+            rndis: Duration::from_secs(60),
+            subchannels: Duration::from_secs(10),
+        }
+    }
+}
+
+impl Timeouts {
+    /// All three set to `d` (tests).
+    pub fn all(d: Duration) -> Timeouts {
+        Timeouts { nvsp: d, rndis: d, subchannels: d }
+    }
+}
+
+/// Device configuration.
+#[derive(Debug, Clone)]
+pub struct DeviceConfig {
+    /// Queue pairs wanted; clamped to min(host RSS queues, 64), and to 1 below NVSP v5.
+    pub queues: u16,
+    /// MTU (without the Ethernet header).
+    pub mtu: u32,
+    /// DPDK device arguments.
+    pub devargs: Devargs,
+    /// RSS key; the standard Microsoft key when `None`.
+    pub rss_key: Option<[u8; 40]>,
+    /// RSS indirection table (queue per bucket); round-robin when `None`.
+    pub rss_table: Option<[u16; RSS_TABLE]>,
+    /// Offloads to enable where the host supports them.
+    pub offloads: Offloads,
+    /// Host wait limits.
+    pub timeouts: Timeouts,
+    /// How DMA addresses are given to the host.
+    pub iova: IovaMode,
+    /// GPA-direct slots per queue (each holds one frame up to 64 KiB until completion).
+    pub tx_gpa_slots: u32,
+}
+
+impl Default for DeviceConfig {
+    fn default() -> Self {
+        DeviceConfig {
+            queues: 1,
+            mtu: 1500,
+            devargs: Devargs::default(),
+            rss_key: None,
+            rss_table: None,
+            offloads: Offloads::default(),
+            timeouts: Timeouts::default(),
+            iova: IovaMode::Va,
+            tx_gpa_slots: 32,
+        }
+    }
+}

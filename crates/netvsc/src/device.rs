@@ -1,0 +1,340 @@
+//! The device handle: open by UUID or kernel interface name, start/stop, controls (packet filter,
+//! MTU, MAC/VLAN refusals, multicast list for a VF), link, VF data path, statistics and close.
+//! Control operations run on queue 0 under its lock; close switches the data path back to
+//! synthetic, clears the filter, halts RNDIS and revokes the buffers before unmapping.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use vmbus_uio::UioDevice;
+
+use crate::bringup::{self, DeviceInfo, Opened};
+use crate::config::DeviceConfig;
+use crate::control::{CtlPage, Ids, rndis_halt_req};
+use crate::error::{Error, Result};
+use crate::link::{Event, LinkInfo};
+use crate::queue::{QueueCore, QueuePair, lock};
+use crate::shared::Shared;
+use crate::stats::{self, QueueStats, Totals};
+use crate::wire::{self, nvsp, rndis};
+
+/// Packet filter bits (protocol.md §4.4).
+pub mod filter {
+    /// Frames to our MAC.
+    pub const DIRECTED: u32 = 0x1;
+    /// All multicast.
+    pub const ALL_MULTICAST: u32 = 0x4;
+    /// Broadcast.
+    pub const BROADCAST: u32 = 0x8;
+    /// Everything.
+    pub const PROMISCUOUS: u32 = 0x20;
+    /// DPDK's value at start: directed | all-multicast | broadcast.
+    pub const START: u32 = DIRECTED | ALL_MULTICAST | BROADCAST;
+    /// DPDK's value with promiscuous and all-multicast off.
+    pub const NORMAL: u32 = DIRECTED | BROADCAST;
+}
+
+/// An open netvsc device.
+pub struct Device {
+    root: PathBuf,
+    name: String,
+    cfg: DeviceConfig,
+    uio: Option<UioDevice>,
+    info: DeviceInfo,
+    shared: Arc<Shared>,
+    cores: Vec<Arc<Mutex<QueueCore>>>,
+    ctl_page: CtlPage,
+    ids: Ids,
+    promisc: bool,
+    allmulti: bool,
+    filter: u32,
+    mc_list: Vec<[u8; 6]>,
+    vf_datapath: bool,
+}
+
+impl std::fmt::Debug for Device {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Device").field("name", &self.name).field("info", &self.info).finish()
+    }
+}
+
+impl Device {
+    /// Open the device named by instance UUID or kernel interface name under `root` (`/` on a
+    /// real guest, the emulator's directory in tests) and bring it up. The port starts stopped.
+    pub fn open(root: &Path, name: &str, cfg: DeviceConfig) -> Result<Device> {
+        let info = vmbus_uio::find_device(root, name)?;
+        let uio = UioDevice::open(root, &info)?;
+        let Opened { info, shared, cores, ctl_page, ids } = bringup::open(&uio, &cfg)?;
+        Ok(Device {
+            root: root.to_path_buf(),
+            name: name.to_string(),
+            cfg,
+            uio: Some(uio),
+            info,
+            shared,
+            cores,
+            ctl_page,
+            ids,
+            promisc: false,
+            allmulti: true,
+            filter: 0,
+            mc_list: Vec::new(),
+            vf_datapath: false,
+        })
+    }
+
+    /// What bring-up negotiated.
+    pub fn info(&self) -> &DeviceInfo {
+        &self.info
+    }
+
+    /// The configuration in use.
+    pub fn config(&self) -> &DeviceConfig {
+        &self.cfg
+    }
+
+    /// Handles to every queue pair; give each to one polling thread.
+    pub fn queues(&self) -> Vec<QueuePair> {
+        self.cores
+            .iter()
+            .map(|c| {
+                let core = lock(c);
+                QueuePair { id: core.id, core: c.clone(), stats: core.stats.clone(), shared: self.shared.clone() }
+            })
+            .collect()
+    }
+
+    fn ctl(&self) -> Result<std::sync::MutexGuard<'_, QueueCore>> {
+        if self.shared.closed() {
+            return Err(Error::Closed);
+        }
+        Ok(lock(&self.cores[0]))
+    }
+
+    fn set_filter(&mut self, value: u32) -> Result<()> {
+        let t = self.cfg.timeouts.rndis;
+        let mut core = self.ctl()?;
+        bringup::set_oid(&mut core, &self.ctl_page, &self.ids, rndis::OID_PACKET_FILTER, &value.to_le_bytes(), "set packet filter", t)?;
+        drop(core);
+        self.filter = value;
+        Ok(())
+    }
+
+    /// Start receiving: set the packet filter (0xD, or 0x20 when promiscuous).
+    pub fn start(&mut self) -> Result<()> {
+        let f = if self.promisc { filter::PROMISCUOUS } else { filter::START };
+        self.set_filter(f)?;
+        self.shared.started.store(true, Relaxed);
+        Ok(())
+    }
+
+    /// Stop receiving: filter 0 (the host then delivers nothing).
+    pub fn stop(&mut self) -> Result<()> {
+        self.shared.started.store(false, Relaxed);
+        self.set_filter(0)
+    }
+
+    /// Whether the port is started.
+    pub fn is_started(&self) -> bool {
+        self.shared.started()
+    }
+
+    /// Last packet filter value set.
+    pub fn packet_filter(&self) -> u32 {
+        self.filter
+    }
+
+    /// Promiscuous mode (0x20 on; 0x9, plus 0x4 with all-multicast, off).
+    pub fn set_promiscuous(&mut self, on: bool) -> Result<()> {
+        self.promisc = on;
+        if !self.is_started() {
+            return Ok(());
+        }
+        let f = if on { filter::PROMISCUOUS } else { filter::NORMAL | if self.allmulti { filter::ALL_MULTICAST } else { 0 } };
+        self.set_filter(f)
+    }
+
+    /// All-multicast (0xD on, 0x9 off; recorded only while promiscuous).
+    pub fn set_allmulticast(&mut self, on: bool) -> Result<()> {
+        self.allmulti = on;
+        if !self.is_started() || self.promisc {
+            return Ok(());
+        }
+        self.set_filter(if on { filter::START } else { filter::NORMAL })
+    }
+
+    /// The MAC address (read-only on Hyper-V).
+    pub fn mac(&self) -> [u8; 6] {
+        self.info.mac
+    }
+
+    /// Changing the MAC is not possible on the synthetic NIC.
+    pub fn set_mac(&mut self, _mac: [u8; 6]) -> Result<()> {
+        Err(Error::NotSupported("setting the MAC address"))
+    }
+
+    /// Extra MAC filters are not possible.
+    pub fn add_mac(&mut self, _mac: [u8; 6]) -> Result<()> {
+        Err(Error::NotSupported("adding a MAC address filter"))
+    }
+
+    /// VLAN filters are not possible (the host strips tags and reports them in metadata).
+    pub fn add_vlan_filter(&mut self, _vid: u16) -> Result<()> {
+        Err(Error::NotSupported("VLAN filtering"))
+    }
+
+    /// Keep a multicast list for a VF; the synthetic path has no multicast filter.
+    pub fn set_multicast_list(&mut self, list: &[[u8; 6]]) -> Result<()> {
+        if let Some(bad) = list.iter().find(|m| m[0] & 1 == 0) {
+            return Err(Error::Invalid { what: "multicast address (unicast given)", value: u64::from(bad[0]) });
+        }
+        self.mc_list = list.to_vec();
+        Ok(())
+    }
+
+    /// The multicast list kept for the VF.
+    pub fn multicast_list(&self) -> &[[u8; 6]] {
+        &self.mc_list
+    }
+
+    /// Change the MTU: a full teardown and bring-up with the new value (the port must be
+    /// stopped). Queue handles taken before become stale; take new ones with [`Device::queues`].
+    pub fn set_mtu(&mut self, mtu: u32) -> Result<()> {
+        if self.is_started() {
+            return Err(Error::Started("changing the MTU"));
+        }
+        if !(68..=9202).contains(&mtu) {
+            return Err(Error::Config { what: "mtu", value: u64::from(mtu) });
+        }
+        self.teardown();
+        let cfg = DeviceConfig { mtu, ..self.cfg.clone() };
+        *self = Device::open(&self.root.clone(), &self.name.clone(), cfg)?;
+        Ok(())
+    }
+
+    /// Query the link over RNDIS (media state and speed), updating the cached state.
+    pub fn link(&self) -> Result<LinkInfo> {
+        let t = self.cfg.timeouts.rndis;
+        let mut core = self.ctl()?;
+        let (up, speed) = bringup::query_link(&mut core, &self.ctl_page, &self.ids, t)?;
+        self.shared.link_up.store(up, Relaxed);
+        self.shared.link_speed.store(speed, Relaxed);
+        Ok(LinkInfo { up, speed_100bps: speed, full_duplex: true })
+    }
+
+    /// Link state as last learned from queries and status indications (no host round trip).
+    pub fn cached_link(&self) -> LinkInfo {
+        LinkInfo { up: self.shared.link_up.load(Relaxed), speed_100bps: self.shared.link_speed.load(Relaxed), full_duplex: true }
+    }
+
+    /// Next queued event (link changes, VF association), oldest first. Indications are read by
+    /// whoever polls the queue they arrive on (queue 0 for most hosts): poll, then drain events.
+    pub fn next_event(&self) -> Option<Event> {
+        self.shared.pop_event()
+    }
+
+    /// Drain queue 0's ring for control traffic when no thread is polling it (rx frames met are
+    /// left for the queue's owner).
+    pub fn poll_control(&self) -> usize {
+        match self.cores[0].try_lock() {
+            Ok(mut core) => core.poll(crate::queue::Mode::Burst, 256),
+            Err(_) => 0,
+        }
+    }
+
+    /// The host's last VF association note: `Some(serial)` when a VF is offered.
+    pub fn vf(&self) -> Option<u32> {
+        self.shared.vf_allocated.load(Relaxed).then(|| self.shared.vf_serial.load(Relaxed))
+    }
+
+    /// Switch the data path to the VF (`true`) or back to synthetic (NVSP 129, v4+).
+    pub fn switch_datapath(&mut self, to_vf: bool) -> Result<()> {
+        if self.info.nvsp_version < nvsp::V4 {
+            return Err(Error::NotSupported("switching the data path below NVSP v4"));
+        }
+        let t = self.cfg.timeouts.nvsp;
+        let mut core = self.ctl()?;
+        core.nvsp_send(&wire::nvsp_req(nvsp::SWITCH_DATA_PATH, &[u32::from(to_vf)]), "SWITCH_DATA_PATH", t)?;
+        drop(core);
+        self.vf_datapath = to_vf;
+        Ok(())
+    }
+
+    /// Whether we told the host to use the VF data path.
+    pub fn datapath_is_vf(&self) -> bool {
+        self.vf_datapath
+    }
+
+    /// Per-queue counters.
+    pub fn queue_stats(&self) -> Vec<Arc<QueueStats>> {
+        self.cores.iter().map(|c| lock(c).stats.clone()).collect()
+    }
+
+    /// Port totals.
+    pub fn stats(&self) -> Totals {
+        let s = self.queue_stats();
+        stats::totals(s.iter().map(|a| a.as_ref()))
+    }
+
+    /// DPDK-named extended statistics.
+    pub fn xstats(&self) -> Vec<(String, u64)> {
+        let s = self.queue_stats();
+        let refs: Vec<&QueueStats> = s.iter().map(|a| a.as_ref()).collect();
+        stats::xstats(&refs)
+    }
+
+    /// Zero all counters.
+    pub fn reset_stats(&self) {
+        self.queue_stats().iter().for_each(|s| s.reset());
+    }
+
+    /// Close: synthetic data path first, filter 0, RNDIS HALT, revoke both buffers, unmap.
+    pub fn close(mut self) -> Result<()> {
+        let r = self.shutdown();
+        self.teardown();
+        r
+    }
+
+    fn shutdown(&mut self) -> Result<()> {
+        if self.shared.closed() {
+            return Ok(());
+        }
+        let t = self.cfg.timeouts;
+        if self.vf_datapath {
+            self.switch_datapath(false)?;
+        }
+        if self.is_started() || self.filter != 0 {
+            self.stop()?;
+        }
+        let mut core = lock(&self.cores[0]);
+        let rid = self.ids.next_rid();
+        core.rndis_send(&self.ctl_page, &rndis_halt_req(rid), "RNDIS HALT", t.rndis)?;
+        core.nvsp_send(&wire::nvsp_req(nvsp::REVOKE_RECV_BUF, &[u32::from(nvsp::RECV_BUF_ID)]), "revoke receive buffer", t.nvsp)?;
+        core.nvsp_send(&wire::nvsp_req(nvsp::REVOKE_SEND_BUF, &[u32::from(nvsp::SEND_BUF_ID)]), "revoke send buffer", t.nvsp)?;
+        // Let the host consume what we wrote before the mappings go (bounded, like DPDK's 200 ms).
+        let idle = core.chan.idle_available();
+        let until = Instant::now() + Duration::from_millis(200);
+        while core.chan.available() < idle && Instant::now() < until {
+            core.poll(crate::queue::Mode::Control, 256);
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        Ok(())
+    }
+
+    fn teardown(&mut self) {
+        self.shared.closed.store(true, Relaxed);
+        self.shared.started.store(false, Relaxed);
+        self.uio = None;
+    }
+}
+
+impl Drop for Device {
+    fn drop(&mut self) {
+        if !self.shared.closed() {
+            let _ = self.shutdown();
+        }
+        self.teardown();
+    }
+}

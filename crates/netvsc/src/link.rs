@@ -1,0 +1,78 @@
+//! Link and VF events. The host's RNDIS status indications (media connect / disconnect, speed
+//! change) and NVSP VF-association notes are turned into [`Event`]s, queued on the device, and
+//! also update the cached link state that [`LinkInfo`] reports.
+
+use std::sync::atomic::Ordering::Relaxed;
+
+use crate::shared::Shared;
+use crate::wire::{self, rndis};
+
+/// Something the host told us outside the data path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Event {
+    /// Media connected.
+    LinkUp,
+    /// Media disconnected.
+    LinkDown,
+    /// New link speed in 100 bps units.
+    LinkSpeed(u32),
+    /// The host offered (`allocated`) or withdrew a VF with this serial.
+    VfAssociation {
+        /// A VF exists.
+        allocated: bool,
+        /// Its serial (the vPCI slot name).
+        serial: u32,
+    },
+    /// The host itself switched the data path (`to_vf` false = back to synthetic).
+    HostDataPath {
+        /// New data path.
+        to_vf: bool,
+    },
+}
+
+/// Link state as last learned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LinkInfo {
+    /// Media connected.
+    pub up: bool,
+    /// Speed in 100 bps units (10 Gbit/s = 100,000,000).
+    pub speed_100bps: u32,
+    /// Always full duplex on Hyper-V.
+    pub full_duplex: bool,
+}
+
+impl LinkInfo {
+    /// Speed in Mbit/s.
+    pub fn mbps(&self) -> u32 {
+        self.speed_100bps / 10_000
+    }
+}
+
+/// Handle an INDICATE_STATUS message (copied bytes). Unknown statuses are ignored like Linux/DPDK.
+pub(crate) fn indicate_status(shared: &Shared, msg: &[u8]) {
+    let Some(status) = wire::u32_at(msg, 8) else {
+        return;
+    };
+    match status {
+        rndis::MEDIA_CONNECT => {
+            shared.link_up.store(true, Relaxed);
+            shared.push_event(Event::LinkUp);
+        }
+        rndis::MEDIA_DISCONNECT => {
+            shared.link_up.store(false, Relaxed);
+            shared.push_event(Event::LinkDown);
+        }
+        rndis::LINK_SPEED_CHANGE => {
+            // Payload u32 at 8 + status_buf_offset, bounded by the message we copied.
+            let off = wire::u32_at(msg, 16).unwrap_or(0) as usize;
+            let len = wire::u32_at(msg, 12).unwrap_or(0);
+            if len >= 4
+                && let Some(speed) = off.checked_add(8).and_then(|o| wire::u32_at(msg, o))
+            {
+                shared.link_speed.store(speed, Relaxed);
+                shared.push_event(Event::LinkSpeed(speed));
+            }
+        }
+        _ => {}
+    }
+}

@@ -1,0 +1,375 @@
+//! A queue pair = one VMBus channel (the primary for queue 0, a subchannel otherwise) with its tx
+//! and rx state. [`QueuePair`] is `Send` and meant to be owned and polled by one thread; its state
+//! sits behind a per-queue mutex that only the control path (queue 0) ever contends for.
+//!
+//! Incoming packets are demultiplexed by kind and transaction id: completions of our sends (tx
+//! sections, GPA slots, control requests), transfer-page packets (rx frames, RNDIS control
+//! completions, status indications) and in-band notes (VF association, host data-path switch).
+
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use vmbus_ring::{OutgoingKind, OutgoingPacket, PacketKind};
+
+use crate::channel::{Channel, is_empty};
+use crate::error::{Error, Result};
+use crate::link::{self, Event};
+use crate::rx::{RxPacket, RxState, RxView};
+use crate::shared::Shared;
+use crate::stats::QueueStats;
+use crate::tx::{TxPacket, TxState};
+use crate::wire::{self, nvsp, rndis};
+
+/// Transaction-id tag of an aggregated send section (low 32 bits = section index).
+pub(crate) const TAG_SECTION: u64 = 1 << 63;
+/// Transaction-id tag of a GPA-direct slot (low 32 bits = slot).
+pub(crate) const TAG_GPA: u64 = 1 << 62;
+/// Transaction-id tag of a control request awaiting an NVSP reply (low bits = sequence).
+pub(crate) const TAG_CTL: u64 = 1 << 61;
+/// Largest RNDIS control reply kept (DPDK keeps 256 bytes; RSS caps and offload caps fit).
+pub(crate) const CTL_REPLY_MAX: usize = 512;
+/// Most ranges accepted in one transfer-page packet (375 per NDIS ≥ 6, 562 with RSC).
+pub(crate) const MAX_XFER_RANGES: usize = 562;
+
+/// How a poll treats rx data it meets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Mode {
+    /// Load rx frames into the cursor for an rx burst; stop reading when it is busy.
+    Burst,
+    /// A control waiter is draining queue 0: acknowledge and drop rx frames (counted as missed).
+    Control,
+}
+
+/// The control path's mailbox on queue 0.
+pub(crate) struct CtlSlot {
+    pub nvsp_want: u64,
+    pub nvsp_reply: Option<([u8; 64], usize)>,
+    pub rndis_want: u32,
+    pub rndis_reply: Option<([u8; CTL_REPLY_MAX], usize)>,
+}
+
+pub(crate) struct QueueCore {
+    pub id: u16,
+    pub chan: Channel,
+    pub shared: Arc<Shared>,
+    pub stats: Arc<QueueStats>,
+    pub tx: TxState,
+    pub rx: RxState,
+    pub ctl: CtlSlot,
+    /// Transfer-page transaction ids to complete, flushed once per poll.
+    pub completions: Vec<u64>,
+    /// Ring corruption seen: the channel is dead.
+    pub broken: bool,
+}
+
+impl QueueCore {
+    pub fn new(
+        id: u16,
+        chan: Channel,
+        shared: Arc<Shared>,
+        tx: TxState,
+        rx: RxState,
+    ) -> QueueCore {
+        QueueCore {
+            id,
+            chan,
+            shared,
+            stats: Arc::new(QueueStats::default()),
+            tx,
+            rx,
+            ctl: CtlSlot {
+                nvsp_want: 0,
+                nvsp_reply: None,
+                rndis_want: 0,
+                rndis_reply: None,
+            },
+            completions: Vec::with_capacity(1024),
+            broken: false,
+        }
+    }
+
+    /// Read up to `limit` packets from the host→guest ring and dispatch them. Returns how many
+    /// were read. In [`Mode::Burst`] reading stops once an rx transfer is loaded in the cursor.
+    pub fn poll(&mut self, mode: Mode, limit: usize) -> usize {
+        let mut n = 0;
+        let mut scratch = std::mem::take(&mut self.chan.scratch);
+        while n < limit && !self.broken {
+            if mode == Mode::Burst && self.rx.cursor_busy() {
+                break;
+            }
+            let pkt = match self.chan.reader.read(&mut scratch) {
+                Ok(p) => p,
+                Err(e) => {
+                    if !is_empty(&e) {
+                        // A corrupt ring cannot be resynchronised; stop using it (never panic).
+                        self.broken = true;
+                        self.stats.rx.errors.fetch_add(1, Relaxed);
+                    }
+                    break;
+                }
+            };
+            n += 1;
+            match pkt.kind {
+                PacketKind::Completion { payload } => self.on_completion(pkt.trans_id, payload),
+                PacketKind::TransferPages {
+                    set_id,
+                    ranges,
+                    payload,
+                } => {
+                    let ranges = ranges.map(|r| (r.byte_offset, r.byte_count));
+                    self.on_transfer(pkt.trans_id, set_id, ranges, payload, mode);
+                }
+                PacketKind::InBand { payload } => {
+                    self.on_inband(pkt.trans_id, pkt.completion_requested, payload)
+                }
+                PacketKind::GpaDirect { .. } => {
+                    self.stats.rx.errors.fetch_add(1, Relaxed);
+                }
+            }
+        }
+        self.chan.scratch = scratch;
+        if n > 0 {
+            self.chan.commit_read();
+        }
+        self.flush_completions();
+        n
+    }
+
+    fn on_completion(&mut self, trans_id: u64, payload: &[u8]) {
+        let ok = wire::u32_at(payload, 0) == Some(nvsp::RNDIS_PKT_COMPLETE)
+            && wire::u32_at(payload, 4) == Some(nvsp::STATUS_SUCCESS);
+        let idx = (trans_id & 0xffff_ffff) as u32;
+        if trans_id & TAG_SECTION != 0 {
+            self.tx.complete_section(idx, ok, &self.stats);
+        } else if trans_id & TAG_GPA != 0 {
+            self.tx.complete_slot(idx, ok, &self.stats);
+        } else if trans_id & TAG_CTL != 0 && trans_id == self.ctl.nvsp_want {
+            let mut buf = [0u8; 64];
+            let len = payload.len().min(64);
+            buf[..len].copy_from_slice(&payload[..len]);
+            self.ctl.nvsp_reply = Some((buf, len));
+        }
+        // trans id 0: completion of an RNDIS control send; nothing to free.
+    }
+
+    fn on_transfer(
+        &mut self,
+        trans_id: u64,
+        set_id: u16,
+        ranges: impl Iterator<Item = (u32, u32)>,
+        payload: &[u8],
+        mode: Mode,
+    ) {
+        let valid = set_id == nvsp::RECV_BUF_ID
+            && wire::u32_at(payload, 0) == Some(nvsp::RNDIS_PKT)
+            && self.rx.load(trans_id, ranges, MAX_XFER_RANGES);
+        if !valid {
+            // Complete anyway so the host gets its buffers back; count it.
+            self.stats.rx.errors.fetch_add(1, Relaxed);
+            self.rx.clear_cursor();
+            self.completions.push(trans_id);
+            return;
+        }
+        let control = wire::u32_at(payload, 4) == Some(1);
+        if control || mode == Mode::Control || !self.shared.started() {
+            // Handle every message now: control replies and indications are used, frames dropped.
+            while let Some((off, len)) = self.rx.next_range() {
+                self.handle_message(off, len, None);
+            }
+            self.finish_cursor();
+        }
+    }
+
+    /// Handle one RNDIS message at `off..off+len` of the receive buffer. With `out`, a PACKET
+    /// becomes an rx frame there (returns true); without, it is dropped as missed.
+    pub(crate) fn handle_message(&mut self, off: u32, len: u32, out: Option<&mut RxPacket>) -> bool {
+        let mut head = [0u8; 8];
+        let (off, len) = (off as usize, len as usize);
+        if len < 8 || self.shared.recv_buf.read(off, &mut head).is_err() {
+            self.stats.rx.errors.fetch_add(1, Relaxed);
+            return false;
+        }
+        let msg_type = wire::u32_at(&head, 0).unwrap_or(0);
+        let msg_len = (wire::u32_at(&head, 4).unwrap_or(0) as usize).min(len);
+        match msg_type {
+            rndis::PACKET => match out {
+                Some(pkt) => {
+                    let shared = self.shared.clone();
+                    crate::rx::take_frame(self, &shared, off, msg_len, pkt)
+                }
+                None => {
+                    self.stats.rx_missed.fetch_add(1, Relaxed);
+                    false
+                }
+            },
+            rndis::INDICATE_STATUS => {
+                let mut msg = [0u8; 64];
+                let n = msg_len.min(64);
+                if self.shared.recv_buf.read(off, &mut msg[..n]).is_ok() {
+                    link::indicate_status(&self.shared, &msg[..n]);
+                }
+                false
+            }
+            t if t & rndis::COMPLETION_BIT != 0 => {
+                let mut msg = [0u8; CTL_REPLY_MAX];
+                let n = msg_len.min(CTL_REPLY_MAX);
+                if self.shared.recv_buf.read(off, &mut msg[..n]).is_ok() {
+                    let rid = wire::u32_at(&msg[..n], 8);
+                    if self.ctl.rndis_want != 0 && rid == Some(self.ctl.rndis_want) {
+                        self.ctl.rndis_reply = Some((msg, n));
+                    }
+                }
+                false
+            }
+            _ => false,
+        }
+    }
+
+    /// The cursor's ranges are all handled: complete the transfer now, or when its views return.
+    pub(crate) fn finish_cursor(&mut self) {
+        if let Some(trans_id) = self.rx.close_cursor() {
+            self.completions.push(trans_id);
+        }
+    }
+
+    fn on_inband(&mut self, trans_id: u64, completion_requested: bool, payload: &[u8]) {
+        match wire::u32_at(payload, 0) {
+            Some(nvsp::VF_ASSOCIATION) => {
+                let allocated = wire::u32_at(payload, 4).unwrap_or(0) != 0;
+                let serial = wire::u32_at(payload, 8).unwrap_or(0);
+                self.shared.vf_allocated.store(allocated, Relaxed);
+                self.shared.vf_serial.store(serial, Relaxed);
+                self.shared.push_event(Event::VfAssociation { allocated, serial });
+            }
+            Some(nvsp::SWITCH_DATA_PATH) => {
+                let to_vf = wire::u32_at(payload, 4).unwrap_or(0) == 1;
+                self.shared.host_switched_datapath.fetch_add(1, Relaxed);
+                self.shared.push_event(Event::HostDataPath { to_vf });
+            }
+            // Send indirection table (134) and anything else: ignored, as DPDK does.
+            _ => {}
+        }
+        if completion_requested {
+            let pkt = OutgoingPacket {
+                kind: OutgoingKind::Completion,
+                trans_id,
+                completion_requested: false,
+                payload: &[],
+            };
+            let _ = self.chan.send(&pkt);
+            self.chan.flush();
+        }
+    }
+
+    /// Send queued rx completions (NVSP 108 SUCCESS); what does not fit waits for the next poll.
+    pub(crate) fn flush_completions(&mut self) {
+        if self.completions.is_empty() {
+            return;
+        }
+        let msg = wire::nvsp_req(nvsp::RNDIS_PKT_COMPLETE, &[nvsp::STATUS_SUCCESS]);
+        let mut sent = 0;
+        for &trans_id in &self.completions {
+            let pkt = OutgoingPacket {
+                kind: OutgoingKind::Completion,
+                trans_id,
+                completion_requested: false,
+                payload: &[&msg[..8]],
+            };
+            if self.chan.send(&pkt).is_err() {
+                break;
+            }
+            sent += 1;
+        }
+        self.completions.drain(..sent);
+        self.chan.flush();
+    }
+}
+
+/// One queue pair, owned by the thread that polls it.
+pub struct QueuePair {
+    pub(crate) id: u16,
+    pub(crate) core: Arc<Mutex<QueueCore>>,
+    pub(crate) stats: Arc<QueueStats>,
+    pub(crate) shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for QueuePair {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("QueuePair").field("id", &self.id).finish()
+    }
+}
+
+pub(crate) fn lock(core: &Mutex<QueueCore>) -> MutexGuard<'_, QueueCore> {
+    core.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl QueuePair {
+    /// Queue index (= subchannel id; 0 is the primary channel).
+    pub fn id(&self) -> u16 {
+        self.id
+    }
+
+    /// This queue's counters.
+    pub fn stats(&self) -> &QueueStats {
+        &self.stats
+    }
+
+    /// Send a burst; returns how many packets were taken (the rest met backpressure: retry them).
+    pub fn tx_burst(&mut self, pkts: &[TxPacket<'_>]) -> usize {
+        if self.shared.closed() {
+            return 0;
+        }
+        let Ok(mut core) = self.core.try_lock() else {
+            return 0;
+        };
+        crate::tx::tx_burst(&mut core, pkts)
+    }
+
+    /// Receive up to `out.len()` frames; returns how many were filled.
+    pub fn rx_burst(&mut self, out: &mut [RxPacket]) -> usize {
+        if self.shared.closed() {
+            return 0;
+        }
+        let Ok(mut core) = self.core.try_lock() else {
+            return 0;
+        };
+        crate::rx::rx_burst(&mut core, out)
+    }
+
+    /// Reap tx completions without sending (DPDK's tx_done_cleanup); returns packets read.
+    pub fn poll_completions(&mut self) -> usize {
+        let Ok(mut core) = self.core.try_lock() else {
+            return 0;
+        };
+        core.poll(Mode::Burst, 4096)
+    }
+
+    /// Copy a zero-copy view's bytes out of the receive buffer.
+    pub fn read_view(&self, view: &RxView, dst: &mut [u8]) -> Result<()> {
+        let n = dst.len().min(view.len as usize);
+        self.shared
+            .recv_buf
+            .read(view.offset as usize, &mut dst[..n])
+            .map_err(Error::mem("read rx view"))
+    }
+
+    /// Give a zero-copy view back; the host's buffer is completed once all views of its transfer
+    /// packet are back. Releasing a view twice or one of another queue is ignored.
+    pub fn release(&mut self, view: RxView) {
+        let mut core = lock(&self.core);
+        if let Some(trans_id) = core.rx.release(view) {
+            core.completions.push(trans_id);
+            core.flush_completions();
+        }
+    }
+
+    /// Tx packets whose section or slot the host has not completed yet.
+    pub fn tx_in_flight(&self) -> u32 {
+        lock(&self.core).tx.in_flight()
+    }
+
+    /// Zero-copy views not yet released.
+    pub fn rx_views_outstanding(&self) -> u32 {
+        lock(&self.core).rx.outstanding()
+    }
+}

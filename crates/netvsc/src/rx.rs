@@ -1,0 +1,379 @@
+//! Receive: the host delivers transfer-page packets whose ranges each hold one RNDIS message in
+//! the shared receive buffer. The current packet's ranges sit in a cursor that rx bursts consume
+//! across calls; the packet is completed (NVSP 108) once its ranges are consumed and every
+//! zero-copy view into it has been released. Frames at most `rx_copybreak` long (or all frames when
+//! zero-copy is off) are copied into the caller's reusable buffers; nothing allocates per packet.
+
+use std::sync::atomic::Ordering::Relaxed;
+
+use crate::queue::{Mode, QueueCore};
+use crate::shared::Shared;
+use crate::wire::{self, ppi};
+
+/// Largest PPI region looked at (the host sends 3–4 entries of 16 bytes).
+const PPI_MAX: usize = 256;
+
+/// Checksum verdict from the host's rx checksum PPI.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Csum {
+    /// No information.
+    #[default]
+    Unknown,
+    /// Verified good.
+    Good,
+    /// Verified bad.
+    Bad,
+}
+
+/// Metadata of one received frame.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RxMeta {
+    /// Frame length.
+    pub len: u32,
+    /// 802.1Q TCI the host stripped, if any.
+    pub vlan_tci: Option<u16>,
+    /// IPv4 header checksum verdict.
+    pub ip_csum: Csum,
+    /// TCP/UDP checksum verdict.
+    pub l4_csum: Csum,
+    /// RSS hash, if the host sent one.
+    pub rss_hash: Option<u32>,
+    /// RSS hash type bits (hash info PPI), 0 if absent.
+    pub hash_type: u32,
+    /// Queue it arrived on.
+    pub queue: u16,
+}
+
+/// A zero-copy view of a frame still in the receive buffer. Release it with
+/// [`QueuePair::release`](crate::QueuePair::release); until then the host cannot reuse the buffer.
+#[derive(Debug, PartialEq, Eq)]
+pub struct RxView {
+    /// Offset of the frame in the receive buffer.
+    pub offset: u32,
+    /// Frame length.
+    pub len: u32,
+    slot: u32,
+    generation: u32,
+}
+
+/// One received frame: copied into `data` or, for zero-copy, described by `view`.
+#[derive(Debug, Default)]
+pub struct RxPacket {
+    /// Copied frame (empty for a view). Its capacity is reused from burst to burst.
+    pub data: Vec<u8>,
+    /// The zero-copy view, when the frame was not copied.
+    pub view: Option<RxView>,
+    /// Metadata.
+    pub meta: RxMeta,
+}
+
+impl RxPacket {
+    /// A packet whose buffer already holds `cap` bytes, so copying never allocates.
+    pub fn with_capacity(cap: usize) -> RxPacket {
+        RxPacket {
+            data: Vec::with_capacity(cap),
+            view: None,
+            meta: RxMeta::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Hold {
+    trans_id: u64,
+    refs: u32,
+    open: bool,
+    generation: u32,
+}
+
+/// Per-queue receive state.
+pub(crate) struct RxState {
+    active: bool,
+    trans_id: u64,
+    ranges: Vec<(u32, u32)>,
+    next: usize,
+    hold: Option<u32>,
+    holds: Vec<Hold>,
+    free: Vec<u32>,
+    outstanding: u32,
+    max_outstanding: u32,
+}
+
+impl RxState {
+    /// `max_outstanding` = receive sections / 2 (DPDK's cap on external buffers).
+    pub fn new(max_outstanding: u32) -> RxState {
+        let n = max_outstanding as usize + 1;
+        RxState {
+            active: false,
+            trans_id: 0,
+            ranges: Vec::with_capacity(crate::queue::MAX_XFER_RANGES + 1),
+            next: 0,
+            hold: None,
+            holds: vec![
+                Hold {
+                    trans_id: 0,
+                    refs: 0,
+                    open: false,
+                    generation: 0
+                };
+                n
+            ],
+            free: (0..n as u32).rev().collect(),
+            outstanding: 0,
+            max_outstanding,
+        }
+    }
+
+    pub fn cursor_busy(&self) -> bool {
+        self.active
+    }
+
+    /// Copy a packet's ranges in; false when there are more than `max`.
+    pub fn load(&mut self, trans_id: u64, ranges: impl Iterator<Item = (u32, u32)>, max: usize) -> bool {
+        self.ranges.clear();
+        for r in ranges {
+            if self.ranges.len() == max {
+                return false;
+            }
+            self.ranges.push(r);
+        }
+        self.active = true;
+        self.trans_id = trans_id;
+        self.next = 0;
+        self.hold = None;
+        true
+    }
+
+    pub fn clear_cursor(&mut self) {
+        self.active = false;
+        self.ranges.clear();
+    }
+
+    pub fn next_range(&mut self) -> Option<(u32, u32)> {
+        let r = self.ranges.get(self.next).copied();
+        self.next += usize::from(r.is_some());
+        r
+    }
+
+    pub fn remaining(&self) -> usize {
+        self.ranges.len().saturating_sub(self.next)
+    }
+
+    /// Close the cursor; the transaction id to complete now, or `None` if views still hold it.
+    pub fn close_cursor(&mut self) -> Option<u64> {
+        if !self.active {
+            return None;
+        }
+        self.active = false;
+        match self.hold.take() {
+            None => Some(self.trans_id),
+            Some(h) => {
+                let hold = &mut self.holds[h as usize];
+                hold.open = false;
+                if hold.refs == 0 {
+                    self.free_hold(h);
+                    Some(self.trans_id)
+                } else {
+                    None
+                }
+            }
+        }
+    }
+
+    fn free_hold(&mut self, h: u32) {
+        self.holds[h as usize].generation = self.holds[h as usize].generation.wrapping_add(1);
+        self.free.push(h);
+    }
+
+    /// A view of `offset..offset+len` held against the cursor's packet, if under the cap.
+    fn new_view(&mut self, offset: u32, len: u32) -> Option<RxView> {
+        if self.outstanding >= self.max_outstanding {
+            return None;
+        }
+        let h = match self.hold {
+            Some(h) => h,
+            None => {
+                let h = self.free.pop()?;
+                self.holds[h as usize] = Hold {
+                    trans_id: self.trans_id,
+                    refs: 0,
+                    open: true,
+                    generation: self.holds[h as usize].generation,
+                };
+                self.hold = Some(h);
+                h
+            }
+        };
+        let hold = &mut self.holds[h as usize];
+        hold.refs += 1;
+        self.outstanding += 1;
+        Some(RxView {
+            offset,
+            len,
+            slot: h,
+            generation: hold.generation,
+        })
+    }
+
+    /// Return a view; the transaction id to complete if it was the last one of a closed packet.
+    pub fn release(&mut self, view: RxView) -> Option<u64> {
+        let hold = self.holds.get_mut(view.slot as usize)?;
+        if hold.generation != view.generation || hold.refs == 0 {
+            return None;
+        }
+        hold.refs -= 1;
+        self.outstanding -= 1;
+        if hold.refs == 0 && !hold.open {
+            let trans_id = hold.trans_id;
+            self.free_hold(view.slot);
+            return Some(trans_id);
+        }
+        None
+    }
+
+    pub fn outstanding(&self) -> u32 {
+        self.outstanding
+    }
+}
+
+/// Fill `out` with received frames.
+pub(crate) fn rx_burst(core: &mut QueueCore, out: &mut [RxPacket]) -> usize {
+    let mut n = 0;
+    while n < out.len() {
+        if core.rx.cursor_busy() {
+            if let Some((off, len)) = core.rx.next_range()
+                && core.handle_message(off, len, Some(&mut out[n]))
+            {
+                n += 1;
+            }
+            if core.rx.remaining() == 0 {
+                core.finish_cursor();
+            }
+            continue;
+        }
+        if core.poll(Mode::Burst, 64) == 0 && !core.rx.cursor_busy() {
+            break;
+        }
+    }
+    core.flush_completions();
+    n
+}
+
+/// Turn the RNDIS PACKET at `off` (message length `msg_len`, already bounded by its range) into
+/// `pkt`. Every offset is checked against the message; a bad one counts an rx error.
+pub(crate) fn take_frame(core: &mut QueueCore, shared: &Shared, off: usize, msg_len: usize, pkt: &mut RxPacket) -> bool {
+    let stats = &core.stats.rx;
+    let bad = || {
+        stats.errors.fetch_add(1, Relaxed);
+        false
+    };
+    let mut h = [0u8; wire::rndis::PACKET_HDR];
+    if msg_len < h.len() || shared.recv_buf.read(off, &mut h).is_err() {
+        return bad();
+    }
+    let field = |o| wire::u32_at(&h, o).unwrap_or(u32::MAX) as usize;
+    let (data_off, data_len, ppi_off, ppi_len) = (field(8), field(12), field(28), field(32));
+    let frame_at = data_off.saturating_add(8);
+    if data_len == 0 || frame_at.saturating_add(data_len) > msg_len {
+        return bad();
+    }
+    let mut meta = RxMeta {
+        len: data_len as u32,
+        queue: core.id,
+        ..RxMeta::default()
+    };
+    if ppi_len > 0 {
+        let ppi_at = ppi_off.saturating_add(8);
+        if ppi_len > PPI_MAX || ppi_at.saturating_add(ppi_len) > msg_len {
+            return bad();
+        }
+        let mut region = [0u8; PPI_MAX];
+        if shared.recv_buf.read(off + ppi_at, &mut region[..ppi_len]).is_err() {
+            return bad();
+        }
+        let Ok(p) = wire::parse_ppis(&region[..ppi_len]) else {
+            return bad();
+        };
+        meta.vlan_tci = p.vlan.map(ppi::tci_from_vlan);
+        if let Some(c) = p.csum {
+            meta.ip_csum = verdict(c, ppi::RX_IP_OK, ppi::RX_IP_FAIL);
+            meta.l4_csum = verdict(
+                c,
+                ppi::RX_TCP_OK | ppi::RX_UDP_OK,
+                ppi::RX_TCP_FAIL | ppi::RX_UDP_FAIL,
+            );
+        }
+        meta.rss_hash = p.hash;
+        meta.hash_type = if p.hash.is_some() { p.hash_info.unwrap_or(0) } else { 0 };
+    }
+    let frame = off + frame_at;
+    let mut dst_mac = [0u8; 6];
+    let _ = shared.recv_buf.read(frame, &mut dst_mac[..data_len.min(6)]);
+    pkt.view = None;
+    pkt.data.clear();
+    let zero_copy = shared.args.rx_extmbuf_enable && data_len > shared.args.rx_copybreak as usize;
+    let view = if zero_copy { core.rx.new_view(frame as u32, data_len as u32) } else { None };
+    match view {
+        Some(v) => pkt.view = Some(v),
+        None => {
+            pkt.data.resize(data_len, 0);
+            if shared.recv_buf.read(frame, &mut pkt.data).is_err() {
+                return bad();
+            }
+        }
+    }
+    pkt.meta = meta;
+    core.stats.rx.count_frame(data_len, &dst_mac);
+    true
+}
+
+fn verdict(word: u32, ok: u32, fail: u32) -> Csum {
+    if word & fail != 0 {
+        Csum::Bad
+    } else if word & ok != 0 {
+        Csum::Good
+    } else {
+        Csum::Unknown
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn views_hold_completion_until_released() {
+        let mut rx = RxState::new(4);
+        assert!(rx.load(77, [(0, 100), (100, 100)].into_iter(), 8));
+        assert_eq!(rx.next_range(), Some((0, 100)));
+        let a = rx.new_view(0, 100).unwrap();
+        assert_eq!(rx.next_range(), Some((100, 100)));
+        let b = rx.new_view(100, 100).unwrap();
+        assert_eq!(rx.next_range(), None);
+        assert_eq!(rx.close_cursor(), None, "views outstanding");
+        assert_eq!(rx.release(a), None);
+        assert_eq!(rx.outstanding(), 1);
+        let stale = RxView { offset: 0, len: 0, slot: b.slot, generation: b.generation + 1 };
+        assert_eq!(rx.release(stale), None, "stale view ignored");
+        assert_eq!(rx.release(b), Some(77));
+        assert_eq!(rx.outstanding(), 0);
+    }
+
+    #[test]
+    fn cap_on_outstanding_views() {
+        let mut rx = RxState::new(2);
+        assert!(rx.load(1, [(0, 1), (1, 1), (2, 1)].into_iter(), 8));
+        assert!(rx.new_view(0, 1).is_some());
+        assert!(rx.new_view(1, 1).is_some());
+        assert!(rx.new_view(2, 1).is_none(), "third view exceeds sections/2 cap → copy");
+        assert!(!rx.load(2, (0..9).map(|i| (i, 1)), 8), "too many ranges");
+    }
+
+    #[test]
+    fn no_view_completes_on_close() {
+        let mut rx = RxState::new(2);
+        assert!(rx.load(5, [(0, 1)].into_iter(), 8));
+        assert_eq!(rx.close_cursor(), Some(5));
+        assert_eq!(rx.close_cursor(), None);
+    }
+}

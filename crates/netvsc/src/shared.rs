@@ -1,0 +1,80 @@
+//! State every queue of one device reads: the receive and send buffers, limits negotiated at
+//! bring-up, the started/closed flags, and the event queue status indications feed.
+
+use std::collections::VecDeque;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed};
+
+use vmbus_ring::SharedMem;
+
+use crate::devargs::Devargs;
+use crate::link::Event;
+
+/// Events kept before the oldest is dropped.
+const EVENT_CAP: usize = 1024;
+
+/// Tx aggregation limits from RNDIS INITIALIZE_CMPLT and the send section size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AggLimits {
+    /// RNDIS messages per send section.
+    pub max_pkts: u32,
+    /// Bytes per send section (min of section size and the host's max transfer size).
+    pub max_bytes: u32,
+    /// Each message but the last is padded to this (power of two, ≥ 4 as DPDK forces).
+    pub align: u32,
+}
+
+pub(crate) struct Shared {
+    pub recv_buf: SharedMem,
+    pub agg: AggLimits,
+    pub args: Devargs,
+    pub started: AtomicBool,
+    pub closed: AtomicBool,
+    pub link_up: AtomicBool,
+    pub link_speed: AtomicU32,
+    pub vf_allocated: AtomicBool,
+    pub vf_serial: AtomicU32,
+    pub host_switched_datapath: AtomicU64,
+    events: Mutex<VecDeque<Event>>,
+}
+
+impl Shared {
+    pub fn new(recv_buf: SharedMem, agg: AggLimits, args: Devargs) -> Shared {
+        Shared {
+            recv_buf,
+            agg,
+            args,
+            started: AtomicBool::new(false),
+            closed: AtomicBool::new(false),
+            link_up: AtomicBool::new(false),
+            link_speed: AtomicU32::new(0),
+            vf_allocated: AtomicBool::new(false),
+            vf_serial: AtomicU32::new(0),
+            host_switched_datapath: AtomicU64::new(0),
+            events: Mutex::new(VecDeque::with_capacity(64)),
+        }
+    }
+
+    pub fn push_event(&self, ev: Event) {
+        let mut q = self.events.lock().unwrap_or_else(|p| p.into_inner());
+        if q.len() == EVENT_CAP {
+            q.pop_front();
+        }
+        q.push_back(ev);
+    }
+
+    pub fn pop_event(&self) -> Option<Event> {
+        self.events
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .pop_front()
+    }
+
+    pub fn started(&self) -> bool {
+        self.started.load(Relaxed)
+    }
+
+    pub fn closed(&self) -> bool {
+        self.closed.load(Relaxed)
+    }
+}
