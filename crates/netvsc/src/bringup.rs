@@ -186,7 +186,7 @@ pub(crate) fn open(uio: &UioDevice, cfg: &DeviceConfig) -> Result<Opened> {
     let f = |o| wire::u32_at(r, o).ok_or(Error::protocol(step, "reply length", n as u64));
     let (s_off, sub_size, sub_count, s_end) = (f(12)?, f(16)?, f(20)?, f(24)?);
     let recv_len = recv_buf.len() as u64;
-    if sub_size == 0 || sub_size % 4 != 0 {
+    if sub_size < 68 {
         return Err(Error::protocol(step, "sub-allocation size", sub_size));
     }
     let span = u64::from(s_off) + u64::from(sub_size) * u64::from(sub_count);

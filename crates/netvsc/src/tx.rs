@@ -473,7 +473,7 @@ mod tests {
         let p = wire::parse_ppis(&b[44..n]).unwrap();
         assert_eq!(p.hash, Some(3), "hash PPI carries the queue id");
         assert_eq!(p.vlan.map(ppi::tci_from_vlan), Some(0x2064));
-        assert_eq!(wire::u32_at(&b, 44 + 32), Some(ppi::LSO));
+        assert_eq!(wire::u32_at(&b, 44 + 36), Some(ppi::LSO));
         assert_eq!(wire::u32_at(&b, 44 + 44), Some(ppi::lso_v2(1448, 34, false)));
     }
 
