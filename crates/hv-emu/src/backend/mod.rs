@@ -4,13 +4,15 @@
 //! checksum and segmentation offloads) and polls [`Backend::receive`] for frames to deliver to the
 //! guest; it picks each frame's channel itself (RSS). A backend may also report link changes.
 
+mod capture;
 mod generator;
 mod loopback;
 mod pcap;
 mod sink;
 mod tap;
 
-pub use generator::{Generator, GeneratorConfig};
+pub use capture::{Capture, CaptureHandle};
+pub use generator::{GENERATOR_MAC, Generator, GeneratorConfig, build_flow_frame};
 pub use loopback::Loopback;
 pub use pcap::{PcapMirror, PcapWriter};
 pub use sink::Sink;
@@ -50,6 +52,8 @@ pub enum BackendConfig {
     Generator(GeneratorConfig),
     /// A Linux TAP interface (root only).
     Tap { name: String },
+    /// Record transmitted frames and deliver injected ones (tests).
+    Capture(CaptureHandle),
 }
 
 /// A backend could not be built.
@@ -80,6 +84,7 @@ impl BackendConfig {
             BackendConfig::Sink => Box::new(Sink::default()),
             BackendConfig::Loopback => Box::new(Loopback::new(4096)),
             BackendConfig::Generator(cfg) => Box::new(Generator::new(cfg.clone())),
+            BackendConfig::Capture(h) => Box::new(Capture(h.clone())),
             BackendConfig::Tap { name } => {
                 Box::new(Tap::open(name).map_err(|source| BackendError::Tap {
                     name: name.clone(),

@@ -1,0 +1,1 @@
+//! Data path tests (being written).
