@@ -3,6 +3,7 @@
 //! checksum/VLAN/hash PPIs, frame) into one of that channel's free sub-allocations, and sends the
 //! batch as one transfer-page packet per channel (≤ 375 ranges; transaction id = first index).
 //! No free sub-allocation or no ring space → the frame is dropped and counted, never overwritten.
+//! While the guest is not ready (no buffers, RNDIS not initialized, filter 0) the backend is not polled.
 
 use super::{Device, frame, lock};
 use crate::stats::add;
@@ -48,6 +49,12 @@ pub(crate) fn run_pump(dev: &Device) {
                 indices: Vec::with_capacity(MAX_RANGES),
                 bytes: 0,
             });
+        }
+        // Like OpenVMM, park the receive path until the guest can take frames: buffers and RNDIS
+        // set up and a non-zero packet filter. The backend keeps (or drops) what it has.
+        if !snap.ready || snap.filter == 0 {
+            std::thread::sleep(Duration::from_micros(200));
+            continue;
         }
         let budget = MAX_RANGES * snap.channels.max(1);
         let now = Instant::now();
