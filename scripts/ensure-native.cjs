@@ -74,6 +74,32 @@ function probeLoad() {
   return lines[0] || `exit status ${r.status}`
 }
 
+/** In a clone: `napi build`, which also regenerates binding.js and binding.d.ts. */
+function buildWithNapi(debug) {
+  const script = debug ? 'build:native:debug' : 'build:native'
+  const npm = process.env.npm_execpath
+  const build = npm
+    ? spawnSync(process.execPath, [npm, 'run', script], { cwd: root, stdio: 'inherit' })
+    : spawnSync('npm', ['run', script], { cwd: root, stdio: 'inherit' })
+  if (build.error || build.status !== 0) {
+    fail(`building the native addon failed (npm run ${script} exited ${build.status}); see the cargo output above`)
+  }
+}
+
+/** Installed from the registry (no devDependencies): plain cargo, then copy the library next to binding.js. */
+function buildWithCargo(debug, addon) {
+  const args = ['build', '--manifest-path', 'crates/netvsc-node/Cargo.toml', '-p', 'netvsc-node']
+  if (!debug) args.push('--release')
+  const build = spawnSync('cargo', args, { cwd: root, stdio: 'inherit' })
+  if (build.error || build.status !== 0) {
+    fail(`building the native addon failed (cargo ${args.join(' ')} exited ${build.status}); see the output above`)
+  }
+  const targetDir = process.env.CARGO_TARGET_DIR || path.join(root, 'target')
+  const lib = path.join(targetDir, debug ? 'debug' : 'release', 'libnetvsc_node.so')
+  if (!fs.existsSync(lib)) fail(`cargo succeeded but ${lib} does not exist`)
+  fs.copyFileSync(lib, addon)
+}
+
 function main() {
   if (process.env.NETVSC_SKIP_NATIVE_BUILD) {
     log('NETVSC_SKIP_NATIVE_BUILD is set: not checking or building the native addon')
@@ -89,14 +115,18 @@ function main() {
   }
   const addon = path.join(root, file)
 
+  // A local addon older than the sources is rebuilt; a missing one is fine if the loader finds a prebuilt
+  // package (netvsc-<platform>) instead.
   let reason = null
-  if (!fs.existsSync(addon)) {
-    reason = `${file} is missing`
-  } else if (fs.statSync(addon).mtimeMs < newestSourceMtime()) {
-    reason = `${file} is older than the Rust sources`
-  } else {
-    const err = probeLoad()
-    if (err) reason = `${file} does not load (${err})`
+  if (fs.existsSync(addon)) {
+    if (fs.statSync(addon).mtimeMs < newestSourceMtime()) {
+      reason = `${file} is older than the Rust sources`
+    } else {
+      const err = probeLoad()
+      if (err) reason = `${file} does not load (${err})`
+    }
+  } else if (probeLoad() !== null) {
+    reason = `${file} is missing and no prebuilt package matches this platform`
   }
   if (!reason) return
 
@@ -111,13 +141,10 @@ function main() {
 
   const debug = process.env.NETVSC_NATIVE_PROFILE === 'debug'
   log(`${reason}: building it from source (${debug ? 'debug' : 'release'}) with ${cargo.stdout.trim()}`)
-  const script = debug ? 'build:native:debug' : 'build:native'
-  const npm = process.env.npm_execpath
-  const build = npm
-    ? spawnSync(process.execPath, [npm, 'run', script], { cwd: root, stdio: 'inherit' })
-    : spawnSync('npm', ['run', script], { cwd: root, stdio: 'inherit' })
-  if (build.error || build.status !== 0) {
-    fail(`building the native addon failed (npm run ${script} exited ${build.status}); see the cargo output above`)
+  if (fs.existsSync(path.join(root, 'node_modules/@napi-rs/cli/package.json'))) {
+    buildWithNapi(debug)
+  } else {
+    buildWithCargo(debug, addon)
   }
   const err = probeLoad()
   if (err) fail(`the freshly built ${file} does not load: ${err}`)
