@@ -2,6 +2,8 @@
 //! `{size (incl. the 12-byte header, 4-aligned), type (bit 31 = internal), offset = 12}` + payload; the payloads
 //! below are `u32` bit layouts wrapped in newtypes with named getters/builders (protocol.md §5).
 
+/// Hash-info bits (NBL_HASH_INFO payload) are the NDIS hash type/function bits.
+pub use crate::ndis::hash_info;
 use crate::wire::wire;
 
 wire! {

@@ -96,3 +96,6 @@ pub mod mac_options {
     pub const EIGHTOTWOONEQ_TAG: u32 = 0x40;
     pub const EIGHTOTWOONEP_PRIORITY: u32 = 0x80;
 }
+
+#[cfg(test)]
+mod tests;

@@ -191,3 +191,6 @@ pub const SEND_TABLE_SIZE: usize = 16;
 /// Transaction ids OpenVMM uses for host-initiated messages that request a completion.
 pub const TRANS_ID_VF_ASSOCIATION: u64 = 0x8000_0000_0000_0000;
 pub const TRANS_ID_SWITCH_DATA_PATH: u64 = 0x8000_0000_0000_0001;
+
+#[cfg(test)]
+mod tests;

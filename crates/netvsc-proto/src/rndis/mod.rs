@@ -2,10 +2,12 @@
 //! GPA ranges, or (host → guest) in receive-buffer ranges. Every message starts with `{msg_type, msg_len}`;
 //! `info/status/data` offsets inside a message are relative to byte 8. Parse bounds each of them to `msg_len`.
 
+mod config;
 mod message;
 mod msgs;
 mod packet;
 
+pub use config::{ConfigParameter, NETWORK_ADDRESS, emit_mac_parameter, emit_string_parameter};
 pub use message::{RndisMessage, RndisMessages};
 pub use msgs::*;
 pub use packet::{PacketWriter, Ppi, PpiIter, RndisPacket, emit_packet};
@@ -94,3 +96,6 @@ pub mod status {
     pub const UNSUPPORTED_MEDIA: u32 = 0xC001_0019;
     pub const NO_CABLE: u32 = 0xC001_001F;
 }
+
+#[cfg(test)]
+mod tests;
