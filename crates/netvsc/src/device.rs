@@ -125,9 +125,13 @@ impl Device {
     /// Start receiving: set the packet filter (0xD, or 0x20 when promiscuous).
     pub fn start(&mut self) -> Result<()> {
         let f = if self.promisc { filter::PROMISCUOUS } else { filter::START };
-        self.set_filter(f)?;
+        // Started first: frames may arrive as soon as the host applies the filter.
         self.shared.started.store(true, Relaxed);
-        Ok(())
+        let r = self.set_filter(f);
+        if r.is_err() {
+            self.shared.started.store(false, Relaxed);
+        }
+        r
     }
 
     /// Stop receiving: filter 0 (the host then delivers nothing).

@@ -94,7 +94,7 @@ impl QueueCore {
         let mut n = 0;
         let mut scratch = std::mem::take(&mut self.chan.scratch);
         while n < limit && !self.broken {
-            if mode == Mode::Burst && self.rx.cursor_busy() {
+            if mode == Mode::Burst && (self.rx.cursor_busy() || self.rx.has_backlog()) {
                 break;
             }
             let pkt = match self.chan.reader.read(&mut scratch) {
@@ -156,28 +156,36 @@ impl QueueCore {
         &mut self,
         trans_id: u64,
         set_id: u16,
-        ranges: impl Iterator<Item = (u32, u32)>,
+        ranges: impl Iterator<Item = (u32, u32)> + Clone,
         payload: &[u8],
         mode: Mode,
     ) {
         let valid = set_id == nvsp::RECV_BUF_ID
             && wire::u32_at(payload, 0) == Some(nvsp::RNDIS_PKT)
-            && self.rx.load(trans_id, ranges, MAX_XFER_RANGES);
+            && ranges.clone().count() <= MAX_XFER_RANGES;
         if !valid {
             // Complete anyway so the host gets its buffers back; count it.
             self.stats.rx.errors.fetch_add(1, Relaxed);
-            self.rx.clear_cursor();
             self.completions.push(trans_id);
             return;
         }
         let control = wire::u32_at(payload, 4) == Some(1);
-        if control || mode == Mode::Control || !self.shared.started() {
-            // Handle every message now: control replies and indications are used, frames dropped.
-            while let Some((off, len)) = self.rx.next_range() {
-                self.handle_message(off, len, None);
+        if !control && self.shared.started() {
+            if mode == Mode::Burst && !self.rx.cursor_busy() && !self.rx.has_backlog() {
+                self.rx.load(trans_id, ranges);
+                return;
             }
-            self.finish_cursor();
+            // A control waiter met rx data: keep it for the queue's owner, up to a bound.
+            if self.rx.stash(trans_id, ranges.clone()) {
+                return;
+            }
         }
+        // Control replies, indications, and frames while stopped (or past the backlog bound):
+        // handle every message now, dropping frames.
+        for (off, len) in ranges {
+            self.handle_message(off, len, None);
+        }
+        self.completions.push(trans_id);
     }
 
     /// Handle one RNDIS message at `off..off+len` of the receive buffer. With `out`, a PACKET

@@ -4,6 +4,7 @@
 //! zero-copy view into it has been released. Frames at most `rx_copybreak` long (or all frames when
 //! zero-copy is off) are copied into the caller's reusable buffers; nothing allocates per packet.
 
+use std::collections::VecDeque;
 use std::sync::atomic::Ordering::Relaxed;
 
 use crate::queue::{Mode, QueueCore};
@@ -97,7 +98,12 @@ pub(crate) struct RxState {
     free: Vec<u32>,
     outstanding: u32,
     max_outstanding: u32,
+    /// Rx transfers a control waiter read on this queue, kept in order for the next rx burst.
+    backlog: VecDeque<(u64, Vec<(u32, u32)>)>,
 }
+
+/// Transfers a control waiter may set aside before it starts dropping frames (DPDK drops all).
+const BACKLOG_MAX: usize = 1024;
 
 impl RxState {
     /// `max_outstanding` = receive sections / 2 (DPDK's cap on external buffers).
@@ -121,6 +127,7 @@ impl RxState {
             free: (0..n as u32).rev().collect(),
             outstanding: 0,
             max_outstanding,
+            backlog: VecDeque::new(),
         }
     }
 
@@ -128,25 +135,38 @@ impl RxState {
         self.active
     }
 
-    /// Copy a packet's ranges in; false when there are more than `max`.
-    pub fn load(&mut self, trans_id: u64, ranges: impl Iterator<Item = (u32, u32)>, max: usize) -> bool {
+    /// Copy a packet's ranges into the cursor (the caller bounded their number).
+    pub fn load(&mut self, trans_id: u64, ranges: impl Iterator<Item = (u32, u32)>) {
         self.ranges.clear();
-        for r in ranges {
-            if self.ranges.len() == max {
-                return false;
-            }
-            self.ranges.push(r);
-        }
+        self.ranges.extend(ranges);
         self.active = true;
         self.trans_id = trans_id;
         self.next = 0;
         self.hold = None;
+    }
+
+    pub fn has_backlog(&self) -> bool {
+        !self.backlog.is_empty()
+    }
+
+    /// Set a transfer aside (control path only: this allocates). False when the backlog is full.
+    pub fn stash(&mut self, trans_id: u64, ranges: impl Iterator<Item = (u32, u32)>) -> bool {
+        if self.backlog.len() >= BACKLOG_MAX {
+            return false;
+        }
+        self.backlog.push_back((trans_id, ranges.collect()));
         true
     }
 
-    pub fn clear_cursor(&mut self) {
-        self.active = false;
-        self.ranges.clear();
+    /// Move the oldest set-aside transfer into the idle cursor.
+    pub fn unstash(&mut self) -> bool {
+        match self.backlog.pop_front() {
+            Some((trans_id, ranges)) => {
+                self.load(trans_id, ranges.into_iter());
+                true
+            }
+            None => false,
+        }
     }
 
     pub fn next_range(&mut self) -> Option<(u32, u32)> {
@@ -251,6 +271,9 @@ pub(crate) fn rx_burst(core: &mut QueueCore, out: &mut [RxPacket]) -> usize {
             }
             continue;
         }
+        if core.rx.unstash() {
+            continue;
+        }
         if core.poll(Mode::Burst, 64) == 0 && !core.rx.cursor_busy() {
             break;
         }
@@ -344,7 +367,7 @@ mod tests {
     #[test]
     fn views_hold_completion_until_released() {
         let mut rx = RxState::new(4);
-        assert!(rx.load(77, [(0, 100), (100, 100)].into_iter(), 8));
+        rx.load(77, [(0, 100), (100, 100)].into_iter());
         assert_eq!(rx.next_range(), Some((0, 100)));
         let a = rx.new_view(0, 100).unwrap();
         assert_eq!(rx.next_range(), Some((100, 100)));
@@ -362,18 +385,23 @@ mod tests {
     #[test]
     fn cap_on_outstanding_views() {
         let mut rx = RxState::new(2);
-        assert!(rx.load(1, [(0, 1), (1, 1), (2, 1)].into_iter(), 8));
+        rx.load(1, [(0, 1), (1, 1), (2, 1)].into_iter());
         assert!(rx.new_view(0, 1).is_some());
         assert!(rx.new_view(1, 1).is_some());
         assert!(rx.new_view(2, 1).is_none(), "third view exceeds sections/2 cap → copy");
-        assert!(!rx.load(2, (0..9).map(|i| (i, 1)), 8), "too many ranges");
+        assert!(rx.stash(2, [(5, 1)].into_iter()));
+        assert!(rx.has_backlog());
     }
 
     #[test]
     fn no_view_completes_on_close() {
         let mut rx = RxState::new(2);
-        assert!(rx.load(5, [(0, 1)].into_iter(), 8));
+        rx.load(5, [(0, 1)].into_iter());
         assert_eq!(rx.close_cursor(), Some(5));
+        assert!(rx.stash(6, [(1, 1)].into_iter()));
+        assert!(rx.unstash());
+        assert_eq!(rx.next_range(), Some((1, 1)));
+        assert_eq!(rx.close_cursor(), Some(6));
         assert_eq!(rx.close_cursor(), None);
     }
 }

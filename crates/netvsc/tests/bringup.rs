@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use common::*;
 use hv_emu::backend::BackendConfig;
-use netvsc::{DeviceConfig, Error, Timeouts};
+use netvsc::{Device, DeviceConfig, Error, Timeouts};
 
 #[test]
 fn default_bringup_negotiates_newest() {
@@ -26,4 +26,79 @@ fn default_bringup_negotiates_newest() {
     assert_eq!(info.send_section_size, 6144);
     eprintln!("{}", rig.emu.stats_json());
     dev.close().unwrap();
+}
+
+#[test]
+fn each_single_version_host() {
+    for v in [0x2u32, 0x30002, 0x40000, 0x50000, 0x60000, 0x60001] {
+        let rig = rig_with(|c| c.accept_versions = Some(vec![v]));
+        let dev = rig.open(DeviceConfig { queues: 4, ..quick() }).unwrap();
+        let info = dev.info().clone();
+        let s = rig.emu.stats();
+        assert_eq!(info.nvsp_version, v);
+        assert_eq!(s.nvsp_version, Some(v), "host agrees on {v:#x}");
+        let ndis = s.ndis_version.as_ref().unwrap();
+        let want = if v > 0x40000 { (6, 30) } else { (6, 1) };
+        assert_eq!((ndis.major, ndis.minor), want, "NDIS version for {v:#x}");
+        match &s.ndis_config {
+            Some(c) => {
+                assert!(v >= 0x30002, "NDIS_CONFIG only from v2");
+                assert_eq!(c.mtu, 1514);
+                let want_caps = if v >= 0x50000 { 0xc } else { 0x8 };
+                assert_eq!(c.capabilities, want_caps, "caps for {v:#x}");
+            }
+            None => assert!(v < 0x30002, "NDIS_CONFIG missing at {v:#x}"),
+        }
+        let rss_queried = s.oids.queried.iter().any(|o| o == "0x00010203");
+        assert_eq!(rss_queried, v >= 0x50000, "RSS caps only from v5");
+        let want_q = if v >= 0x50000 { 4 } else { 1 };
+        assert_eq!(info.queues, want_q);
+        assert_eq!(s.subchannels, want_q - 1);
+        assert_eq!(s.offload.revision, if v > 0x40000 { 3 } else { 2 });
+        dev.close().unwrap();
+    }
+}
+
+#[test]
+fn silent_host_times_out_naming_the_step() {
+    let rig = rig_with(|c| c.silent = true);
+    let t = std::time::Instant::now();
+    let err = rig
+        .open(DeviceConfig { timeouts: Timeouts::all(Duration::from_millis(300)), ..DeviceConfig::default() })
+        .unwrap_err();
+    match err {
+        Error::Timeout { step, waited } => {
+            assert_eq!(step, "NVSP INIT");
+            assert!(waited >= Duration::from_millis(300));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(t.elapsed() < Duration::from_secs(5));
+    assert!(err_text(&rig).contains("NVSP INIT"));
+}
+
+fn err_text(rig: &Rig) -> String {
+    rig.open(DeviceConfig { timeouts: Timeouts::all(Duration::from_millis(50)), ..DeviceConfig::default() })
+        .unwrap_err()
+        .to_string()
+}
+
+#[test]
+fn host_accepting_nothing_is_no_version() {
+    let rig = rig_with(|c| c.accept_versions = Some(vec![]));
+    match rig.open(quick()).unwrap_err() {
+        Error::NoVersion { tried } => assert_eq!(tried.len(), 6),
+        other => panic!("{other:?}"),
+    }
+    let s = rig.emu.stats();
+    assert_eq!(s.nvsp_version, None);
+}
+
+#[test]
+fn bad_config_rejected_before_io() {
+    let rig = rig(BackendConfig::Sink);
+    assert!(matches!(rig.open(DeviceConfig { mtu: 20000, ..quick() }), Err(Error::Config { what: "mtu", .. })));
+    assert!(matches!(rig.open(DeviceConfig { queues: 65, ..quick() }), Err(Error::Config { what: "queues", .. })));
+    assert!(matches!(rig.open(DeviceConfig { queues: 0, ..quick() }), Err(Error::Config { .. })));
+    assert!(Device::open(rig.path(), "no-such-device", quick()).is_err());
 }
