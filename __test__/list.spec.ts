@@ -118,7 +118,13 @@ test('upper-case and braced uuids are normalised; devices come back sorted by uu
     relid,
     monitorId: relid,
     driver: 'uio_hv_generic',
-    uio: { number: uio, maps: nicMaps({ rings: 8 * 4096, recv: 65536, send: 32768 }, 7, 8) },
+    // Every map a different size, so a swapped field cannot go unnoticed.
+    uio: {
+      number: uio,
+      maps: nicMaps({ rings: 8 * 4096, recv: 65536, send: 32768 }, 7, 8).map((m) =>
+        m.name === 'monitor_page' ? { ...m, size: 8192 } : m,
+      ),
+    },
     channels: [{ relid, subchannelId: 0 }],
   })
   writeFakeDevice(root, nic('BBBBBBBB-0000-4000-8000-000000000002', 21, 1))
@@ -131,7 +137,7 @@ test('upper-case and braced uuids are normalised; devices come back sorted by uu
       ['bbbbbbbb-0000-4000-8000-000000000002', NETVSC_CLASS_ID, 1, 21],
     ],
   )
-  t.deepEqual(devices[0]?.mapSizes, { rings: 32768, intPage: 4096, monitorPage: 4096, recv: 65536, send: 32768 })
+  t.deepEqual(devices[0]?.mapSizes, { rings: 32768, intPage: 4096, monitorPage: 8192, recv: 65536, send: 32768 })
   t.is(devices[1]?.recvGpadl, 7)
   t.is(devices[1]?.sendGpadl, 8)
 })
