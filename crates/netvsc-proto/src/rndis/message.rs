@@ -184,6 +184,21 @@ impl<'a> RndisMessage<'a> {
         })
     }
 
+    /// An INITIALIZE request for RNDIS 1.0.
+    pub fn initialize(req_id: u32, max_xfer_size: u32) -> Self {
+        Self::Initialize(InitializeRequest {
+            req_id,
+            major_version: super::MAJOR_VERSION,
+            minor_version: super::MINOR_VERSION,
+            max_xfer_size,
+        })
+    }
+
+    /// A SET_CMPLT.
+    pub fn set_complete(req_id: u32, status: u32) -> Self {
+        Self::SetComplete(SetComplete { req_id, status })
+    }
+
     /// A QUERY for `oid` with `info` as input buffer (info_buf_offset = 20 even when `info` is empty: Hyper-V
     /// fails queries with offset 0).
     pub fn query(req_id: u32, oid: u32, info: &'a [u8]) -> Self {

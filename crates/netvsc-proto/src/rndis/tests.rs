@@ -486,3 +486,18 @@ fn aggregated_messages_walk() {
     let r: Vec<_> = RndisMessages::new(&sec[..padded + n2]).collect();
     assert!(r.len() == 2 && r[0].is_ok() && r[1].is_err());
 }
+
+#[test]
+fn initialize_and_set_complete_helpers() {
+    // INITIALIZE 24 bytes: 8 req_id, 12 major 1, 16 minor 0, 20 max_xfer 0x4000 (Linux).
+    let v = [
+        2, 0, 0, 0, 24, 0, 0, 0, 7, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0x40, 0, 0,
+    ];
+    assert_eq!(emit(&RndisMessage::initialize(7, 0x4000)), v);
+    let v = [5, 0, 0, 0x80, 16, 0, 0, 0, 7, 0, 0, 0, 0xBB, 0, 0, 0xC0];
+    assert_eq!(
+        emit(&RndisMessage::set_complete(7, status::NOT_SUPPORTED)),
+        v
+    );
+    assert_eq!(RndisMessage::parse(&v).unwrap().req_id(), Some(7));
+}
