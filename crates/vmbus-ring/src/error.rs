@@ -112,7 +112,9 @@ pub enum WriteError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum RingError {
     /// The window is not a 4096-byte header plus a non-zero multiple of 4096 data bytes below 2^32.
-    #[error("ring of {len} bytes: need 4096 header bytes plus a non-zero multiple of 4096 below 2^32")]
+    #[error(
+        "ring of {len} bytes: need 4096 header bytes plus a non-zero multiple of 4096 below 2^32"
+    )]
     BadSize {
         /// Length of the window given.
         len: usize,

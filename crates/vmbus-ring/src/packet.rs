@@ -66,7 +66,9 @@ const _: () = assert!(size_of::<GpaDirectHeader>() == 8);
 
 /// A byte range inside a transfer page set.
 #[repr(C)]
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Default, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 pub struct TransferRange {
     /// Length in bytes.
     pub byte_count: u32,
@@ -77,7 +79,9 @@ const _: () = assert!(size_of::<TransferRange>() == 8);
 
 /// A byte range inside one 4 KiB guest page.
 #[repr(C)]
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Default, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 pub struct GpaRange {
     /// Length in bytes.
     pub len: u32,
@@ -124,9 +128,7 @@ impl OutgoingKind<'_> {
     pub fn header_len(&self) -> u64 {
         match self {
             Self::InBand | Self::Completion => DESCRIPTOR_SIZE as u64,
-            Self::TransferPages { ranges, .. } => {
-                KIND_HEADER_SIZE as u64 + 8 * ranges.len() as u64
-            }
+            Self::TransferPages { ranges, .. } => KIND_HEADER_SIZE as u64 + 8 * ranges.len() as u64,
             Self::GpaDirect { ranges } => KIND_HEADER_SIZE as u64 + 16 * ranges.len() as u64,
         }
     }
@@ -174,7 +176,7 @@ pub const fn ring_size(header_len: u64, payload_len: u64) -> u64 {
 }
 
 /// A packet read from the ring; borrows the caller's scratch buffer.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct IncomingPacket<'b> {
     /// Transaction id.
     pub trans_id: u64,
@@ -186,7 +188,7 @@ pub struct IncomingPacket<'b> {
 
 /// Type-specific view of an incoming packet. Payloads run to the end of the packet, so they
 /// include up to 7 bytes of padding: upper layers carry their own lengths.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub enum PacketKind<'b> {
     /// Type 6.
     InBand {
@@ -241,7 +243,7 @@ impl PacketKind<'_> {
 macro_rules! range_iter {
     ($name:ident, $item:ty, $size:expr) => {
         /// Iterator over ranges copied out of the ring (already bounded by the header length).
-        #[derive(Debug, Clone, Copy)]
+        #[derive(Debug, Clone)]
         pub struct $name<'b> {
             bytes: &'b [u8],
         }
@@ -304,12 +306,25 @@ mod tests {
         assert_eq!(
             v,
             [
-                TransferRange { byte_count: 1, byte_offset: 2 },
-                TransferRange { byte_count: 3, byte_offset: 4 }
+                TransferRange {
+                    byte_count: 1,
+                    byte_offset: 2
+                },
+                TransferRange {
+                    byte_count: 3,
+                    byte_offset: 4
+                }
             ]
         );
         let g: Vec<_> = GpaRanges::new(&bytes[..16]).collect();
-        assert_eq!(g, [GpaRange { len: 1, offset: 2, pfn: 4 << 32 | 3 }]);
+        assert_eq!(
+            g,
+            [GpaRange {
+                len: 1,
+                offset: 2,
+                pfn: 4 << 32 | 3
+            }]
+        );
         assert_eq!(GpaRanges::new(&bytes[..15]).len(), 0);
     }
 }

@@ -13,8 +13,8 @@ use zerocopy::FromBytes;
 use crate::error::{CorruptField, Corruption, ReadError};
 use crate::packet::{
     DESCRIPTOR_SIZE, FLAG_COMPLETION_REQUESTED, GpaDirectHeader, GpaRanges, IncomingPacket,
-    KIND_HEADER_SIZE, PacketDescriptor, PacketKind, TRAILER_SIZE, TYPE_COMPLETION,
-    TYPE_GPA_DIRECT, TYPE_INBAND, TYPE_TRANSFER_PAGES, TransferPageHeader, TransferRanges,
+    KIND_HEADER_SIZE, PacketDescriptor, PacketKind, TRAILER_SIZE, TYPE_COMPLETION, TYPE_GPA_DIRECT,
+    TYPE_INBAND, TYPE_TRANSFER_PAGES, TransferPageHeader, TransferRanges,
 };
 use crate::ring::{FEATURE_PENDING_SEND_SIZE, Ring};
 

@@ -37,7 +37,7 @@ impl Ring {
         let len = mem.len();
         let bad = RingError::BadSize { len };
         let data_len = len.checked_sub(HEADER_SIZE).ok_or(bad)?;
-        if data_len == 0 || data_len % 4096 != 0 || u32::try_from(data_len).is_err() {
+        if data_len == 0 || !data_len.is_multiple_of(4096) || u32::try_from(data_len).is_err() {
             return Err(bad);
         }
         let header = mem.subrange(0, HEADER_SIZE)?;
@@ -60,7 +60,9 @@ impl Ring {
 
     fn load(&self, off: usize) -> u32 {
         // Offsets are constants checked (in bounds, aligned) by `new`.
-        self.header.load_u32(off).expect("ring header checked in Ring::new")
+        self.header
+            .load_u32(off)
+            .expect("ring header checked in Ring::new")
     }
 
     fn store(&self, off: usize, value: u32) {
@@ -134,7 +136,7 @@ impl Ring {
 
     /// True when `index` is a valid cursor: inside the data area and 8-byte aligned.
     pub(crate) fn index_ok(&self, index: u32) -> bool {
-        index < self.data_size && index % 8 == 0
+        index < self.data_size && index.is_multiple_of(8)
     }
 
     /// Bytes from `from` forward to `to`, modulo the data size. Meaningful only for valid
@@ -163,7 +165,9 @@ impl Ring {
             .read(at as usize, a)
             .expect("ring copy inside the data area");
         if !b.is_empty() {
-            self.data.read(0, b).expect("ring copy inside the data area");
+            self.data
+                .read(0, b)
+                .expect("ring copy inside the data area");
         }
     }
 
@@ -176,7 +180,9 @@ impl Ring {
             .write(at as usize, a)
             .expect("ring copy inside the data area");
         if !b.is_empty() {
-            self.data.write(0, b).expect("ring copy inside the data area");
+            self.data
+                .write(0, b)
+                .expect("ring copy inside the data area");
         }
         self.advance(at, src.len() as u32)
     }
@@ -190,7 +196,10 @@ mod tests {
     fn sizes_are_validated() {
         for bad in [0usize, 4096, 4096 + 8, 4096 + 4095, 4096 * 2 + 1] {
             assert!(
-                matches!(Ring::new(SharedMem::alloc(bad)), Err(RingError::BadSize { .. })),
+                matches!(
+                    Ring::new(SharedMem::alloc(bad)),
+                    Err(RingError::BadSize { .. })
+                ),
                 "{bad}"
             );
         }

@@ -160,7 +160,7 @@ impl SharedMem {
 
     fn check_atomic(&self, offset: usize, align: usize) -> Result<(), MemError> {
         self.check(offset, align)?;
-        if (self.base.as_ptr() as usize + offset) % align != 0 {
+        if !(self.base.as_ptr() as usize + offset).is_multiple_of(align) {
             return Err(MemError::Misaligned { offset, align });
         }
         Ok(())
@@ -280,28 +280,50 @@ impl SharedMem {
 }
 
 /// Copy from peer memory to a private buffer: 8-byte volatile loads where the peer side is
-/// aligned, single bytes at the edges.
+/// aligned (four per loop turn), single bytes at the edges.
 ///
 /// # Safety
 /// `src .. src + dst.len()` must be valid for reads.
 unsafe fn volatile_copy_out(src: *const u8, dst: &mut [u8]) {
     let len = dst.len();
+    let d = dst.as_mut_ptr();
     let head = (src.align_offset(8)).min(len);
     let mut i = 0;
     while i < head {
-        // SAFETY: i < len, in the caller-guaranteed range.
-        dst[i] = unsafe { src.add(i).read_volatile() };
+        // SAFETY: i < len: in the caller-guaranteed source range and inside `dst`.
+        unsafe { d.add(i).write(src.add(i).read_volatile()) };
         i += 1;
     }
+    while i + 32 <= len {
+        // SAFETY: src + i is 8-aligned (head consumed the misalignment); i + 32 <= len keeps all
+        // four words in range on both sides; `dst` is private, so unaligned plain stores are fine.
+        unsafe {
+            let s = src.add(i).cast::<u64>();
+            let (a, b, c, e) = (
+                s.read_volatile(),
+                s.add(1).read_volatile(),
+                s.add(2).read_volatile(),
+                s.add(3).read_volatile(),
+            );
+            let o = d.add(i).cast::<u64>();
+            o.write_unaligned(a);
+            o.add(1).write_unaligned(b);
+            o.add(2).write_unaligned(c);
+            o.add(3).write_unaligned(e);
+        }
+        i += 32;
+    }
     while i + 8 <= len {
-        // SAFETY: src + i is 8-aligned (head consumed the misalignment) and in range.
-        let word = unsafe { src.add(i).cast::<u64>().read_volatile() };
-        dst[i..i + 8].copy_from_slice(&word.to_ne_bytes());
+        // SAFETY: as above, one word.
+        unsafe {
+            let w = src.add(i).cast::<u64>().read_volatile();
+            d.add(i).cast::<u64>().write_unaligned(w);
+        }
         i += 8;
     }
     while i < len {
-        // SAFETY: i < len, in the caller-guaranteed range.
-        dst[i] = unsafe { src.add(i).read_volatile() };
+        // SAFETY: i < len, in range on both sides.
+        unsafe { d.add(i).write(src.add(i).read_volatile()) };
         i += 1;
     }
 }
@@ -312,22 +334,44 @@ unsafe fn volatile_copy_out(src: *const u8, dst: &mut [u8]) {
 /// `dst .. dst + src.len()` must be valid for writes.
 unsafe fn volatile_copy_in(dst: *mut u8, src: &[u8]) {
     let len = src.len();
+    let s = src.as_ptr();
     let head = (dst.align_offset(8)).min(len);
     let mut i = 0;
     while i < head {
-        // SAFETY: i < len, in the caller-guaranteed range.
-        unsafe { dst.add(i).write_volatile(src[i]) };
+        // SAFETY: i < len, in range on both sides.
+        unsafe { dst.add(i).write_volatile(s.add(i).read()) };
         i += 1;
     }
+    while i + 32 <= len {
+        // SAFETY: dst + i is 8-aligned; i + 32 <= len keeps all four words in range on both
+        // sides; `src` is private, so unaligned plain loads are fine.
+        unsafe {
+            let p = s.add(i).cast::<u64>();
+            let (a, b, c, e) = (
+                p.read_unaligned(),
+                p.add(1).read_unaligned(),
+                p.add(2).read_unaligned(),
+                p.add(3).read_unaligned(),
+            );
+            let o = dst.add(i).cast::<u64>();
+            o.write_volatile(a);
+            o.add(1).write_volatile(b);
+            o.add(2).write_volatile(c);
+            o.add(3).write_volatile(e);
+        }
+        i += 32;
+    }
     while i + 8 <= len {
-        let word = u64::from_ne_bytes(src[i..i + 8].try_into().expect("8-byte chunk"));
-        // SAFETY: dst + i is 8-aligned and in range.
-        unsafe { dst.add(i).cast::<u64>().write_volatile(word) };
+        // SAFETY: as above, one word.
+        unsafe {
+            let w = s.add(i).cast::<u64>().read_unaligned();
+            dst.add(i).cast::<u64>().write_volatile(w);
+        }
         i += 8;
     }
     while i < len {
-        // SAFETY: i < len, in the caller-guaranteed range.
-        unsafe { dst.add(i).write_volatile(src[i]) };
+        // SAFETY: i < len, in range on both sides.
+        unsafe { dst.add(i).write_volatile(s.add(i).read()) };
         i += 1;
     }
 }
@@ -340,7 +384,7 @@ mod tests {
     fn copies_round_trip_at_every_alignment() {
         let mem = SharedMem::alloc(256);
         for off in 0..16 {
-            for len in [0usize, 1, 7, 8, 9, 31, 64, 100] {
+            for len in [0usize, 1, 7, 8, 9, 31, 32, 33, 40, 64, 100, 200] {
                 let src: Vec<u8> = (0..len).map(|i| (i * 7 + off) as u8).collect();
                 mem.write(off, &src).unwrap();
                 let mut dst = vec![0u8; len];
@@ -354,10 +398,19 @@ mod tests {
     fn bounds_and_alignment_are_enforced() {
         let mem = SharedMem::alloc(64);
         let mut buf = [0u8; 8];
-        assert!(matches!(mem.read(60, &mut buf), Err(MemError::OutOfBounds { .. })));
-        assert!(matches!(mem.read(usize::MAX, &mut buf), Err(MemError::OutOfBounds { .. })));
+        assert!(matches!(
+            mem.read(60, &mut buf),
+            Err(MemError::OutOfBounds { .. })
+        ));
+        assert!(matches!(
+            mem.read(usize::MAX, &mut buf),
+            Err(MemError::OutOfBounds { .. })
+        ));
         assert!(matches!(mem.load_u32(2), Err(MemError::Misaligned { .. })));
-        assert!(matches!(mem.load_u32(64), Err(MemError::OutOfBounds { .. })));
+        assert!(matches!(
+            mem.load_u32(64),
+            Err(MemError::OutOfBounds { .. })
+        ));
         let sub = mem.subrange(16, 16).unwrap();
         sub.store_u32(0, 0xdead_beef).unwrap();
         assert_eq!(mem.load_u32(16).unwrap(), 0xdead_beef);

@@ -348,9 +348,16 @@ fn random_ring_contents_never_panic() {
                 w.commit();
                 for _ in 0..(1 + rng.next() % 4) {
                     let at = (rng.next() % (DATA as u64 + 16)) as usize;
-                    let at = if at >= DATA as usize { at - DATA as usize } else { H + at };
-                    m.write(at, &rng.next().to_le_bytes()[..(1 + rng.next() % 8) as usize])
-                        .unwrap();
+                    let at = if at >= DATA as usize {
+                        at - DATA as usize
+                    } else {
+                        H + at
+                    };
+                    m.write(
+                        at,
+                        &rng.next().to_le_bytes()[..(1 + rng.next() % 8) as usize],
+                    )
+                    .unwrap();
                 }
             }
         }
@@ -376,7 +383,7 @@ fn random_ring_contents_never_panic() {
                     break;
                 }
             }
-            if rng.next() % 8 == 0 {
+            if rng.next().is_multiple_of(8) {
                 r.commit();
             }
         }
@@ -397,5 +404,8 @@ fn random_ring_contents_never_panic() {
         ));
         w.commit();
     }
-    assert!(ok > 1000 && empty > 100 && corrupt > 1000, "{ok} {empty} {corrupt}");
+    assert!(
+        ok > 1000 && empty > 100 && corrupt > 1000,
+        "{ok} {empty} {corrupt}"
+    );
 }

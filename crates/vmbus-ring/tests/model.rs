@@ -73,13 +73,20 @@ fn build(kind: u8, nranges: usize, len: usize, seed: u64, compl: bool) -> Expect
     let header = match kind {
         2 => {
             e.transfer = (0..nranges as u32)
-                .map(|i| TransferRange { byte_count: i + seed as u32, byte_offset: i * 7 })
+                .map(|i| TransferRange {
+                    byte_count: i + seed as u32,
+                    byte_offset: i * 7,
+                })
                 .collect();
             24 + 8 * nranges
         }
         3 => {
             e.gpa = (0..nranges.max(1) as u32)
-                .map(|i| GpaRange { len: i, offset: seed as u32 ^ i, pfn: seed.rotate_left(i) })
+                .map(|i| GpaRange {
+                    len: i,
+                    offset: seed as u32 ^ i,
+                    pfn: seed.rotate_left(i),
+                })
                 .collect();
             24 + 16 * e.gpa.len()
         }
@@ -106,25 +113,49 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
 
     for op in ops {
         match op {
-            Op::Write { kind, nranges, len, pieces, seed, compl } => {
+            Op::Write {
+                kind,
+                nranges,
+                len,
+                pieces,
+                seed,
+                compl,
+            } => {
                 let e = build(kind, nranges, len, seed, compl);
                 // Split the payload into `pieces` slices to exercise gathering.
                 let cut1 = len / pieces.max(1);
                 let cut2 = (cut1 * 2).min(len);
-                let parts: [&[u8]; 3] = [&e.payload[..cut1], &e.payload[cut1..cut2], &e.payload[cut2..]];
+                let parts: [&[u8]; 3] = [
+                    &e.payload[..cut1],
+                    &e.payload[cut1..cut2],
+                    &e.payload[cut2..],
+                ];
                 let okind = match e.ty {
                     6 => OutgoingKind::InBand,
                     11 => OutgoingKind::Completion,
-                    7 => OutgoingKind::TransferPages { set_id: seed as u16, ranges: &e.transfer },
+                    7 => OutgoingKind::TransferPages {
+                        set_id: seed as u16,
+                        ranges: &e.transfer,
+                    },
                     _ => OutgoingKind::GpaDirect { ranges: &e.gpa },
                 };
-                let pkt = OutgoingPacket { kind: okind, trans_id: seed, completion_requested: compl, payload: &parts };
+                let pkt = OutgoingPacket {
+                    kind: okind,
+                    trans_id: seed,
+                    completion_requested: compl,
+                    payload: &parts,
+                };
                 prop_assert_eq!(pkt.ring_size(), e.ring_size as u64);
                 let free = DATA - total(published.iter().chain(&staged).map(|p| p.ring_size));
                 let want = if e.ring_size - 8 > DATA - 16 {
-                    Err(WriteError::TooLarge { len: pkt.len() as u32, max: DATA - 16 })
+                    Err(WriteError::TooLarge {
+                        len: pkt.len() as u32,
+                        max: DATA - 16,
+                    })
                 } else if free <= e.ring_size {
-                    Err(WriteError::Full { needed: e.ring_size })
+                    Err(WriteError::Full {
+                        needed: e.ring_size,
+                    })
                 } else {
                     Ok(())
                 };
@@ -144,7 +175,10 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
             }
             Op::Read => match r.read(&mut scratch) {
                 Ok(p) => {
-                    prop_assert!(reading < published.len(), "read a packet the model does not have");
+                    prop_assert!(
+                        reading < published.len(),
+                        "read a packet the model does not have"
+                    );
                     let e = &published[reading];
                     reading += 1;
                     prop_assert_eq!(p.kind.packet_type(), e.ty);

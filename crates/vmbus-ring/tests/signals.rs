@@ -118,7 +118,11 @@ fn reader_signals_once_on_the_pending_send_transition() {
     r.ring().set_feature_bits(1);
     let (n, needed) = fill(&mut w);
     assert_eq!(needed, 256);
-    assert_eq!(n, DATA / 256 - 1, "one slot stays free: never completely full");
+    assert_eq!(
+        n,
+        DATA / 256 - 1,
+        "one slot stays free: never completely full"
+    );
     // Ask for three packets' worth, with the low bits a peer may set (must be masked off).
     let pending = 3 * 256;
     assert!(!w.request_space(pending | 7).unwrap(), "no room yet");
@@ -140,10 +144,18 @@ fn reader_signals_once_on_the_pending_send_transition() {
             signalled_at.push(i);
         }
     }
-    assert_eq!(signalled_at, [2], "exactly one wake-up, when free first exceeds 768");
+    assert_eq!(
+        signalled_at,
+        [2],
+        "exactly one wake-up, when free first exceeds 768"
+    );
     // The writer can now get its room.
     assert!(w.request_space(pending).unwrap());
-    assert_eq!(mem.load_u32(12).unwrap(), 0, "request withdrawn when room exists");
+    assert_eq!(
+        mem.load_u32(12).unwrap(),
+        0,
+        "request withdrawn when room exists"
+    );
 }
 
 #[test]
@@ -156,7 +168,10 @@ fn batched_commit_signals_on_crossing_inside_the_batch() {
     for _ in 0..n {
         r.read(&mut scratch).unwrap();
     }
-    assert!(r.commit(), "one commit for the whole batch crosses the threshold");
+    assert!(
+        r.commit(),
+        "one commit for the whole batch crosses the threshold"
+    );
 }
 
 #[test]
