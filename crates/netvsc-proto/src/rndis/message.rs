@@ -109,7 +109,7 @@ impl<'a> RndisMessage<'a> {
             t::PACKET => Self::Packet(RndisPacket::parse(msg)?),
             t::INITIALIZE => Self::Initialize(read_prefix(what, body, 16)?),
             // Fields after pkt_alignment_factor (af_list) are optional: DPDK reads only the first 48 bytes.
-            t::INITIALIZE_CMPLT => Self::InitializeComplete(read_prefix(what, body, 32)?),
+            t::INITIALIZE_CMPLT => Self::InitializeComplete(read_prefix(what, body, 36)?),
             t::HALT => Self::Halt(read_prefix(what, body, 4)?),
             t::QUERY | t::SET => {
                 let req: OidRequest = read_prefix(what, body, 20)?;
