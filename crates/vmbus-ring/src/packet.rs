@@ -176,7 +176,7 @@ pub const fn ring_size(header_len: u64, payload_len: u64) -> u64 {
 }
 
 /// A packet read from the ring; borrows the caller's scratch buffer.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Copy)]
 pub struct IncomingPacket<'b> {
     /// Transaction id.
     pub trans_id: u64,
@@ -188,7 +188,7 @@ pub struct IncomingPacket<'b> {
 
 /// Type-specific view of an incoming packet. Payloads run to the end of the packet, so they
 /// include up to 7 bytes of padding: upper layers carry their own lengths.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Copy)]
 pub enum PacketKind<'b> {
     /// Type 6.
     InBand {
@@ -243,7 +243,7 @@ impl PacketKind<'_> {
 macro_rules! range_iter {
     ($name:ident, $item:ty, $size:expr) => {
         /// Iterator over ranges copied out of the ring (already bounded by the header length).
-        #[derive(Debug, Clone)]
+        #[derive(Debug, Clone, Copy)]
         pub struct $name<'b> {
             bytes: &'b [u8],
         }

@@ -61,15 +61,13 @@ impl RingReader {
         Ok(w)
     }
 
-    /// Bytes published by the producer and not yet read (0 if its write index is corrupt).
-    pub fn bytes_available(&mut self) -> u32 {
-        if !self.ring.index_ok(self.next) {
+    /// Bytes published by the producer and not yet read (0 if either index is corrupt).
+    pub fn bytes_available(&self) -> u32 {
+        let w = self.ring.write_index();
+        if !self.ring.index_ok(self.next) || !self.ring.index_ok(w) {
             return 0;
         }
-        match self.load_write_index() {
-            Ok(w) => self.ring.distance(self.next, w),
-            Err(_) => 0,
-        }
+        self.ring.distance(self.next, w)
     }
 
     /// Read the next packet into `scratch` (grown if too small, never shrunk) and return a view

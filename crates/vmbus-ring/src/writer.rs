@@ -81,14 +81,13 @@ impl RingWriter {
 
     /// Largest ring size (padded packet + trailer, see [`crate::packet::ring_size`]) that
     /// `try_write` would accept right now; 0 if the peer's read index is corrupt.
-    pub fn available(&mut self) -> u32 {
+    pub fn available(&self) -> u32 {
         if self.check_own_index().is_err() {
             return 0;
         }
-        match self.load_read_index() {
-            Ok(r) => self.free(r).saturating_sub(TRAILER_SIZE as u32),
-            Err(_) => 0,
-        }
+        // `free` returns 0 for an invalid read index.
+        self.free(self.ring.read_index())
+            .saturating_sub(TRAILER_SIZE as u32)
     }
 
     /// Copy `packet` into the ring after the last written packet. It becomes visible to the

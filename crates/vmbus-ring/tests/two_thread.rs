@@ -126,8 +126,7 @@ fn verify(p: &IncomingPacket<'_>, seq: u64, regen: &mut [u8]) -> Result<(), Stri
         (0, PacketKind::InBand { .. }) | (3, PacketKind::Completion { .. }) => 16,
         (1, PacketKind::GpaDirect { ranges, .. }) => {
             if ranges.len() != s.nranges as usize
-                || !ranges
-                    .clone()
+                || !(*ranges)
                     .enumerate()
                     .all(|(i, r)| r == gpa_range(seq, i as u32))
             {
@@ -138,8 +137,7 @@ fn verify(p: &IncomingPacket<'_>, seq: u64, regen: &mut [u8]) -> Result<(), Stri
         (2, PacketKind::TransferPages { set_id, ranges, .. }) => {
             if *set_id != seq as u16
                 || ranges.len() != s.nranges as usize
-                || !ranges
-                    .clone()
+                || !(*ranges)
                     .enumerate()
                     .all(|(i, r)| r == transfer_range(seq, i as u32))
             {
