@@ -78,7 +78,7 @@ fn map_file(path: &Path, len: u64) -> Result<Mapping, UioError> {
 }
 
 impl UioDevice {
-    /// Open the device `info` (from [`crate::discover`]) below `root` and map its five maps.
+    /// Open the device `info` (from [`crate::discover()`]) below `root` and map its five maps.
     pub fn open(root: &Path, info: &DeviceInfo) -> Result<Self, UioError> {
         let uio = info.uio.as_ref().ok_or_else(|| UioError::NoUio {
             device: info.path.clone(),
@@ -173,6 +173,20 @@ impl UioDevice {
     /// Size of one primary ring (header page + data) = map 0 / 2.
     pub fn ring_half(&self) -> usize {
         self.rings.len() / 2
+    }
+
+    /// The primary guest→host ring (first half of map 0).
+    pub fn tx_ring(&self) -> SharedMem {
+        self.rings
+            .subrange(0, self.ring_half())
+            .expect("half of map 0 lies inside it")
+    }
+
+    /// The primary host→guest ring (second half of map 0).
+    pub fn rx_ring(&self) -> SharedMem {
+        self.rings
+            .subrange(self.ring_half(), self.ring_half())
+            .expect("half of map 0 lies inside it")
     }
 
     /// Map 1: the interrupt (event flags) page.

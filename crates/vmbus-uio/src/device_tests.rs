@@ -65,12 +65,16 @@ fn emulated_maps_share_memory_with_backing_files() {
     assert_eq!(dev.recv_buf().len(), 65536);
     assert_eq!(dev.send_buf().len(), 32768);
     assert_eq!((dev.recv_gpadl(), dev.send_gpadl()), (11, 12));
+    assert_eq!(dev.tx_ring().as_ptr(), dev.rings().as_ptr());
+    assert_eq!(dev.rx_ring().len(), 16384);
+    dev.rx_ring().store_u32(4, 0x77).unwrap(); // host→guest read_index
 
     // Guest writes → file contents.
     dev.rings().write(16384 + 4096, b"host-to-guest").unwrap();
     dev.send_buf().write(32760, b"lastword").unwrap();
     let map0 = fs::read(backing(&tree, "map0")).unwrap();
     assert_eq!(&map0[16384 + 4096..16384 + 4096 + 13], b"host-to-guest");
+    assert_eq!(&map0[16384 + 4..16384 + 8], &0x77u32.to_le_bytes());
     let map4 = fs::read(backing(&tree, "map4")).unwrap();
     assert_eq!(&map4[32760..], b"lastword");
     // File writes (the host side) → guest reads.

@@ -2,7 +2,11 @@
 //! the emulator's directory in tests): sysfs discovery, the uio maps, subchannel rings,
 //! guest→host signalling and DMA memory with its I/O addresses.
 //!
-//! Real and emulated devices differ only in how [`UioDevice::open`] maps memory.
+//! Real and emulated devices differ only in how [`UioDevice::open`] maps memory. `unsafe` is
+//! confined to `mapping` (mmap/munmap/mlock and one control-page atomic), `irq` (the 4-byte
+//! write to the uio fd) and `page_size`; all memory is then reached through [`SharedMem`].
+//!
+//! [`SharedMem`]: vmbus_ring::SharedMem
 #![allow(unsafe_code)]
 
 pub mod device;
