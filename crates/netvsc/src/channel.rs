@@ -94,7 +94,6 @@ impl Channel {
     pub fn idle_available(&self) -> u32 {
         self.idle
     }
-
 }
 
 /// Read errors worth distinguishing from "empty".

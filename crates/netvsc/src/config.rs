@@ -31,7 +31,11 @@ impl Default for Timeouts {
 impl Timeouts {
     /// All three set to `d` (tests).
     pub fn all(d: Duration) -> Timeouts {
-        Timeouts { nvsp: d, rndis: d, subchannels: d }
+        Timeouts {
+            nvsp: d,
+            rndis: d,
+            subchannels: d,
+        }
     }
 }
 

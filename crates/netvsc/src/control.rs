@@ -65,7 +65,8 @@ impl RndisReply {
     /// QUERY_CMPLT information buffer (offset relative to byte 8), bounded by the copied bytes.
     pub fn info(&self, step: Step) -> Result<&[u8]> {
         let b = self.bytes();
-        let len = wire::u32_at(b, 16).ok_or_else(|| Error::protocol(step, "query reply length", b.len() as u64))?;
+        let len = wire::u32_at(b, 16)
+            .ok_or_else(|| Error::protocol(step, "query reply length", b.len() as u64))?;
         let off = wire::u32_at(b, 20).unwrap_or(0) as usize + 8;
         off.checked_add(len as usize)
             .and_then(|end| b.get(off..end))
@@ -75,7 +76,13 @@ impl RndisReply {
 
 impl QueueCore {
     /// Send `pkt`, retrying while the ring is full until `deadline`.
-    fn send_ctl(&mut self, pkt: &OutgoingPacket<'_>, step: Step, deadline: Instant, start: Instant) -> Result<()> {
+    fn send_ctl(
+        &mut self,
+        pkt: &OutgoingPacket<'_>,
+        step: Step,
+        deadline: Instant,
+        start: Instant,
+    ) -> Result<()> {
         loop {
             match self.chan.send(pkt) {
                 Ok(()) => {
@@ -83,11 +90,17 @@ impl QueueCore {
                     return Ok(());
                 }
                 Err(SendError::Fatal) => {
-                    return Err(Error::Ring { step, detail: "request does not fit the ring".into() });
+                    return Err(Error::Ring {
+                        step,
+                        detail: "request does not fit the ring".into(),
+                    });
                 }
                 Err(SendError::Full) => {
                     if Instant::now() >= deadline {
-                        return Err(Error::Timeout { step, waited: start.elapsed() });
+                        return Err(Error::Timeout {
+                            step,
+                            waited: start.elapsed(),
+                        });
                     }
                     self.poll(Mode::Control, 256);
                     std::thread::sleep(POLL);
@@ -110,7 +123,13 @@ impl QueueCore {
     }
 
     /// Send an NVSP request with completion requested and wait for its completion's payload.
-    pub fn nvsp_request(&mut self, ids: &Ids, msg: &[u8], step: Step, timeout: Duration) -> Result<([u8; 64], usize)> {
+    pub fn nvsp_request(
+        &mut self,
+        ids: &Ids,
+        msg: &[u8],
+        step: Step,
+        timeout: Duration,
+    ) -> Result<([u8; 64], usize)> {
         let trans_id = ids.next_ctl();
         self.ctl.nvsp_want = trans_id;
         self.ctl.nvsp_reply = None;
@@ -122,21 +141,38 @@ impl QueueCore {
         };
         let start = Instant::now();
         let deadline = start + timeout;
-        let r = self.send_ctl(&pkt, step, deadline, start).and_then(|()| {
-            self.wait(step, deadline, start, |c| c.ctl.nvsp_reply.is_some())
-        });
+        let r = self
+            .send_ctl(&pkt, step, deadline, start)
+            .and_then(|()| self.wait(step, deadline, start, |c| c.ctl.nvsp_reply.is_some()));
         self.ctl.nvsp_want = 0;
         r?;
-        self.ctl.nvsp_reply.take().ok_or(Error::Timeout { step, waited: start.elapsed() })
+        self.ctl.nvsp_reply.take().ok_or(Error::Timeout {
+            step,
+            waited: start.elapsed(),
+        })
     }
 
     /// Send an RNDIS request from the control page and wait for the completion with its rid.
-    pub fn rndis_exec(&mut self, page: &CtlPage, req: &[u8], rid: u32, step: Step, timeout: Duration) -> Result<RndisReply> {
+    pub fn rndis_exec(
+        &mut self,
+        page: &CtlPage,
+        req: &[u8],
+        rid: u32,
+        step: Step,
+        timeout: Duration,
+    ) -> Result<RndisReply> {
         if req.len() > 4096 {
-            return Err(Error::Invalid { what: "rndis request length", value: req.len() as u64 });
+            return Err(Error::Invalid {
+                what: "rndis request length",
+                value: req.len() as u64,
+            });
         }
         page.mem.write(0, req).map_err(Error::mem(step))?;
-        let range = [GpaRange { len: req.len() as u32, offset: 0, pfn: page.pfn }];
+        let range = [GpaRange {
+            len: req.len() as u32,
+            offset: 0,
+            pfn: page.pfn,
+        }];
         let msg = wire::nvsp_req(nvsp::RNDIS_PKT, &[1, nvsp::NO_SECTION, 0]);
         let pkt = OutgoingPacket {
             kind: OutgoingKind::GpaDirect { ranges: &range },
@@ -148,19 +184,32 @@ impl QueueCore {
         self.ctl.rndis_reply = None;
         let start = Instant::now();
         let deadline = start + timeout;
-        let r = self.send_ctl(&pkt, step, deadline, start).and_then(|()| {
-            self.wait(step, deadline, start, |c| c.ctl.rndis_reply.is_some())
-        });
+        let r = self
+            .send_ctl(&pkt, step, deadline, start)
+            .and_then(|()| self.wait(step, deadline, start, |c| c.ctl.rndis_reply.is_some()));
         self.ctl.rndis_want = 0;
         r?;
-        let (buf, len) = self.ctl.rndis_reply.take().ok_or(Error::Timeout { step, waited: start.elapsed() })?;
+        let (buf, len) = self.ctl.rndis_reply.take().ok_or(Error::Timeout {
+            step,
+            waited: start.elapsed(),
+        })?;
         Ok(RndisReply { buf, len })
     }
 
     /// Send an RNDIS message that has no reply (HALT).
-    pub fn rndis_send(&mut self, page: &CtlPage, req: &[u8], step: Step, timeout: Duration) -> Result<()> {
+    pub fn rndis_send(
+        &mut self,
+        page: &CtlPage,
+        req: &[u8],
+        step: Step,
+        timeout: Duration,
+    ) -> Result<()> {
         page.mem.write(0, req).map_err(Error::mem(step))?;
-        let range = [GpaRange { len: req.len() as u32, offset: 0, pfn: page.pfn }];
+        let range = [GpaRange {
+            len: req.len() as u32,
+            offset: 0,
+            pfn: page.pfn,
+        }];
         let msg = wire::nvsp_req(nvsp::RNDIS_PKT, &[1, nvsp::NO_SECTION, 0]);
         let pkt = OutgoingPacket {
             kind: OutgoingKind::GpaDirect { ranges: &range },
@@ -172,17 +221,29 @@ impl QueueCore {
         self.send_ctl(&pkt, step, start + timeout, start)
     }
 
-    fn wait(&mut self, step: Step, deadline: Instant, start: Instant, done: impl Fn(&QueueCore) -> bool) -> Result<()> {
+    fn wait(
+        &mut self,
+        step: Step,
+        deadline: Instant,
+        start: Instant,
+        done: impl Fn(&QueueCore) -> bool,
+    ) -> Result<()> {
         loop {
             let n = self.poll(Mode::Control, 256);
             if done(self) {
                 return Ok(());
             }
             if self.broken {
-                return Err(Error::Ring { step, detail: "host→guest ring is corrupt".into() });
+                return Err(Error::Ring {
+                    step,
+                    detail: "host→guest ring is corrupt".into(),
+                });
             }
             if Instant::now() >= deadline {
-                return Err(Error::Timeout { step, waited: start.elapsed() });
+                return Err(Error::Timeout {
+                    step,
+                    waited: start.elapsed(),
+                });
             }
             if n == 0 {
                 std::thread::sleep(POLL);
@@ -192,7 +253,13 @@ impl QueueCore {
 }
 
 /// RNDIS QUERY/SET request: 28-byte header then `data`; info offset 20 (from the rid).
-pub(crate) fn rndis_oid_req(buf: &mut [u8; 1024], msg_type: u32, rid: u32, oid: u32, data: &[u8]) -> usize {
+pub(crate) fn rndis_oid_req(
+    buf: &mut [u8; 1024],
+    msg_type: u32,
+    rid: u32,
+    oid: u32,
+    data: &[u8],
+) -> usize {
     let len = 28 + data.len();
     buf[..28].fill(0);
     wire::put_u32(buf, 0, msg_type);
@@ -235,13 +302,21 @@ mod tests {
         let mut b = [0u8; 1024];
         let n = rndis_oid_req(&mut b, rndis::QUERY, 1, rndis::OID_MAC, &[]);
         let want = [
-            4u8, 0, 0, 0, 0x1c, 0, 0, 0, 1, 0, 0, 0, 1, 1, 1, 1, 0, 0, 0, 0, 0x14, 0, 0, 0, 0, 0, 0, 0,
+            4u8, 0, 0, 0, 0x1c, 0, 0, 0, 1, 0, 0, 0, 1, 1, 1, 1, 0, 0, 0, 0, 0x14, 0, 0, 0, 0, 0,
+            0, 0,
         ];
         assert_eq!(&b[..n], &want);
         // Packet filter SET 0x0D, req_id 2.
-        let n = rndis_oid_req(&mut b, rndis::SET, 2, rndis::OID_PACKET_FILTER, &13u32.to_le_bytes());
+        let n = rndis_oid_req(
+            &mut b,
+            rndis::SET,
+            2,
+            rndis::OID_PACKET_FILTER,
+            &13u32.to_le_bytes(),
+        );
         let want = [
-            5u8, 0, 0, 0, 0x20, 0, 0, 0, 2, 0, 0, 0, 0x0e, 1, 1, 0, 4, 0, 0, 0, 0x14, 0, 0, 0, 0, 0, 0, 0, 0x0d, 0, 0, 0,
+            5u8, 0, 0, 0, 0x20, 0, 0, 0, 2, 0, 0, 0, 0x0e, 1, 1, 0, 4, 0, 0, 0, 0x14, 0, 0, 0, 0,
+            0, 0, 0, 0x0d, 0, 0, 0,
         ];
         assert_eq!(&b[..n], &want);
     }
@@ -257,7 +332,10 @@ mod tests {
 
     #[test]
     fn query_info_bounded() {
-        let mut r = RndisReply { buf: [0; CTL_REPLY_MAX], len: 30 };
+        let mut r = RndisReply {
+            buf: [0; CTL_REPLY_MAX],
+            len: 30,
+        };
         wire::put_u32(&mut r.buf, 16, 6);
         wire::put_u32(&mut r.buf, 20, 16);
         assert_eq!(r.info("t").unwrap().len(), 6);

@@ -112,7 +112,10 @@ mod tests {
     fn defaults_match_dpdk() {
         let d = Devargs::parse("").unwrap();
         assert_eq!(d, Devargs::default());
-        assert_eq!((d.latency_us, d.rx_copybreak, d.tx_copybreak), (50, 256, 512));
+        assert_eq!(
+            (d.latency_us, d.rx_copybreak, d.tx_copybreak),
+            (50, 256, 512)
+        );
         assert!(!d.rx_extmbuf_enable);
         assert_eq!(d.latency_100ns(), 500);
     }
@@ -125,8 +128,14 @@ mod tests {
         assert_eq!(d.rx_copybreak, 256);
         assert_eq!(d.tx_copybreak, 0);
         assert!(d.rx_extmbuf_enable);
-        assert_eq!(Devargs::parse("latency=6552").unwrap().latency_100ns(), 65520);
-        assert_eq!(Devargs::parse("tx_copybreak=65536").unwrap().tx_copybreak, 65536);
+        assert_eq!(
+            Devargs::parse("latency=6552").unwrap().latency_100ns(),
+            65520
+        );
+        assert_eq!(
+            Devargs::parse("tx_copybreak=65536").unwrap().tx_copybreak,
+            65536
+        );
     }
 
     #[test]
@@ -138,10 +147,30 @@ mod tests {
             ("latency=12ms", "latency", "12ms", "not a number"),
             ("latency=-1", "latency", "-1", "not a number"),
             ("latency=09", "latency", "09", "not a number"),
-            ("latency=6553", "latency", "6553", "latency must be below 6553 us"),
-            ("rx_copybreak=65537", "rx_copybreak", "65537", "copybreak must be at most 65536"),
-            ("tx_copybreak=0x10001", "tx_copybreak", "0x10001", "copybreak must be at most 65536"),
-            ("rx_extmbuf_enable=2", "rx_extmbuf_enable", "2", "flag must be 0 or 1"),
+            (
+                "latency=6553",
+                "latency",
+                "6553",
+                "latency must be below 6553 us",
+            ),
+            (
+                "rx_copybreak=65537",
+                "rx_copybreak",
+                "65537",
+                "copybreak must be at most 65536",
+            ),
+            (
+                "tx_copybreak=0x10001",
+                "tx_copybreak",
+                "0x10001",
+                "copybreak must be at most 65536",
+            ),
+            (
+                "rx_extmbuf_enable=2",
+                "rx_extmbuf_enable",
+                "2",
+                "flag must be 0 or 1",
+            ),
         ];
         for (text, k, v, r) in cases {
             match Devargs::parse(text) {

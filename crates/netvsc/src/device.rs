@@ -56,7 +56,10 @@ pub struct Device {
 
 impl std::fmt::Debug for Device {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Device").field("name", &self.name).field("info", &self.info).finish()
+        f.debug_struct("Device")
+            .field("name", &self.name)
+            .field("info", &self.info)
+            .finish()
     }
 }
 
@@ -66,7 +69,13 @@ impl Device {
     pub fn open(root: &Path, name: &str, cfg: DeviceConfig) -> Result<Device> {
         let info = vmbus_uio::find_device(root, name)?;
         let uio = UioDevice::open(root, &info)?;
-        let Opened { info, shared, cores, ctl_page, ids } = bringup::open(&uio, &cfg)?;
+        let Opened {
+            info,
+            shared,
+            cores,
+            ctl_page,
+            ids,
+        } = bringup::open(&uio, &cfg)?;
         Ok(Device {
             root: root.to_path_buf(),
             name: name.to_string(),
@@ -101,7 +110,12 @@ impl Device {
             .iter()
             .map(|c| {
                 let core = lock(c);
-                QueuePair { id: core.id, core: c.clone(), stats: core.stats.clone(), shared: self.shared.clone() }
+                QueuePair {
+                    id: core.id,
+                    core: c.clone(),
+                    stats: core.stats.clone(),
+                    shared: self.shared.clone(),
+                }
             })
             .collect()
     }
@@ -116,7 +130,15 @@ impl Device {
     fn set_filter(&mut self, value: u32) -> Result<()> {
         let t = self.cfg.timeouts.rndis;
         let mut core = self.ctl()?;
-        bringup::set_oid(&mut core, &self.ctl_page, &self.ids, rndis::OID_PACKET_FILTER, &value.to_le_bytes(), "set packet filter", t)?;
+        bringup::set_oid(
+            &mut core,
+            &self.ctl_page,
+            &self.ids,
+            rndis::OID_PACKET_FILTER,
+            &value.to_le_bytes(),
+            "set packet filter",
+            t,
+        )?;
         drop(core);
         self.filter = value;
         Ok(())
@@ -124,7 +146,11 @@ impl Device {
 
     /// Start receiving: set the packet filter (0xD, or 0x20 when promiscuous).
     pub fn start(&mut self) -> Result<()> {
-        let f = if self.promisc { filter::PROMISCUOUS } else { filter::START };
+        let f = if self.promisc {
+            filter::PROMISCUOUS
+        } else {
+            filter::START
+        };
         // Started first: frames may arrive as soon as the host applies the filter.
         self.shared.started.store(true, Relaxed);
         let r = self.set_filter(f);
@@ -156,7 +182,16 @@ impl Device {
         if !self.is_started() {
             return Ok(());
         }
-        let f = if on { filter::PROMISCUOUS } else { filter::NORMAL | if self.allmulti { filter::ALL_MULTICAST } else { 0 } };
+        let f = if on {
+            filter::PROMISCUOUS
+        } else {
+            filter::NORMAL
+                | if self.allmulti {
+                    filter::ALL_MULTICAST
+                } else {
+                    0
+                }
+        };
         self.set_filter(f)
     }
 
@@ -192,7 +227,10 @@ impl Device {
     /// Keep a multicast list for a VF; the synthetic path has no multicast filter.
     pub fn set_multicast_list(&mut self, list: &[[u8; 6]]) -> Result<()> {
         if let Some(bad) = list.iter().find(|m| m[0] & 1 == 0) {
-            return Err(Error::Invalid { what: "multicast address (unicast given)", value: u64::from(bad[0]) });
+            return Err(Error::Invalid {
+                what: "multicast address (unicast given)",
+                value: u64::from(bad[0]),
+            });
         }
         self.mc_list = list.to_vec();
         Ok(())
@@ -210,10 +248,16 @@ impl Device {
             return Err(Error::Started("changing the MTU"));
         }
         if !(68..=9202).contains(&mtu) {
-            return Err(Error::Config { what: "mtu", value: u64::from(mtu) });
+            return Err(Error::Config {
+                what: "mtu",
+                value: u64::from(mtu),
+            });
         }
         self.teardown();
-        let cfg = DeviceConfig { mtu, ..self.cfg.clone() };
+        let cfg = DeviceConfig {
+            mtu,
+            ..self.cfg.clone()
+        };
         *self = Device::open(&self.root.clone(), &self.name.clone(), cfg)?;
         Ok(())
     }
@@ -225,12 +269,20 @@ impl Device {
         let (up, speed) = bringup::query_link(&mut core, &self.ctl_page, &self.ids, t)?;
         self.shared.link_up.store(up, Relaxed);
         self.shared.link_speed.store(speed, Relaxed);
-        Ok(LinkInfo { up, speed_100bps: speed, full_duplex: true })
+        Ok(LinkInfo {
+            up,
+            speed_100bps: speed,
+            full_duplex: true,
+        })
     }
 
     /// Link state as last learned from queries and status indications (no host round trip).
     pub fn cached_link(&self) -> LinkInfo {
-        LinkInfo { up: self.shared.link_up.load(Relaxed), speed_100bps: self.shared.link_speed.load(Relaxed), full_duplex: true }
+        LinkInfo {
+            up: self.shared.link_up.load(Relaxed),
+            speed_100bps: self.shared.link_speed.load(Relaxed),
+            full_duplex: true,
+        }
     }
 
     /// Next queued event (link changes, VF association), oldest first. Indications are read by
@@ -250,7 +302,10 @@ impl Device {
 
     /// The host's last VF association note: `Some(serial)` when a VF is offered.
     pub fn vf(&self) -> Option<u32> {
-        self.shared.vf_allocated.load(Relaxed).then(|| self.shared.vf_serial.load(Relaxed))
+        self.shared
+            .vf_allocated
+            .load(Relaxed)
+            .then(|| self.shared.vf_serial.load(Relaxed))
     }
 
     /// Switch the data path to the VF (`true`) or back to synthetic (NVSP 129, v4+).
@@ -260,7 +315,11 @@ impl Device {
         }
         let t = self.cfg.timeouts.nvsp;
         let mut core = self.ctl()?;
-        core.nvsp_send(&wire::nvsp_req(nvsp::SWITCH_DATA_PATH, &[u32::from(to_vf)]), "SWITCH_DATA_PATH", t)?;
+        core.nvsp_send(
+            &wire::nvsp_req(nvsp::SWITCH_DATA_PATH, &[u32::from(to_vf)]),
+            "SWITCH_DATA_PATH",
+            t,
+        )?;
         drop(core);
         self.vf_datapath = to_vf;
         Ok(())
@@ -315,8 +374,16 @@ impl Device {
         let mut core = lock(&self.cores[0]);
         let rid = self.ids.next_rid();
         core.rndis_send(&self.ctl_page, &rndis_halt_req(rid), "RNDIS HALT", t.rndis)?;
-        core.nvsp_send(&wire::nvsp_req(nvsp::REVOKE_RECV_BUF, &[u32::from(nvsp::RECV_BUF_ID)]), "revoke receive buffer", t.nvsp)?;
-        core.nvsp_send(&wire::nvsp_req(nvsp::REVOKE_SEND_BUF, &[u32::from(nvsp::SEND_BUF_ID)]), "revoke send buffer", t.nvsp)?;
+        core.nvsp_send(
+            &wire::nvsp_req(nvsp::REVOKE_RECV_BUF, &[u32::from(nvsp::RECV_BUF_ID)]),
+            "revoke receive buffer",
+            t.nvsp,
+        )?;
+        core.nvsp_send(
+            &wire::nvsp_req(nvsp::REVOKE_SEND_BUF, &[u32::from(nvsp::SEND_BUF_ID)]),
+            "revoke send buffer",
+            t.nvsp,
+        )?;
         // Let the host consume what we wrote before the mappings go (bounded, like DPDK's 200 ms).
         let idle = core.chan.idle_available();
         let until = Instant::now() + Duration::from_millis(200);

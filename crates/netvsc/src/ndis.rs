@@ -6,9 +6,9 @@ use crate::wire;
 
 /// The standard Microsoft Toeplitz key.
 pub const DEFAULT_RSS_KEY: [u8; 40] = [
-    0x6d, 0x5a, 0x56, 0xda, 0x25, 0x5b, 0x0e, 0xc2, 0x41, 0x67, 0x25, 0x3d, 0x43, 0xa3, 0x8f, 0xb0, 0xd0, 0xca,
-    0x2b, 0xcb, 0xae, 0x7b, 0x30, 0xb4, 0x77, 0xcb, 0x2d, 0xa3, 0x80, 0x30, 0xf2, 0x0c, 0x6a, 0x42, 0xb7, 0x3b,
-    0xbe, 0xac, 0x01, 0xfa,
+    0x6d, 0x5a, 0x56, 0xda, 0x25, 0x5b, 0x0e, 0xc2, 0x41, 0x67, 0x25, 0x3d, 0x43, 0xa3, 0x8f, 0xb0,
+    0xd0, 0xca, 0x2b, 0xcb, 0xae, 0x7b, 0x30, 0xb4, 0x77, 0xcb, 0x2d, 0xa3, 0x80, 0x30, 0xf2, 0x0c,
+    0x6a, 0x42, 0xb7, 0x3b, 0xbe, 0xac, 0x01, 0xfa,
 ];
 /// Entries in the RSS indirection table.
 pub const RSS_TABLE: usize = 128;
@@ -45,7 +45,10 @@ pub struct Offloads {
 
 impl Default for Offloads {
     fn default() -> Self {
-        Offloads { checksum: true, tso: true }
+        Offloads {
+            checksum: true,
+            tso: true,
+        }
     }
 }
 
@@ -93,11 +96,27 @@ pub fn offload_params(caps: &OffloadCaps, want: Offloads, ndis630: bool) -> ([u8
     let both = |has: bool| if want.checksum && has { 4u8 } else { 1 };
     b[4] = both(caps.ip4_tx_csum & 0x100 != 0);
     b[5] = both(caps.ip4_tx_csum & 0x10 != 0);
-    b[6] = if ndis630 { both(caps.ip4_tx_csum & 0x40 != 0) } else { 1 };
+    b[6] = if ndis630 {
+        both(caps.ip4_tx_csum & 0x40 != 0)
+    } else {
+        1
+    };
     b[7] = both(caps.ip6_tx_csum & 0x10 != 0);
-    b[8] = if ndis630 { both(caps.ip6_tx_csum & 0x40 != 0) } else { 1 };
-    b[11] = if want.tso && caps.lso4_max.is_some() { 2 } else { 1 };
-    b[12] = if want.tso && caps.lso6_max.is_some() { 2 } else { 1 };
+    b[8] = if ndis630 {
+        both(caps.ip6_tx_csum & 0x40 != 0)
+    } else {
+        1
+    };
+    b[11] = if want.tso && caps.lso4_max.is_some() {
+        2
+    } else {
+        1
+    };
+    b[12] = if want.tso && caps.lso6_max.is_some() {
+        2
+    } else {
+        1
+    };
     (b, size)
 }
 
@@ -112,7 +131,10 @@ pub fn rss_caps_query() -> [u8; 18] {
 
 /// (receive queues, indirection entries) from an RSS capabilities reply.
 pub fn parse_rss_caps(b: &[u8]) -> Option<(u32, u16)> {
-    Some((wire::u32_at(b, 12)?, wire::u16_at(b, 16).unwrap_or(RSS_TABLE as u16)))
+    Some((
+        wire::u32_at(b, 12)?,
+        wire::u16_at(b, 16).unwrap_or(RSS_TABLE as u16),
+    ))
 }
 
 /// The RSS parameter block (592 bytes): table at 40, key at 552.
@@ -147,12 +169,22 @@ mod tests {
             ..OffloadCaps::default()
         };
         let (b, n) = offload_params(&caps, Offloads::default(), true);
-        assert_eq!((n, b[0], b[1], wire::u16_at(&b, 2)), (28, 0x80, 3, Some(28)));
+        assert_eq!(
+            (n, b[0], b[1], wire::u16_at(&b, 2)),
+            (28, 0x80, 3, Some(28))
+        );
         assert_eq!(&b[4..9], &[4, 4, 4, 4, 4]);
         assert_eq!((b[11], b[12]), (2, 1));
         let (b, n) = offload_params(&caps, Offloads::default(), false);
         assert_eq!((n, b[1], b[6], b[8]), (22, 2, 1, 1));
-        let (b, _) = offload_params(&caps, Offloads { checksum: false, tso: false }, true);
+        let (b, _) = offload_params(
+            &caps,
+            Offloads {
+                checksum: false,
+                tso: false,
+            },
+            true,
+        );
         assert_eq!(&b[4..13], &[1, 1, 1, 1, 1, 0, 0, 1, 1]);
     }
 
@@ -169,7 +201,10 @@ mod tests {
         assert_eq!(wire::u32_at(&b, 24), Some(552));
         assert_eq!(wire::u32_at(&b, 40 + 4 * 5), Some(1));
         assert_eq!(&b[552..], &DEFAULT_RSS_KEY);
-        assert_eq!(wire::u16_at(&rss_params(&DEFAULT_RSS_KEY, &t, true), 4), Some(0x10));
+        assert_eq!(
+            wire::u16_at(&rss_params(&DEFAULT_RSS_KEY, &t, true), 4),
+            Some(0x10)
+        );
     }
 
     #[test]

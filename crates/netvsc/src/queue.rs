@@ -63,13 +63,7 @@ pub(crate) struct QueueCore {
 }
 
 impl QueueCore {
-    pub fn new(
-        id: u16,
-        chan: Channel,
-        shared: Arc<Shared>,
-        tx: TxState,
-        rx: RxState,
-    ) -> QueueCore {
+    pub fn new(id: u16, chan: Channel, shared: Arc<Shared>, tx: TxState, rx: RxState) -> QueueCore {
         QueueCore {
             id,
             chan,
@@ -190,7 +184,12 @@ impl QueueCore {
 
     /// Handle one RNDIS message at `off..off+len` of the receive buffer. With `out`, a PACKET
     /// becomes an rx frame there (returns true); without, it is dropped as missed.
-    pub(crate) fn handle_message(&mut self, off: u32, len: u32, out: Option<&mut RxPacket>) -> bool {
+    pub(crate) fn handle_message(
+        &mut self,
+        off: u32,
+        len: u32,
+        out: Option<&mut RxPacket>,
+    ) -> bool {
         let mut head = [0u8; 8];
         let (off, len) = (off as usize, len as usize);
         if len < 8 || self.shared.recv_buf.read(off, &mut head).is_err() {
@@ -247,7 +246,8 @@ impl QueueCore {
                 let serial = wire::u32_at(payload, 8).unwrap_or(0);
                 self.shared.vf_allocated.store(allocated, Relaxed);
                 self.shared.vf_serial.store(serial, Relaxed);
-                self.shared.push_event(Event::VfAssociation { allocated, serial });
+                self.shared
+                    .push_event(Event::VfAssociation { allocated, serial });
             }
             Some(nvsp::SWITCH_DATA_PATH) => {
                 let to_vf = wire::u32_at(payload, 4).unwrap_or(0) == 1;

@@ -284,7 +284,13 @@ pub(crate) fn rx_burst(core: &mut QueueCore, out: &mut [RxPacket]) -> usize {
 
 /// Turn the RNDIS PACKET at `off` (message length `msg_len`, already bounded by its range) into
 /// `pkt`. Every offset is checked against the message; a bad one counts an rx error.
-pub(crate) fn take_frame(core: &mut QueueCore, shared: &Shared, off: usize, msg_len: usize, pkt: &mut RxPacket) -> bool {
+pub(crate) fn take_frame(
+    core: &mut QueueCore,
+    shared: &Shared,
+    off: usize,
+    msg_len: usize,
+    pkt: &mut RxPacket,
+) -> bool {
     let stats = &core.stats.rx;
     let bad = || {
         stats.errors.fetch_add(1, Relaxed);
@@ -311,7 +317,11 @@ pub(crate) fn take_frame(core: &mut QueueCore, shared: &Shared, off: usize, msg_
             return bad();
         }
         let mut region = [0u8; PPI_MAX];
-        if shared.recv_buf.read(off + ppi_at, &mut region[..ppi_len]).is_err() {
+        if shared
+            .recv_buf
+            .read(off + ppi_at, &mut region[..ppi_len])
+            .is_err()
+        {
             return bad();
         }
         let Ok(p) = wire::parse_ppis(&region[..ppi_len]) else {
@@ -327,7 +337,11 @@ pub(crate) fn take_frame(core: &mut QueueCore, shared: &Shared, off: usize, msg_
             );
         }
         meta.rss_hash = p.hash;
-        meta.hash_type = if p.hash.is_some() { p.hash_info.unwrap_or(0) } else { 0 };
+        meta.hash_type = if p.hash.is_some() {
+            p.hash_info.unwrap_or(0)
+        } else {
+            0
+        };
     }
     let frame = off + frame_at;
     let mut dst_mac = [0u8; 6];
@@ -335,7 +349,11 @@ pub(crate) fn take_frame(core: &mut QueueCore, shared: &Shared, off: usize, msg_
     pkt.view = None;
     pkt.data.clear();
     let zero_copy = shared.args.rx_extmbuf_enable && data_len > shared.args.rx_copybreak as usize;
-    let view = if zero_copy { core.rx.new_view(frame as u32, data_len as u32) } else { None };
+    let view = if zero_copy {
+        core.rx.new_view(frame as u32, data_len as u32)
+    } else {
+        None
+    };
     match view {
         Some(v) => pkt.view = Some(v),
         None => {
@@ -376,7 +394,12 @@ mod tests {
         assert_eq!(rx.close_cursor(), None, "views outstanding");
         assert_eq!(rx.release(a), None);
         assert_eq!(rx.outstanding(), 1);
-        let stale = RxView { offset: 0, len: 0, slot: b.slot, generation: b.generation + 1 };
+        let stale = RxView {
+            offset: 0,
+            len: 0,
+            slot: b.slot,
+            generation: b.generation + 1,
+        };
         assert_eq!(rx.release(stale), None, "stale view ignored");
         assert_eq!(rx.release(b), Some(77));
         assert_eq!(rx.outstanding(), 0);
@@ -388,7 +411,10 @@ mod tests {
         rx.load(1, [(0, 1), (1, 1), (2, 1)].into_iter());
         assert!(rx.new_view(0, 1).is_some());
         assert!(rx.new_view(1, 1).is_some());
-        assert!(rx.new_view(2, 1).is_none(), "third view exceeds sections/2 cap → copy");
+        assert!(
+            rx.new_view(2, 1).is_none(),
+            "third view exceeds sections/2 cap → copy"
+        );
         assert!(rx.stash(2, [(5, 1)].into_iter()));
         assert!(rx.has_backlog());
     }

@@ -88,7 +88,10 @@ impl DirStats {
             &self.multicast,
             &self.broadcast,
         ];
-        for (slot, c) in v.iter_mut().zip(head.iter().copied().chain(self.size_bins.iter())) {
+        for (slot, c) in v
+            .iter_mut()
+            .zip(head.iter().copied().chain(self.size_bins.iter()))
+        {
             *slot = c.load(Relaxed);
         }
         v
@@ -172,7 +175,10 @@ pub fn totals<'a>(queues: impl IntoIterator<Item = &'a QueueStats>) -> Totals {
 pub fn xstats<'a>(queues: &[&'a QueueStats]) -> Vec<(String, u64)> {
     let mut out = Vec::with_capacity(queues.len() * 30);
     for (dir, pick) in [
-        ("tx", (|q: &'a QueueStats| &q.tx) as fn(&'a QueueStats) -> &'a DirStats),
+        (
+            "tx",
+            (|q: &'a QueueStats| &q.tx) as fn(&'a QueueStats) -> &'a DirStats,
+        ),
         ("rx", |q: &'a QueueStats| &q.rx),
     ] {
         for (n, q) in queues.iter().enumerate() {
@@ -232,7 +238,10 @@ mod tests {
         assert_eq!(x[45 + 5], ("rx_q1_multicast_packets".to_string(), 1));
         assert_eq!(x[45 + 13], ("rx_q1_size_1024_1518_packets".to_string(), 1));
         let t = totals([&a, &b]);
-        assert_eq!((t.opackets, t.obytes, t.ipackets, t.ibytes), (1, 64, 1, 1500));
+        assert_eq!(
+            (t.opackets, t.obytes, t.ipackets, t.ibytes),
+            (1, 64, 1, 1500)
+        );
         b.reset();
         assert!(xstats(&[&b]).iter().all(|(_, v)| *v == 0));
     }

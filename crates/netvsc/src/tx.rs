@@ -133,6 +133,8 @@ enum Outcome {
 
 /// DMA slot size for frames up to [`TX_FRAME_MAX`] plus their header.
 pub(crate) const SLOT_SIZE: usize = (TX_FRAME_MAX + TX_HDR_MAX).div_ceil(4096) * 4096;
+// A full slot must fit one GPA-direct packet's page ranges.
+const _: () = assert!(SLOT_SIZE / 4096 < GPA_MAX);
 
 impl TxState {
     /// Sections `sec_base .. sec_base + sec_count` of the send buffer belong to this queue alone.
@@ -215,21 +217,40 @@ pub fn align_up(v: u32, align: u32) -> u32 {
 }
 
 /// Build the PACKET header and PPIs for a frame; returns the header length.
-pub fn build_header(buf: &mut [u8; TX_HDR_MAX], meta: &TxMeta, queue: u16, frame_len: usize, stripped: bool) -> usize {
+pub fn build_header(
+    buf: &mut [u8; TX_HDR_MAX],
+    meta: &TxMeta,
+    queue: u16,
+    frame_len: usize,
+    stripped: bool,
+) -> usize {
     let mut off = rndis::PACKET_HDR;
     off += wire::put_ppi(buf, off, ppi::HASH_VALUE, u32::from(queue));
     if let Some(tci) = meta.vlan_tci {
         off += wire::put_ppi(buf, off, ppi::VLAN, ppi::vlan_from_tci(tci));
     }
     // The tag was taken out of the frame: lengths the caller gave include it.
-    let l2 = |l2_len: u16| u32::from(l2_len).saturating_sub(if stripped && l2_len >= 18 { 4 } else { 0 });
+    let l2 = |l2_len: u16| {
+        u32::from(l2_len).saturating_sub(if stripped && l2_len >= 18 { 4 } else { 0 })
+    };
     match meta.offload {
         TxOffload::None => {}
-        TxOffload::Tso { ipv6, mss, l2_len, l3_len } => {
+        TxOffload::Tso {
+            ipv6,
+            mss,
+            l2_len,
+            l3_len,
+        } => {
             let l4_off = l2(l2_len) + u32::from(l3_len);
             off += wire::put_ppi(buf, off, ppi::LSO, ppi::lso_v2(mss, l4_off, ipv6));
         }
-        TxOffload::Checksum { ipv6, ip_hdr, l4, l2_len, l3_len } => {
+        TxOffload::Checksum {
+            ipv6,
+            ip_hdr,
+            l4,
+            l2_len,
+            l3_len,
+        } => {
             let mut flags = if ipv6 { ppi::TX_IPV6 } else { ppi::TX_IPV4 };
             if ip_hdr && !ipv6 {
                 flags |= ppi::TX_IP_HDR;
@@ -319,7 +340,7 @@ fn send_one(core: &mut QueueCore, p: &TxPacket<'_>) -> Outcome {
         meta.vlan_tci = Some(u16::from_be_bytes([head[14], head[15]]));
     }
     let frame_len = total - if strip { 4 } else { 0 };
-    if frame_len < 14 || frame_len > TX_FRAME_MAX {
+    if !(14..=TX_FRAME_MAX).contains(&frame_len) {
         return Outcome::Invalid;
     }
     let mut hdr = [0u8; TX_HDR_MAX];
@@ -328,19 +349,24 @@ fn send_one(core: &mut QueueCore, p: &TxPacket<'_>) -> Outcome {
     let tx = &mut core.tx;
     let limits = tx.limits;
     if frame_len <= tx.copybreak as usize && size <= limits.max_bytes {
-        if let Some(a) = tx.agg {
+        let full = tx.agg.is_some_and(|a| {
             let pad = align_up(a.used, limits.align) - a.used;
-            if a.pkts >= limits.max_pkts || a.used + pad + size > limits.max_bytes {
-                if !flush_agg(core) {
-                    return Outcome::Backpressure;
-                }
-            }
+            a.pkts >= limits.max_pkts || a.used + pad + size > limits.max_bytes
+        });
+        if full && !flush_agg(core) {
+            return Outcome::Backpressure;
         }
         let tx = &mut core.tx;
         let mut a = match tx.agg {
             Some(a) => a,
             None => match tx.free_secs.pop() {
-                Some(idx) => Agg { idx, used: 0, last_off: 0, pkts: 0, bytes: 0 },
+                Some(idx) => Agg {
+                    idx,
+                    used: 0,
+                    last_off: 0,
+                    pkts: 0,
+                    bytes: 0,
+                },
                 None => {
                     core.stats.tx.channel_full.fetch_add(1, Relaxed);
                     return Outcome::Backpressure;
@@ -348,7 +374,11 @@ fn send_one(core: &mut QueueCore, p: &TxPacket<'_>) -> Outcome {
             },
         };
         let base = a.idx as usize * tx.section_size as usize;
-        let start = if a.pkts == 0 { 0 } else { align_up(a.used, limits.align) };
+        let start = if a.pkts == 0 {
+            0
+        } else {
+            align_up(a.used, limits.align)
+        };
         if start > a.used {
             // Pad the previous message and grow its length to cover the padding.
             let pad = (start - a.used) as usize;
@@ -364,7 +394,9 @@ fn send_one(core: &mut QueueCore, p: &TxPacket<'_>) -> Outcome {
             }
         }
         let at = base + start as usize;
-        if tx.send_buf.write(at, &hdr[..hdr_len]).is_err() || !copy_frame(&tx.send_buf, at + hdr_len, p.segs, strip) {
+        if tx.send_buf.write(at, &hdr[..hdr_len]).is_err()
+            || !copy_frame(&tx.send_buf, at + hdr_len, p.segs, strip)
+        {
             return Outcome::Invalid;
         }
         a.last_off = start;
@@ -387,7 +419,9 @@ fn send_one(core: &mut QueueCore, p: &TxPacket<'_>) -> Outcome {
         return Outcome::Backpressure;
     };
     let base = slot as usize * tx.slot_size;
-    if tx.dma.mem.write(base, &hdr[..hdr_len]).is_err() || !copy_frame(&tx.dma.mem, base + hdr_len, p.segs, strip) {
+    if tx.dma.mem.write(base, &hdr[..hdr_len]).is_err()
+        || !copy_frame(&tx.dma.mem, base + hdr_len, p.segs, strip)
+    {
         tx.free_slots.push(slot);
         return Outcome::Invalid;
     }
@@ -405,7 +439,11 @@ fn send_one(core: &mut QueueCore, p: &TxPacket<'_>) -> Outcome {
             tx.free_slots.push(slot);
             return Outcome::Invalid;
         }
-        tx.gpa.push(GpaRange { len: len as u32, offset: (off % 4096) as u32, pfn });
+        tx.gpa.push(GpaRange {
+            len: len as u32,
+            offset: (off % 4096) as u32,
+            pfn,
+        });
         off += len;
     }
     let msg = wire::nvsp_req(nvsp::RNDIS_PKT, &[0, nvsp::NO_SECTION, 0]);
@@ -421,7 +459,10 @@ fn send_one(core: &mut QueueCore, p: &TxPacket<'_>) -> Outcome {
         return Outcome::Backpressure;
     }
     let tx = &mut core.tx;
-    tx.slot_acct[slot as usize] = Acct { pkts: 1, bytes: frame_len as u64 };
+    tx.slot_acct[slot as usize] = Acct {
+        pkts: 1,
+        bytes: frame_len as u64,
+    };
     tx.in_flight += 1;
     core.stats.tx.count_class(frame_len, &head);
     Outcome::Taken
@@ -445,8 +486,13 @@ fn flush_agg(core: &mut QueueCore) -> bool {
         return false;
     }
     let tx = &mut core.tx;
-    if let Some(acct) = (a.idx.checked_sub(tx.sec_base)).and_then(|l| tx.sec_acct.get_mut(l as usize)) {
-        *acct = Acct { pkts: a.pkts, bytes: a.bytes };
+    if let Some(acct) =
+        (a.idx.checked_sub(tx.sec_base)).and_then(|l| tx.sec_acct.get_mut(l as usize))
+    {
+        *acct = Acct {
+            pkts: a.pkts,
+            bytes: a.bytes,
+        };
     }
     tx.in_flight += a.pkts;
     tx.agg = None;
@@ -463,7 +509,12 @@ mod tests {
         let mut b = [0u8; TX_HDR_MAX];
         let meta = TxMeta {
             vlan_tci: Some(0x2064),
-            offload: TxOffload::Tso { ipv6: false, mss: 1448, l2_len: 14, l3_len: 20 },
+            offload: TxOffload::Tso {
+                ipv6: false,
+                mss: 1448,
+                l2_len: 14,
+                l3_len: 20,
+            },
         };
         let n = build_header(&mut b, &meta, 3, 9000, false);
         assert_eq!(n, 44 + 48);
@@ -474,7 +525,10 @@ mod tests {
         assert_eq!(p.hash, Some(3), "hash PPI carries the queue id");
         assert_eq!(p.vlan.map(ppi::tci_from_vlan), Some(0x2064));
         assert_eq!(wire::u32_at(&b, 44 + 36), Some(ppi::LSO));
-        assert_eq!(wire::u32_at(&b, 44 + 44), Some(ppi::lso_v2(1448, 34, false)));
+        assert_eq!(
+            wire::u32_at(&b, 44 + 44),
+            Some(ppi::lso_v2(1448, 34, false))
+        );
     }
 
     #[test]
@@ -482,11 +536,21 @@ mod tests {
         let mut b = [0u8; TX_HDR_MAX];
         let meta = TxMeta {
             vlan_tci: Some(5),
-            offload: TxOffload::Checksum { ipv6: false, ip_hdr: true, l4: L4Proto::Udp, l2_len: 18, l3_len: 20 },
+            offload: TxOffload::Checksum {
+                ipv6: false,
+                ip_hdr: true,
+                l4: L4Proto::Udp,
+                l2_len: 18,
+                l3_len: 20,
+            },
         };
         let n = build_header(&mut b, &meta, 0, 100, true);
         let word = wire::u32_at(&b, n - 4).unwrap();
-        assert_eq!(word, (1 | 8 | 0x10) | (34 << 16), "offset counts the untagged frame");
+        assert_eq!(
+            word,
+            (1 | 8 | 0x10) | (34 << 16),
+            "offset counts the untagged frame"
+        );
     }
 
     #[test]
@@ -495,8 +559,6 @@ mod tests {
         assert_eq!(align_up(1, 8), 8);
         assert_eq!(align_up(152, 8), 152);
         assert_eq!(align_up(153, 4), 156);
-        assert_eq!(SLOT_SIZE % 4096, 0);
-        assert!(SLOT_SIZE / 4096 < GPA_MAX);
     }
 
     #[test]

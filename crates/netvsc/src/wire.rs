@@ -194,7 +194,7 @@ pub fn parse_ppis(region: &[u8]) -> Result<RxPpi, (&'static str, u64)> {
         let size = u32_at(region, off).ok_or(("ppi size", off as u64))? as usize;
         let ty = u32_at(region, off + 4).ok_or(("ppi type", off as u64))?;
         let data_off = u32_at(region, off + 8).ok_or(("ppi offset", off as u64))? as usize;
-        if size < 12 || size % 4 != 0 || size > region.len() - off {
+        if size < 12 || !size.is_multiple_of(4) || size > region.len() - off {
             return Err(("ppi size", size as u64));
         }
         if data_off < 12 || data_off > size {

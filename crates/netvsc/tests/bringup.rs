@@ -32,7 +32,12 @@ fn default_bringup_negotiates_newest() {
 fn each_single_version_host() {
     for v in [0x2u32, 0x30002, 0x40000, 0x50000, 0x60000, 0x60001] {
         let rig = rig_with(|c| c.accept_versions = Some(vec![v]));
-        let dev = rig.open(DeviceConfig { queues: 4, ..quick() }).unwrap();
+        let dev = rig
+            .open(DeviceConfig {
+                queues: 4,
+                ..quick()
+            })
+            .unwrap();
         let info = dev.info().clone();
         let s = rig.emu.stats();
         assert_eq!(info.nvsp_version, v);
@@ -64,7 +69,10 @@ fn silent_host_times_out_naming_the_step() {
     let rig = rig_with(|c| c.silent = true);
     let t = std::time::Instant::now();
     let err = rig
-        .open(DeviceConfig { timeouts: Timeouts::all(Duration::from_millis(300)), ..DeviceConfig::default() })
+        .open(DeviceConfig {
+            timeouts: Timeouts::all(Duration::from_millis(300)),
+            ..DeviceConfig::default()
+        })
         .unwrap_err();
     match err {
         Error::Timeout { step, waited } => {
@@ -78,9 +86,12 @@ fn silent_host_times_out_naming_the_step() {
 }
 
 fn err_text(rig: &Rig) -> String {
-    rig.open(DeviceConfig { timeouts: Timeouts::all(Duration::from_millis(50)), ..DeviceConfig::default() })
-        .unwrap_err()
-        .to_string()
+    rig.open(DeviceConfig {
+        timeouts: Timeouts::all(Duration::from_millis(50)),
+        ..DeviceConfig::default()
+    })
+    .unwrap_err()
+    .to_string()
 }
 
 #[test]
@@ -97,8 +108,56 @@ fn host_accepting_nothing_is_no_version() {
 #[test]
 fn bad_config_rejected_before_io() {
     let rig = rig(BackendConfig::Sink);
-    assert!(matches!(rig.open(DeviceConfig { mtu: 20000, ..quick() }), Err(Error::Config { what: "mtu", .. })));
-    assert!(matches!(rig.open(DeviceConfig { queues: 65, ..quick() }), Err(Error::Config { what: "queues", .. })));
-    assert!(matches!(rig.open(DeviceConfig { queues: 0, ..quick() }), Err(Error::Config { .. })));
+    assert!(matches!(
+        rig.open(DeviceConfig {
+            mtu: 20000,
+            ..quick()
+        }),
+        Err(Error::Config { what: "mtu", .. })
+    ));
+    assert!(matches!(
+        rig.open(DeviceConfig {
+            queues: 65,
+            ..quick()
+        }),
+        Err(Error::Config { what: "queues", .. })
+    ));
+    assert!(matches!(
+        rig.open(DeviceConfig {
+            queues: 0,
+            ..quick()
+        }),
+        Err(Error::Config { .. })
+    ));
     assert!(Device::open(rig.path(), "no-such-device", quick()).is_err());
+}
+
+#[test]
+fn latency_devarg_lands_in_each_channel_monitor_slot() {
+    let rig = rig_with(|c| c.max_queues = 4);
+    let args = netvsc::Devargs::parse("latency=0x20").unwrap();
+    let dev = rig
+        .open(DeviceConfig {
+            devargs: args,
+            queues: 4,
+            ..quick()
+        })
+        .unwrap();
+    assert_eq!(dev.info().queues, 4);
+    let page = std::fs::read(rig.path().join("dev/uio0.maps/map2")).unwrap();
+    let s = rig.emu.stats();
+    let mut checked = 0;
+    for c in &s.channels {
+        if let Some(m) = c.monitor_id {
+            let off = 576 + 2 * m as usize;
+            assert_eq!(
+                u16::from_le_bytes([page[off], page[off + 1]]),
+                320,
+                "channel {}",
+                c.relid
+            );
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, 4, "every channel is monitored in this host");
 }

@@ -18,7 +18,10 @@ fn packet_filter_values_follow_dpdk() {
     dev.set_allmulticast(true).unwrap(); // promiscuous: recorded only
     dev.set_promiscuous(false).unwrap();
     dev.stop().unwrap();
-    assert_eq!(rig.emu.stats().packet_filters, vec![0x20, 0xD, 0x9, 0x20, 0xD, 0]);
+    assert_eq!(
+        rig.emu.stats().packet_filters,
+        vec![0x20, 0xD, 0x9, 0x20, 0xD, 0]
+    );
     assert_eq!(dev.packet_filter(), 0);
 }
 
@@ -26,9 +29,16 @@ fn packet_filter_values_follow_dpdk() {
 fn mac_and_vlan_filters_are_refused_clearly() {
     let rig = rig(BackendConfig::Sink);
     let mut dev = rig.open(quick()).unwrap();
-    for err in [dev.set_mac([2, 0, 0, 0, 0, 1]).unwrap_err(), dev.add_mac([2; 6]).unwrap_err(), dev.add_vlan_filter(5).unwrap_err()] {
+    for err in [
+        dev.set_mac([2, 0, 0, 0, 0, 1]).unwrap_err(),
+        dev.add_mac([2; 6]).unwrap_err(),
+        dev.add_vlan_filter(5).unwrap_err(),
+    ] {
         assert!(matches!(err, Error::NotSupported(_)));
-        assert!(err.to_string().ends_with("not supported by Hyper-V"), "{err}");
+        assert!(
+            err.to_string().ends_with("not supported by Hyper-V"),
+            "{err}"
+        );
     }
     assert_eq!(dev.mac(), rig.emu.config().mac);
     let mc = [[0x01, 0, 0x5e, 0, 0, 1], [0x33, 0x33, 0, 0, 0, 1]];
@@ -84,13 +94,20 @@ fn vf_association_and_datapath_switch_back_on_close() {
     while let Some(e) = dev.next_event() {
         evs.push(e);
     }
-    assert!(evs.contains(&Event::VfAssociation { allocated: true, serial: 7 }));
+    assert!(evs.contains(&Event::VfAssociation {
+        allocated: true,
+        serial: 7
+    }));
     dev.switch_datapath(true).unwrap();
     assert!(dev.datapath_is_vf());
     assert!(wait_for(5, || rig.emu.stats().data_path == vec![1]));
     dev.close().unwrap();
     let s = rig.emu.stats();
-    assert!(wait_for(5, || rig.emu.stats().data_path == vec![1, 0]), "{:?}", s.data_path);
+    assert!(
+        wait_for(5, || rig.emu.stats().data_path == vec![1, 0]),
+        "{:?}",
+        s.data_path
+    );
     // Synthetic data path restored before the filter was cleared.
     assert_eq!(rig.emu.stats().packet_filters.last(), Some(&0));
 }
@@ -105,12 +122,22 @@ fn mtu_change_is_full_reinit_and_refused_while_started() {
     dev.stop().unwrap();
     dev.set_mtu(9000).unwrap();
     assert_eq!(dev.config().mtu, 9000);
-    assert_eq!(rig.emu.stats().ndis_config.unwrap().mtu, 9014, "host saw the new MTU");
+    assert_eq!(
+        rig.emu.stats().ndis_config.unwrap().mtu,
+        9014,
+        "host saw the new MTU"
+    );
     dev.start().unwrap();
     let mut q = dev.queues().remove(0);
     let f = ip_frame(9014, PEER_MAC, false, 1);
     let segs: [&[u8]; 1] = [&f];
-    send_all(&mut q, &[netvsc::TxPacket { segs: &segs, meta: Default::default() }]);
+    send_all(
+        &mut q,
+        &[netvsc::TxPacket {
+            segs: &segs,
+            meta: Default::default(),
+        }],
+    );
     drain_tx(&mut q);
     assert_eq!(dev.stats().opackets, 1);
 }
@@ -129,7 +156,12 @@ fn multi_queue_rss_spreads_rx_and_tx_uses_each_channel() {
                 ..Default::default()
             });
         });
-        let mut dev = rig.open(DeviceConfig { queues: n, ..quick() }).unwrap();
+        let mut dev = rig
+            .open(DeviceConfig {
+                queues: n,
+                ..quick()
+            })
+            .unwrap();
         assert_eq!(dev.info().queues, n);
         let s = rig.emu.stats();
         assert_eq!(s.subchannels, n - 1);
@@ -139,7 +171,9 @@ fn multi_queue_rss_spreads_rx_and_tx_uses_each_channel() {
         }
         dev.start().unwrap();
         let mut qs = dev.queues();
-        let mut out: Vec<netvsc::RxPacket> = (0..32).map(|_| netvsc::RxPacket::with_capacity(256)).collect();
+        let mut out: Vec<netvsc::RxPacket> = (0..32)
+            .map(|_| netvsc::RxPacket::with_capacity(256))
+            .collect();
         let mut per_q = vec![0u64; n as usize];
         let ok = wait_for(20, || {
             for q in qs.iter_mut() {
@@ -162,14 +196,22 @@ fn multi_queue_rss_spreads_rx_and_tx_uses_each_channel() {
         let f = ip_frame(100, PEER_MAC, false, 0);
         let segs: [&[u8]; 1] = [&f];
         for q in qs.iter_mut() {
-            let burst: Vec<netvsc::TxPacket<'_>> =
-                (0..=q.id()).map(|_| netvsc::TxPacket { segs: &segs, meta: Default::default() }).collect();
+            let burst: Vec<netvsc::TxPacket<'_>> = (0..=q.id())
+                .map(|_| netvsc::TxPacket {
+                    segs: &segs,
+                    meta: Default::default(),
+                })
+                .collect();
             send_all(q, &burst);
             drain_tx(q);
         }
         let s = rig.emu.stats();
         for c in &s.channels {
-            assert_eq!(c.guest_to_host_frames, u64::from(c.subchannel_id) + 1, "channel {c:?}");
+            assert_eq!(
+                c.guest_to_host_frames,
+                u64::from(c.subchannel_id) + 1,
+                "channel {c:?}"
+            );
         }
         dev.stop().unwrap();
     }

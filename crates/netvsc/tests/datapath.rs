@@ -4,7 +4,7 @@ mod common;
 
 use common::*;
 use hv_emu::backend::BackendConfig;
-use netvsc::{Csum, DeviceConfig, Devargs, RxPacket, TxMeta, TxOffload, TxPacket};
+use netvsc::{Csum, Devargs, DeviceConfig, RxPacket, TxMeta, TxOffload, TxPacket};
 
 fn long() -> bool {
     std::env::var("NETVSC_LONG").is_ok_and(|v| v == "1")
@@ -20,7 +20,15 @@ fn tx_class(size: usize, mtu: u32, count: usize, tso: bool) {
     let mut q = dev.queues().remove(0);
     let frame = ip_frame(size, PEER_MAC, tso, 7);
     let meta = if tso {
-        TxMeta { vlan_tci: None, offload: TxOffload::Tso { ipv6: false, mss: 1448, l2_len: 14, l3_len: 20 } }
+        TxMeta {
+            vlan_tci: None,
+            offload: TxOffload::Tso {
+                ipv6: false,
+                mss: 1448,
+                l2_len: 14,
+                l3_len: 20,
+            },
+        }
     } else {
         TxMeta::default()
     };
@@ -37,11 +45,18 @@ fn tx_class(size: usize, mtu: u32, count: usize, tso: bool) {
     assert_eq!(t.opackets, count as u64, "driver counted on completion");
     assert_eq!(t.obytes, (count * size) as u64);
     let s = rig.emu.stats();
-    assert_eq!(s.totals.guest_to_host_frames, count as u64, "host saw every frame");
+    assert_eq!(
+        s.totals.guest_to_host_frames, count as u64,
+        "host saw every frame"
+    );
     assert_eq!(s.totals.guest_to_host_bytes, (count * size) as u64);
     if tso {
         let segs: u64 = s.channels.iter().map(|c| c.lso_segments).sum();
-        assert_eq!(segs, (count * (size - 54).div_ceil(1448)) as u64, "host segmented at the MSS");
+        assert_eq!(
+            segs,
+            (count * (size - 54).div_ceil(1448)) as u64,
+            "host segmented at the MSS"
+        );
     }
     assert_eq!(s.totals.drops.tx_malformed, 0);
     dev.close().unwrap();
@@ -75,7 +90,12 @@ fn aggregation_limits_seen_by_host() {
     let mut q = dev.queues().remove(0);
     let frame = ip_frame(64, PEER_MAC, false, 1);
     let segs: [&[u8]; 1] = [&frame];
-    let burst: Vec<TxPacket<'_>> = (0..64).map(|_| TxPacket { segs: &segs, meta: TxMeta::default() }).collect();
+    let burst: Vec<TxPacket<'_>> = (0..64)
+        .map(|_| TxPacket {
+            segs: &segs,
+            meta: TxMeta::default(),
+        })
+        .collect();
     for _ in 0..20 {
         send_all(&mut q, &burst);
     }
@@ -85,8 +105,15 @@ fn aggregation_limits_seen_by_host() {
     assert_eq!(s.totals.guest_to_host_frames, 64 * 20);
     // The host also counts the bring-up's RNDIS control messages as one-message sections.
     assert!(per.messages >= 64 * 20, "{per:?}");
-    assert_eq!(per.max, u64::from(agg.max_pkts), "sections filled to the host's packets-per-message");
-    assert!(per.sections <= (64 * 20 / agg.max_pkts as u64) + 20, "{per:?}");
+    assert_eq!(
+        per.max,
+        u64::from(agg.max_pkts),
+        "sections filled to the host's packets-per-message"
+    );
+    assert!(
+        per.sections <= (64 * 20 / agg.max_pkts as u64) + 20,
+        "{per:?}"
+    );
     assert_eq!(s.totals.drops.tx_malformed, 0);
 }
 
@@ -98,9 +125,19 @@ fn loopback_rx_copy_and_metadata() {
     let mac = dev.mac();
     let mut q = dev.queues().remove(0);
     let sizes = [60usize, 64, 200, 1514];
-    let frames: Vec<Vec<u8>> = sizes.iter().enumerate().map(|(i, s)| ip_frame(*s, mac, false, i as u8)).collect();
+    let frames: Vec<Vec<u8>> = sizes
+        .iter()
+        .enumerate()
+        .map(|(i, s)| ip_frame(*s, mac, false, i as u8))
+        .collect();
     let segs: Vec<[&[u8]; 1]> = frames.iter().map(|f| [f.as_slice()]).collect();
-    let pkts: Vec<TxPacket<'_>> = segs.iter().map(|s| TxPacket { segs: s, meta: TxMeta::default() }).collect();
+    let pkts: Vec<TxPacket<'_>> = segs
+        .iter()
+        .map(|s| TxPacket {
+            segs: s,
+            meta: TxMeta::default(),
+        })
+        .collect();
     send_all(&mut q, &pkts);
     let mut out: Vec<RxPacket> = (0..8).map(|_| RxPacket::with_capacity(2048)).collect();
     let mut got = Vec::new();
@@ -112,7 +149,10 @@ fn loopback_rx_copy_and_metadata() {
     assert_eq!(got, frames, "frames come back intact and in order");
     assert_eq!(dev.stats().ipackets, frames.len() as u64);
     drain_tx(&mut q);
-    assert_eq!(rig.emu.stats().totals.host_to_guest_frames, frames.len() as u64);
+    assert_eq!(
+        rig.emu.stats().totals.host_to_guest_frames,
+        frames.len() as u64
+    );
 }
 
 #[test]
@@ -126,13 +166,34 @@ fn vlan_and_checksum_ppis() {
     //    returns the tagged frame, which the host strips into an rx PPI.
     let plain = ip_frame(300, mac, false, 3);
     let segs: [&[u8]; 1] = [&plain];
-    let csum = TxOffload::Checksum { ipv6: false, ip_hdr: true, l4: netvsc::L4Proto::Udp, l2_len: 14, l3_len: 20 };
-    send_all(&mut q, &[TxPacket { segs: &segs, meta: TxMeta { vlan_tci: Some(0x6123), offload: csum } }]);
+    let csum = TxOffload::Checksum {
+        ipv6: false,
+        ip_hdr: true,
+        l4: netvsc::L4Proto::Udp,
+        l2_len: 14,
+        l3_len: 20,
+    };
+    send_all(
+        &mut q,
+        &[TxPacket {
+            segs: &segs,
+            meta: TxMeta {
+                vlan_tci: Some(0x6123),
+                offload: csum,
+            },
+        }],
+    );
     // 2. A tagged frame without the flag: the driver moves the tag into the PPI.
     let mut tagged = plain.clone();
     tagged.splice(12..12, [0x81, 0x00, 0x00, 0x42]);
     let segs2: [&[u8]; 2] = [&tagged[..14], &tagged[14..]];
-    send_all(&mut q, &[TxPacket { segs: &segs2, meta: TxMeta::default() }]);
+    send_all(
+        &mut q,
+        &[TxPacket {
+            segs: &segs2,
+            meta: TxMeta::default(),
+        }],
+    );
     let mut out: Vec<RxPacket> = (0..4).map(|_| RxPacket::with_capacity(2048)).collect();
     let mut got = Vec::new();
     assert!(wait_for(10, || {
@@ -155,14 +216,28 @@ fn vlan_and_checksum_ppis() {
 fn zero_copy_views_hold_host_buffers() {
     let rig = rig(BackendConfig::Loopback);
     let args = Devargs::parse("rx_copybreak=256,rx_extmbuf_enable=1").unwrap();
-    let mut dev = rig.open(DeviceConfig { devargs: args, ..quick() }).unwrap();
+    let mut dev = rig
+        .open(DeviceConfig {
+            devargs: args,
+            ..quick()
+        })
+        .unwrap();
     dev.start().unwrap();
     let mac = dev.mac();
     let mut q = dev.queues().remove(0);
     let big = ip_frame(1000, mac, false, 9);
     let small = ip_frame(100, mac, false, 5);
     let (sb, ss): ([&[u8]; 1], [&[u8]; 1]) = ([&big], [&small]);
-    let pkts = [TxPacket { segs: &sb, meta: TxMeta::default() }, TxPacket { segs: &ss, meta: TxMeta::default() }];
+    let pkts = [
+        TxPacket {
+            segs: &sb,
+            meta: TxMeta::default(),
+        },
+        TxPacket {
+            segs: &ss,
+            meta: TxMeta::default(),
+        },
+    ];
     send_all(&mut q, &pkts);
     let mut out: Vec<RxPacket> = (0..4).map(|_| RxPacket::with_capacity(2048)).collect();
     let mut views = Vec::new();
@@ -177,7 +252,11 @@ fn zero_copy_views_hold_host_buffers() {
         }
         views.len() + copies.len() >= 2
     }));
-    assert_eq!((views.len(), copies.len()), (1, 1), "large frame zero-copy, small one copied");
+    assert_eq!(
+        (views.len(), copies.len()),
+        (1, 1),
+        "large frame zero-copy, small one copied"
+    );
     assert_eq!(copies[0], small);
     let mut buf = vec![0u8; 1000];
     q.read_view(&views[0], &mut buf).unwrap();
@@ -185,8 +264,14 @@ fn zero_copy_views_hold_host_buffers() {
     assert_eq!(q.rx_views_outstanding(), 1);
     // The host has not had its buffer back yet.
     std::thread::sleep(std::time::Duration::from_millis(50));
-    assert!(rig.emu.stats().recv_outstanding >= 1, "completion withheld while the view is out");
+    assert!(
+        rig.emu.stats().recv_outstanding >= 1,
+        "completion withheld while the view is out"
+    );
     q.release(views.pop().unwrap());
     assert_eq!(q.rx_views_outstanding(), 0);
-    assert!(wait_for(5, || rig.emu.stats().recv_outstanding == 0), "completion sent after release");
+    assert!(
+        wait_for(5, || rig.emu.stats().recv_outstanding == 0),
+        "completion sent after release"
+    );
 }

@@ -40,11 +40,18 @@ pub fn rig(backend: BackendConfig) -> Rig {
 }
 
 fn shm() -> &'static str {
-    if std::path::Path::new("/dev/shm").is_dir() { "/dev/shm" } else { "/tmp" }
+    if std::path::Path::new("/dev/shm").is_dir() {
+        "/dev/shm"
+    } else {
+        "/tmp"
+    }
 }
 
 pub fn quick() -> DeviceConfig {
-    DeviceConfig { timeouts: Timeouts::all(Duration::from_secs(10)), ..DeviceConfig::default() }
+    DeviceConfig {
+        timeouts: Timeouts::all(Duration::from_secs(10)),
+        ..DeviceConfig::default()
+    }
 }
 
 /// Wait until `f` holds or `secs` pass.
