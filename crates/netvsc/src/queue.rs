@@ -192,7 +192,11 @@ impl QueueCore {
     ) -> bool {
         let mut head = [0u8; 8];
         let (off, len) = (off as usize, len as usize);
-        if len < 8 || self.shared.recv_buf.read(off, &mut head).is_err() {
+        // The whole range must lie in the receive buffer before any of it is used.
+        let inside = off
+            .checked_add(len)
+            .is_some_and(|end| end <= self.shared.recv_buf.len());
+        if len < 8 || !inside || self.shared.recv_buf.read(off, &mut head).is_err() {
             self.stats.rx.errors.fetch_add(1, Relaxed);
             return false;
         }
