@@ -10,7 +10,7 @@ mod packet;
 pub use config::{ConfigParameter, NETWORK_ADDRESS, emit_mac_parameter, emit_string_parameter};
 pub use message::{RndisMessage, RndisMessages};
 pub use msgs::*;
-pub use packet::{PacketWriter, Ppi, PpiIter, RndisPacket, emit_packet};
+pub use packet::{PacketLayout, PacketWriter, Ppi, PpiIter, RndisPacket, emit_packet};
 
 /// Size of the common header.
 pub const HEADER_LEN: usize = 8;

@@ -11,6 +11,17 @@ use crate::wire::{Region, copy_at, read_prefix, u32_at, write_at};
 
 const WHAT: &str = "RNDIS PACKET";
 
+/// Where the frame and the PPI region of a PACKET sit, in message coordinates (byte 0 = `msg_type`), as checked
+/// by [`RndisPacket::layout`]: both lie after the 44-byte header and within `msg_len`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PacketLayout {
+    pub header: PacketHeader,
+    /// The frame: `8 + data_offset .. + data_len`.
+    pub data: core::ops::Range<usize>,
+    /// The PPI region: `8 + ppi_offset .. + ppi_len` (empty when `ppi_len` is 0).
+    pub ppi: core::ops::Range<usize>,
+}
+
 /// A parsed PACKET message: its header and bounded views of the frame and the PPI region.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RndisPacket<'a> {
@@ -24,8 +35,21 @@ pub struct RndisPacket<'a> {
 impl<'a> RndisPacket<'a> {
     /// Parse a PACKET message; `msg` is exactly the message (`msg_len` bytes), header included.
     pub fn parse(msg: &'a [u8]) -> Result<Self> {
-        need(WHAT, msg.len(), PACKET_HEADER_LEN)?;
-        let header: PacketHeader = read_prefix(WHAT, &msg[8..], 36)?;
+        let l = Self::layout(msg, msg.len())?;
+        Ok(Self {
+            header: l.header,
+            data: &msg[l.data],
+            ppi: &msg[l.ppi],
+        })
+    }
+
+    /// Validate a PACKET from its first [`PACKET_HEADER_LEN`] bytes (`head`; more may follow) for a message of
+    /// `msg_len` bytes that the caller keeps elsewhere (e.g. in a shared receive buffer, so the frame need not be
+    /// copied to be checked). Applies the same bounds as [`Self::parse`] and returns where the regions sit.
+    pub fn layout(head: &[u8], msg_len: usize) -> Result<PacketLayout> {
+        need(WHAT, msg_len, PACKET_HEADER_LEN)?;
+        need(WHAT, head.len(), PACKET_HEADER_LEN)?;
+        let header: PacketHeader = read_prefix(WHAT, &head[8..], 36)?;
         let region = |field, field_at, offset, len| Region {
             what: WHAT,
             field,
@@ -34,16 +58,12 @@ impl<'a> RndisPacket<'a> {
             offset,
             len,
             lo: PACKET_HEADER_LEN,
-            hi: msg.len(),
+            hi: msg_len,
         };
-        let d = region("data_offset", 8, header.data_offset, header.data_len).check()?;
+        let data = region("data_offset", 8, header.data_offset, header.data_len).check()?;
         region("oob_offset", 16, header.oob_offset, header.oob_len).check()?;
-        let p = region("ppi_offset", 28, header.ppi_offset, header.ppi_len).check()?;
-        Ok(Self {
-            header,
-            data: &msg[d],
-            ppi: &msg[p],
-        })
+        let ppi = region("ppi_offset", 28, header.ppi_offset, header.ppi_len).check()?;
+        Ok(PacketLayout { header, data, ppi })
     }
 
     /// A packet to emit: the header fields are recomputed by `emit`.
@@ -197,6 +217,25 @@ impl<'b> PacketWriter<'b> {
     pub fn finish(self, data_len: usize) -> Result<usize> {
         let len = self.data_start() + data_len;
         room(WHAT, self.buf.len(), len)?;
+        write_header(self.buf, self.ppi_len, data_len)?;
+        Ok(len)
+    }
+
+    /// Write the header for a `data_len`-byte frame that the caller places right after the PPIs somewhere else
+    /// (e.g. gathered straight into a send section), so the buffer only needs room for header + PPIs; returns
+    /// msg_len.
+    pub fn finish_header(self, data_len: usize) -> Result<usize> {
+        let len = self
+            .data_start()
+            .checked_add(data_len)
+            .filter(|l| u32::try_from(*l).is_ok())
+            .ok_or(ProtoError::Invalid {
+                what: WHAT,
+                field: "msg_len",
+                offset: 4,
+                value: data_len as u64,
+                reason: "exceeds u32",
+            })?;
         write_header(self.buf, self.ppi_len, data_len)?;
         Ok(len)
     }

@@ -501,3 +501,68 @@ fn initialize_and_set_complete_helpers() {
     );
     assert_eq!(RndisMessage::parse(&v).unwrap().req_id(), Some(7));
 }
+
+#[test]
+fn layout_from_header_only_matches_full_parse() {
+    let mut ppis = vec![0u8; 16];
+    set_u32(&mut ppis, 0, 16);
+    set_u32(&mut ppis, 4, ppi::IEEE_8021Q);
+    set_u32(&mut ppis, 8, 12);
+    set_u32(&mut ppis, 12, 0x123);
+    let msg = packet(&ppis, 60);
+    let full = RndisPacket::parse(&msg).unwrap();
+    // Only the 44-byte header is handed over; the rest stays "elsewhere".
+    let l = RndisPacket::layout(&msg[..PACKET_HEADER_LEN], msg.len()).unwrap();
+    assert_eq!(l.header, full.header);
+    assert_eq!((l.ppi.clone(), l.data.clone()), (44..60, 60..120));
+    assert_eq!(&msg[l.data], full.data);
+    assert_eq!(&msg[l.ppi], full.ppi);
+    // The same bounds as parse: a frame past msg_len, a header shorter than 44, msg_len below 44.
+    let mut b = msg.clone();
+    set_u32(&mut b, 12, 61);
+    assert!(matches!(
+        RndisPacket::layout(&b[..44], b.len()),
+        Err(ProtoError::OutOfRange {
+            field: "data_offset",
+            ..
+        })
+    ));
+    assert!(matches!(
+        RndisPacket::layout(&msg[..43], msg.len()),
+        Err(ProtoError::Truncated { needed: 44, .. })
+    ));
+    assert!(RndisPacket::layout(&msg[..44], 43).is_err());
+    assert!(RndisPacket::layout(&msg[..44], msg.len() - 1).is_err());
+}
+
+#[test]
+fn finish_header_needs_no_room_for_the_frame() {
+    let mut buf = [0xa5u8; 60];
+    let mut w = PacketWriter::new(&mut buf).unwrap();
+    w.add_ppi_u32(ppi::NBL_HASH_VALUE, 7).unwrap();
+    assert_eq!(w.data_start(), 60);
+    assert_eq!(w.finish_header(1000).unwrap(), 1060);
+    assert_eq!(
+        (le(&buf, 0), le(&buf, 4), le(&buf, 8), le(&buf, 12)),
+        (1, 1060, 36 + 16, 1000)
+    );
+    assert_eq!((le(&buf, 28), le(&buf, 32)), (36, 16));
+    assert_eq!((le(&buf, 44), le(&buf, 48), le(&buf, 56)), (16, 8, 7));
+    // The frame appended by hand makes a message the independent parser accepts.
+    let mut msg = buf.to_vec();
+    msg.extend(std::iter::repeat_n(0x42u8, 1000));
+    let p = RndisPacket::parse(&msg).unwrap();
+    assert_eq!(
+        (p.data.len(), p.ppi_u32(ppi::NBL_HASH_VALUE).unwrap()),
+        (1000, Some(7))
+    );
+    assert!(matches!(
+        PacketWriter::new(&mut [0u8; 44])
+            .unwrap()
+            .finish_header(usize::MAX),
+        Err(ProtoError::Invalid {
+            field: "msg_len",
+            ..
+        })
+    ));
+}
