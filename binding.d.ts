@@ -9,6 +9,135 @@
  */
 export declare const __napiBindingTarget: 'native' | 'wasm32-wasi' | 'wasm32-wasip1'
 
+/** An open netvsc device. */
+export declare class NativeDevice {
+  /**
+   * Open the device named by uuid or interface under `options.root` and bring it up (stopped). `onEvent`
+   * receives link/vf/error events from the device's event thread.
+   */
+  static open(name: string, options?: OpenOptions | undefined | null, onEvent?: ((arg: NativeEvent) => void) | undefined | null): NativeDevice
+  get uuid(): string
+  /** Root directory the device was opened under. */
+  get root(): string
+  get isClosed(): boolean
+  /** Events dropped or merged because the JS queue was full. */
+  get eventsCoalesced(): number
+  info(): NativeDeviceInfo
+  /** Start receiving (sets the packet filter). */
+  start(): void
+  /** Stop receiving (filter 0). */
+  stop(): void
+  get isStarted(): boolean
+  /** Last packet filter value set (NDIS bits). */
+  get packetFilter(): number
+  setPromiscuous(on: boolean): void
+  setAllMulticast(on: boolean): void
+  /** Query the link from the host. */
+  link(): NativeLink
+  /** Link as last learned (no host round trip). */
+  cachedLink(): NativeLink
+  /** Change the MTU (port stopped). Queues opened before become stale: close and reopen them. */
+  setMtu(mtu: number): void
+  /** The VF serial the host offered, if any. */
+  vf(): number | null
+  /** Switch the data path to the VF (true) or back to synthetic. */
+  switchDatapath(toVf: boolean): void
+  /** Port totals into `out`: ipackets, opackets, ibytes, obytes, imissed, ierrors, oerrors. */
+  statsInto(out: Float64Array): void
+  /** Number of queues whose counters `queueStatsInto` writes. */
+  get queueCount(): number
+  /**
+   * Per-queue counters into `out` (31 per queue: 15 tx and 15 rx in DPDK's order, then rx missed).
+   * Returns the number of queues written.
+   */
+  queueStatsInto(out: Float64Array): number
+  /** DPDK's per-queue stat names (`good_packets`, `ring full`, ...). */
+  statNames(): Array<string>
+  /** Zero every counter. */
+  resetStats(): void
+  /** Claim queue `index` for this thread. */
+  queue(index: number): NativeQueue
+  /** Let the process exit while the device is open (the event thread no longer holds the loop). */
+  unref(): void
+  /** Undo `unref()`. */
+  ref(): void
+  /**
+   * Close: stop and join the event thread, then the driver's teardown (synthetic data path, filter 0, RNDIS
+   * HALT, buffers revoked, unmapped). Idempotent; queues still held see `ERR_NETVSC_CLOSED`/0-packet bursts.
+   */
+  close(): void
+}
+
+/** A running emulated NIC. */
+export declare class NativeEmulator {
+  /** Write the device tree under `options.dir` and start the host. */
+  static start(options: EmulatorOptions): NativeEmulator
+  get uuid(): string
+  get dir(): string
+  get isRunning(): boolean
+  /** Link up/down (the guest gets an RNDIS status indication). */
+  setLink(up: boolean): void
+  /** Link speed in Mbit/s (the guest gets LINK_SPEED_CHANGE). */
+  setLinkSpeed(mbps: number): void
+  /** Offer (or withdraw) a VF; false when the negotiated NVSP version cannot carry it. */
+  sendVfAssociation(allocated: boolean, serial: number): boolean
+  /** The host's counters and negotiated state as JSON (camelCase). */
+  statsJson(): string
+  /** `capture` backend: every frame the guest sent so far. */
+  captured(): Array<Buffer>
+  /** `capture` backend: deliver `frame` to the guest. */
+  inject(frame: Uint8Array): void
+  /** Stop the host threads and flush the pcap (idempotent). The tree stays on disk. */
+  stop(): void
+}
+
+/** A claimed queue. */
+export declare class NativeQueue {
+  get index(): number
+  get isClosed(): boolean
+  /** Receive frames into `buf` back to back; `lens[i]` and `meta[4i..4i+4]` describe frame i. Returns the count. */
+  rxBurst(buf: Uint8Array, lens: Uint32Array, meta: Uint32Array): number
+  /**
+   * Zero-copy receive: for frame i, `descs[4i..4i+4]` = offset, length, token, flags. Flags bit 0 set: the
+   * frame is in the receive region (`recvRegion()`) at offset and must be given back with `release`; clear:
+   * it was short enough to be copied into `buf` at offset. `meta` as for `rxBurst`. Returns the count.
+   */
+  rxBurstZeroCopy(descs: Uint32Array, meta: Uint32Array, buf: Uint8Array): number
+  /**
+   * Give back the first `n` zero-copy descriptors of `descs` (copied ones are skipped). Returns how many views
+   * were released; unknown or already released tokens are ignored.
+   */
+  release(descs: Uint32Array, n: number): number
+  /** Zero-copy views handed out and not released yet. */
+  get viewsOutstanding(): number
+  /**
+   * The device's receive buffer as an external ArrayBuffer (its own mapping, kept until both the buffer is
+   * collected and the device is unmapped). Call once per thread and keep it.
+   */
+  recvRegion(): ArrayBuffer
+  /**
+   * Send the first `n` frames of `buf` (lengths in `lens`, requests in `meta`). Returns how many the driver took;
+   * the rest met backpressure (retry them).
+   */
+  txBurst(buf: Uint8Array, lens: Uint32Array, meta: Uint32Array, n: number): number
+  /** Reap tx completions without sending; returns packets read from the ring. */
+  pollCompletions(): number
+  /** Tx packets the host has not completed yet. */
+  get txInFlight(): number
+  /**
+   * Benchmark reference: the same tx workload as a JS loop over `txBurst`, run by the Rust core for `ms`
+   * milliseconds with bursts of `burst` copies of `frame`. Returns frames taken.
+   */
+  rustTxLoop(frame: Uint8Array, burst: number, ms: number): number
+  /** Benchmark reference: rx bursts of `burst` frames for `ms` milliseconds in the Rust core. Returns frames. */
+  rustRxLoop(burst: number, ms: number): number
+  /** Give the queue back (idempotent): releases the claim (another thread may open it) and drops the handle. */
+  close(): void
+}
+
+/** `null` when this process can run guests under the emulator, else why not. */
+export declare function canRunGuests(): string | null
+
 /** One `channels/<relid>/` directory of a device. */
 export interface ChannelEntry {
   /** Channel relid. */
@@ -19,6 +148,18 @@ export interface ChannelEntry {
   monitorId: number | null
   /** Size in bytes of the channel's `ring` file, `null` when it does not exist (yet). */
   ringSize: number | null
+}
+
+/** Queues claimed in this process (all threads), for tests of the registry. */
+export declare function claimedQueueCount(): number
+
+/** Devargs in effect. */
+export interface DevargsInfo {
+  latency: number
+  rxCopybreak: number
+  txCopybreak: number
+  rxExtmbufEnable: boolean
+  numaAware: boolean
 }
 
 /** One vmbus device. */
@@ -53,6 +194,50 @@ export interface DeviceEntry {
   channels: Array<ChannelEntry>
 }
 
+/** Options of `NativeEmulator.start`. */
+export interface EmulatorOptions {
+  /** Directory D of the emulated tree. */
+  dir: string
+  uuid?: string
+  /** `aa:bb:cc:dd:ee:ff`. */
+  mac?: string
+  mtu?: number
+  /** Channels offered (primary + subchannels). */
+  maxQueues?: number
+  /** `sink` (default), `loopback`, `generator`, `tap`, `capture`. */
+  backend?: string
+  /** TAP interface name for `tap`. */
+  tapName?: string
+  generator?: GeneratorOptions
+  /** Mirror both directions into this pcap file. */
+  pcap?: string
+  /** Host workers spin instead of sleeping. */
+  busyPoll?: boolean
+  /** Initial link speed in Mbit/s. */
+  linkSpeedMbps?: number
+  /** Bytes per ring direction (header page included). */
+  ringSize?: number
+  recvSize?: number
+  sendSize?: number
+  uioNumber?: number
+}
+
+/** Receive traffic of the `generator` backend. */
+export interface GeneratorOptions {
+  /** Frames per second; 0 or absent = as fast as the guest takes them. */
+  ratePps?: number
+  /** Frame sizes used round robin (Ethernet header included, ≥ 60; default [64]). */
+  frameSizes?: Array<number>
+  /** Tag every frame with this 802.1Q TCI. */
+  vlan?: number
+  /** Distinct flows (spread by RSS). */
+  flows?: number
+  /** Stop after this many frames. */
+  limit?: number
+  multicastEvery?: number
+  broadcastEvery?: number
+}
+
 /**
  * Every vmbus device under `options.root` (default `/`), sorted by uuid. An absent
  * `sys/bus/vmbus/devices` gives an empty list; a malformed tree throws with an `ERR_NETVSC_*` code.
@@ -79,5 +264,118 @@ export interface MapSizes {
   send: number | null
 }
 
+/** What bring-up negotiated. */
+export interface NativeDeviceInfo {
+  uuid: string
+  mac: string
+  mtu: number
+  nvspVersion: number
+  ndisVersion: string
+  queues: number
+  hostQueues: number
+  recvSectionSize: number
+  recvSections: number
+  sendSectionSize: number
+  sendSections: number
+  aggMaxPackets: number
+  aggMaxBytes: number
+  aggAlign: number
+  offloadCaps: OffloadCapsInfo
+  devargs: DevargsInfo
+}
+
+/** One event: `kind` is `link`, `speed`, `vf`, `datapath` or `error`. */
+export interface NativeEvent {
+  kind: string
+  /** `link`: media connected. */
+  up?: boolean
+  /** `link`/`speed`: speed in Mbit/s. */
+  speedMbps?: number
+  /** `vf`: a VF is offered (true) or withdrawn. */
+  allocated?: boolean
+  /** `vf`: its serial. */
+  serial?: number
+  /** `datapath`: the host switched to the VF (true) or back to synthetic. */
+  toVf?: boolean
+  /** `error`: what went wrong. */
+  message?: string
+  /** `error`: stable `ERR_NETVSC_*` code. */
+  code?: string
+  /** Events merged away before this one because JS did not keep up. */
+  coalesced?: number
+}
+
+/** The burst/stats array layouts this addon uses. */
+export declare function nativeLayout(): NativeLayout
+
+/** Layout constants shared with the facade (src/meta.ts checks them at load). */
+export interface NativeLayout {
+  /** Metadata words per packet. */
+  metaWords: number
+  /** Descriptor words per zero-copy packet. */
+  descWords: number
+  /** Counters per queue in `queueStatsInto`. */
+  queueStatWords: number
+}
+
+/** Link state. */
+export interface NativeLink {
+  up: boolean
+  /** Speed in Mbit/s. */
+  speedMbps: number
+  fullDuplex: boolean
+}
+
 /** Version of the native addon (the crate version), so JS can check it loaded the addon it expects. */
 export declare function nativeVersion(): string
+
+/** Offload capabilities the host reported. */
+export interface OffloadCapsInfo {
+  ip4TxCsum: number
+  ip6TxCsum: number
+  ip4RxCsum: number
+  ip6RxCsum: number
+  lso4Max?: number
+  lso6Max?: number
+}
+
+/** Which offloads to turn on where the host supports them (both default on). */
+export interface OffloadOptions {
+  checksum?: boolean
+  tso?: boolean
+}
+
+/** Options of `NativeDevice.open` (the facade validates them first). */
+export interface OpenOptions {
+  /** Directory holding `sys/bus/vmbus` and `dev/uioN` (default `/`). */
+  root?: string
+  /** DPDK devargs string (`latency=50,rx_copybreak=256,...`). */
+  devargs?: string
+  /** Queue pairs wanted (clamped by the host). */
+  queues?: number
+  mtu?: number
+  offloads?: OffloadOptions
+  rss?: RssOptions
+  /** Host wait limit for every control step, in ms (default 60000). */
+  timeoutMs?: number
+  /** `'va'` (default) or `'pa'`. */
+  iova?: string
+}
+
+/**
+ * Open queue `index` of the device `uuid` (opened under `root` in this process, by any thread) for the calling
+ * thread — how a worker gets its queue.
+ */
+export declare function openQueue(uuid: string, index: number, root?: string | undefined | null): NativeQueue
+
+/** RSS settings: 40-byte key and 128-entry indirection table (queue per bucket). */
+export interface RssOptions {
+  key?: Array<number>
+  table?: Array<number>
+}
+
+/**
+ * Run `argv` against the tree at `dir` (private mount namespace + uio interposer; root only) and wait for it.
+ * Returns its exit status (128 + signal when killed).
+ */
+export declare function runGuest(dir: string, argv: Array<string>): number

@@ -835,5 +835,13 @@ function __napiStampBindingTarget(exportsObject, target) {
 // linked import resolves to `undefined`.
 module.exports.__napiBindingTarget = __napiStampBindingTarget(nativeBinding, __napiLoadedBindingTarget)
 module.exports = nativeBinding
+module.exports.NativeDevice = nativeBinding.NativeDevice
+module.exports.NativeEmulator = nativeBinding.NativeEmulator
+module.exports.NativeQueue = nativeBinding.NativeQueue
+module.exports.canRunGuests = nativeBinding.canRunGuests
+module.exports.claimedQueueCount = nativeBinding.claimedQueueCount
 module.exports.listDevices = nativeBinding.listDevices
+module.exports.nativeLayout = nativeBinding.nativeLayout
 module.exports.nativeVersion = nativeBinding.nativeVersion
+module.exports.openQueue = nativeBinding.openQueue
+module.exports.runGuest = nativeBinding.runGuest

@@ -1,8 +1,6 @@
 //! Stable error codes: a napi `Error` whose status is a [`Code`] surfaces in JS as an `Error` with
 //! `err.code` set to the code's string and `err.message` to the Rust error's text (with its causes).
 
-use std::error::Error as _;
-
 use napi::Status;
 use vmbus_uio::UioError;
 
@@ -27,6 +25,32 @@ pub enum Code {
     Uio,
     /// A failure inside Node-API itself (conversion of arguments or results).
     Napi,
+    /// The device or queue was closed; the handle is stale.
+    Closed,
+    /// The host did not answer in time.
+    Timeout,
+    /// The host answered with a failure status.
+    HostRejected,
+    /// The host sent something malformed (or no acceptable NVSP version).
+    Protocol,
+    /// A devargs string was malformed (the message names the key and the value).
+    Devargs,
+    /// A configuration value is out of range.
+    Config,
+    /// The synthetic NIC cannot do this (MAC change, VLAN filter, ...).
+    NotSupported,
+    /// The operation needs the port stopped.
+    Started,
+    /// The queue is already open (in this thread, another worker, or another device handle).
+    QueueBusy,
+    /// No open device with this uuid in this process, or no such queue on it.
+    NotOpen,
+    /// A ring or shared-memory failure in the driver.
+    Ring,
+    /// The host emulator could not start (tree, backend, host).
+    Emulator,
+    /// A guest program could not be run against the emulator.
+    Runner,
 }
 
 impl AsRef<str> for Code {
@@ -41,6 +65,19 @@ impl AsRef<str> for Code {
             Code::NotUioBound => "ERR_NETVSC_NOT_UIO_BOUND",
             Code::Uio => "ERR_NETVSC_UIO",
             Code::Napi => "ERR_NETVSC_NAPI",
+            Code::Closed => "ERR_NETVSC_CLOSED",
+            Code::Timeout => "ERR_NETVSC_TIMEOUT",
+            Code::HostRejected => "ERR_NETVSC_HOST_REJECTED",
+            Code::Protocol => "ERR_NETVSC_PROTOCOL",
+            Code::Devargs => "ERR_NETVSC_DEVARGS",
+            Code::Config => "ERR_NETVSC_CONFIG",
+            Code::NotSupported => "ERR_NETVSC_NOT_SUPPORTED",
+            Code::Started => "ERR_NETVSC_STARTED",
+            Code::QueueBusy => "ERR_NETVSC_QUEUE_BUSY",
+            Code::NotOpen => "ERR_NETVSC_NOT_OPEN",
+            Code::Ring => "ERR_NETVSC_RING",
+            Code::Emulator => "ERR_NETVSC_EMULATOR",
+            Code::Runner => "ERR_NETVSC_RUNNER",
         }
     }
 }
@@ -77,6 +114,37 @@ pub fn uio_code(err: &UioError) -> Code {
 
 /// Convert a uio-layer error, keeping its whole cause chain in the message.
 pub fn from_uio(err: UioError) -> napi::Error<Code> {
+    let code = uio_code(&err);
+    with_causes(code, &err)
+}
+
+/// The code a driver error maps to.
+pub fn driver_code(err: &netvsc::Error) -> Code {
+    use netvsc::Error as E;
+    match err {
+        E::Uio(u) => uio_code(u),
+        E::Ring { .. } | E::Mem { .. } => Code::Ring,
+        E::Timeout { .. } => Code::Timeout,
+        E::Rejected { .. } => Code::HostRejected,
+        E::NoVersion { .. } | E::Protocol { .. } => Code::Protocol,
+        E::Devarg { .. } => Code::Devargs,
+        E::Config { .. } => Code::Config,
+        E::NotSupported(_) => Code::NotSupported,
+        E::Started(_) => Code::Started,
+        E::Closed => Code::Closed,
+        E::Invalid { .. } => Code::InvalidArg,
+        #[allow(unreachable_patterns)]
+        _ => Code::Protocol,
+    }
+}
+
+/// Convert a driver error, keeping its cause chain in the message.
+pub fn from_driver(err: netvsc::Error) -> napi::Error<Code> {
+    with_causes(driver_code(&err), &err)
+}
+
+/// `err`'s text followed by every distinct cause, `: `-separated.
+pub fn with_causes(code: Code, err: &(dyn std::error::Error + 'static)) -> napi::Error<Code> {
     let mut message = err.to_string();
     let mut source = err.source();
     while let Some(cause) = source {
@@ -87,5 +155,5 @@ pub fn from_uio(err: UioError) -> napi::Error<Code> {
         }
         source = cause.source();
     }
-    error(uio_code(&err), message)
+    error(code, message)
 }

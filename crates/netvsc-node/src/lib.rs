@@ -4,7 +4,13 @@
 #![allow(unsafe_code)]
 
 mod devices;
+mod emulator;
 mod errors;
+mod events;
+mod meta;
+mod nic;
+mod queue;
+mod registry;
 
 use napi_derive::napi;
 
@@ -14,4 +20,32 @@ pub use devices::{ChannelEntry, DeviceEntry, ListOptions, MapSizes, list_devices
 #[napi]
 pub fn native_version() -> &'static str {
     env!("CARGO_PKG_VERSION")
+}
+
+/// Layout constants shared with the facade (src/meta.ts checks them at load).
+#[napi(object)]
+#[derive(Debug)]
+pub struct NativeLayout {
+    /// Metadata words per packet.
+    pub meta_words: u32,
+    /// Descriptor words per zero-copy packet.
+    pub desc_words: u32,
+    /// Counters per queue in `queueStatsInto`.
+    pub queue_stat_words: u32,
+}
+
+/// The burst/stats array layouts this addon uses.
+#[napi]
+pub fn native_layout() -> NativeLayout {
+    NativeLayout {
+        meta_words: meta::META_WORDS as u32,
+        desc_words: queue::DESC_WORDS as u32,
+        queue_stat_words: nic::QUEUE_STAT_WORDS as u32,
+    }
+}
+
+/// Queues claimed in this process (all threads), for tests of the registry.
+#[napi]
+pub fn claimed_queue_count() -> u32 {
+    registry::claimed_count() as u32
 }

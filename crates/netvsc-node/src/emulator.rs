@@ -1,0 +1,299 @@
+//! `NativeEmulator`: the in-process Hyper-V host emulator (`hv_emu::Emulator`) for JS — start it on a directory,
+//! change the link, offer a VF, read its stats JSON; with the `capture` backend also read what the guest sent and
+//! inject frames. `runGuest` runs an unmodified program against a tree through hv-emu's runner (root only).
+
+use std::os::unix::process::ExitStatusExt;
+use std::path::PathBuf;
+
+use hv_emu::backend::{BackendConfig, CaptureHandle, GeneratorConfig};
+use hv_emu::emulator::{Emulator, EmulatorConfig};
+use napi::bindgen_prelude::Buffer;
+use napi_derive::napi;
+
+use crate::errors::{Code, Result, error, with_causes};
+
+/// Receive traffic of the `generator` backend.
+#[napi(object)]
+#[derive(Debug, Default, Clone)]
+pub struct GeneratorOptions {
+    /// Frames per second; 0 or absent = as fast as the guest takes them.
+    pub rate_pps: Option<f64>,
+    /// Frame sizes used round robin (Ethernet header included, ≥ 60; default [64]).
+    pub frame_sizes: Option<Vec<u32>>,
+    /// Tag every frame with this 802.1Q TCI.
+    pub vlan: Option<u32>,
+    /// Distinct flows (spread by RSS).
+    pub flows: Option<u32>,
+    /// Stop after this many frames.
+    pub limit: Option<f64>,
+    pub multicast_every: Option<u32>,
+    pub broadcast_every: Option<u32>,
+}
+
+/// Options of `NativeEmulator.start`.
+#[napi(object)]
+#[derive(Debug, Default, Clone)]
+pub struct EmulatorOptions {
+    /// Directory D of the emulated tree.
+    pub dir: String,
+    pub uuid: Option<String>,
+    /// `aa:bb:cc:dd:ee:ff`.
+    pub mac: Option<String>,
+    pub mtu: Option<u32>,
+    /// Channels offered (primary + subchannels).
+    pub max_queues: Option<u32>,
+    /// `sink` (default), `loopback`, `generator`, `tap`, `capture`.
+    pub backend: Option<String>,
+    /// TAP interface name for `tap`.
+    pub tap_name: Option<String>,
+    pub generator: Option<GeneratorOptions>,
+    /// Mirror both directions into this pcap file.
+    pub pcap: Option<String>,
+    /// Host workers spin instead of sleeping.
+    pub busy_poll: Option<bool>,
+    /// Initial link speed in Mbit/s.
+    pub link_speed_mbps: Option<f64>,
+    /// Bytes per ring direction (header page included).
+    pub ring_size: Option<u32>,
+    pub recv_size: Option<u32>,
+    pub send_size: Option<u32>,
+    pub uio_number: Option<u32>,
+}
+
+/// Parse `aa:bb:cc:dd:ee:ff` (also `-` separated).
+pub fn parse_mac(text: &str) -> Option<[u8; 6]> {
+    let parts: Vec<&str> = text.split([':', '-']).collect();
+    if parts.len() != 6 {
+        return None;
+    }
+    let mut mac = [0u8; 6];
+    for (b, p) in mac.iter_mut().zip(parts) {
+        if p.len() != 2 {
+            return None;
+        }
+        *b = u8::from_str_radix(p, 16).ok()?;
+    }
+    Some(mac)
+}
+
+fn invalid(what: &str, value: impl std::fmt::Display) -> napi::Error<Code> {
+    error(
+        Code::InvalidArg,
+        format!("emulator option {what}: bad value {value}"),
+    )
+}
+
+fn config(o: &EmulatorOptions) -> Result<(EmulatorConfig, Option<CaptureHandle>)> {
+    if o.dir.is_empty() {
+        return Err(invalid("dir", "''"));
+    }
+    let mut c = EmulatorConfig::new(PathBuf::from(&o.dir));
+    if let Some(u) = &o.uuid {
+        c.uuid = u.to_ascii_lowercase();
+    }
+    if let Some(m) = &o.mac {
+        c.mac = parse_mac(m).ok_or_else(|| invalid("mac", m))?;
+    }
+    if let Some(m) = o.mtu {
+        c.mtu = m;
+    }
+    if let Some(q) = o.max_queues {
+        if !(1..=64).contains(&q) {
+            return Err(invalid("maxQueues", q));
+        }
+        c.max_queues = q as u16;
+    }
+    if let Some(b) = o.busy_poll {
+        c.busy_poll = b;
+    }
+    if let Some(s) = o.link_speed_mbps {
+        c.link_speed = (s * 10_000.0) as u32;
+    }
+    if let Some(s) = o.ring_size {
+        c.ring_size = s as usize;
+    }
+    if let Some(s) = o.recv_size {
+        c.recv_size = s as usize;
+    }
+    if let Some(s) = o.send_size {
+        c.send_size = s as usize;
+    }
+    if let Some(n) = o.uio_number {
+        c.uio_number = n;
+    }
+    c.pcap = o.pcap.as_ref().map(PathBuf::from);
+    let mut capture = None;
+    c.backend = match o.backend.as_deref().unwrap_or("sink") {
+        "sink" => BackendConfig::Sink,
+        "loopback" => BackendConfig::Loopback,
+        "tap" => BackendConfig::Tap {
+            name: o.tap_name.clone().unwrap_or_else(|| "hvemu0".into()),
+        },
+        "capture" => {
+            let h = CaptureHandle::default();
+            capture = Some(h.clone());
+            BackendConfig::Capture(h)
+        }
+        "generator" => {
+            let g = o.generator.clone().unwrap_or_default();
+            let mut gc = GeneratorConfig {
+                dst_mac: c.mac,
+                ..GeneratorConfig::default()
+            };
+            gc.rate_pps = match g.rate_pps {
+                None => gc.rate_pps,
+                Some(r) if r <= 0.0 => None,
+                Some(r) => Some(r as u64),
+            };
+            if let Some(s) = g.frame_sizes {
+                if s.is_empty() || s.iter().any(|&n| n < 60) {
+                    return Err(invalid(
+                        "generator.frameSizes",
+                        format!("{s:?} (each ≥ 60)"),
+                    ));
+                }
+                gc.frame_sizes = s.into_iter().map(|n| n as usize).collect();
+            }
+            gc.vlan = g.vlan.map(|v| v as u16);
+            if let Some(f) = g.flows {
+                gc.flows = f.max(1);
+            }
+            gc.limit = g.limit.map(|l| l as u64);
+            gc.multicast_every = g.multicast_every.unwrap_or(0);
+            gc.broadcast_every = g.broadcast_every.unwrap_or(0);
+            BackendConfig::Generator(gc)
+        }
+        other => {
+            return Err(invalid(
+                "backend",
+                format!("'{other}' (sink|loopback|generator|tap|capture)"),
+            ));
+        }
+    };
+    Ok((c, capture))
+}
+
+/// A running emulated NIC.
+#[napi]
+pub struct NativeEmulator {
+    emu: Option<Emulator>,
+    uuid: String,
+    dir: String,
+    capture: Option<CaptureHandle>,
+}
+
+#[napi]
+impl NativeEmulator {
+    /// Write the device tree under `options.dir` and start the host.
+    #[napi(factory, catch_unwind)]
+    pub fn start(options: EmulatorOptions) -> Result<NativeEmulator> {
+        let (cfg, capture) = config(&options)?;
+        let uuid = cfg.uuid.clone();
+        let emu = Emulator::start(cfg).map_err(|e| with_causes(Code::Emulator, &e))?;
+        Ok(NativeEmulator {
+            emu: Some(emu),
+            uuid,
+            dir: options.dir,
+            capture,
+        })
+    }
+
+    fn emu(&self) -> Result<&Emulator> {
+        self.emu
+            .as_ref()
+            .ok_or_else(|| error(Code::Closed, format!("emulator {} is stopped", self.uuid)))
+    }
+
+    #[napi(getter)]
+    pub fn uuid(&self) -> String {
+        self.uuid.clone()
+    }
+
+    #[napi(getter)]
+    pub fn dir(&self) -> String {
+        self.dir.clone()
+    }
+
+    #[napi(getter)]
+    pub fn is_running(&self) -> bool {
+        self.emu.is_some()
+    }
+
+    /// Link up/down (the guest gets an RNDIS status indication).
+    #[napi]
+    pub fn set_link(&self, up: bool) -> Result<()> {
+        self.emu()?.set_link(up);
+        Ok(())
+    }
+
+    /// Link speed in Mbit/s (the guest gets LINK_SPEED_CHANGE).
+    #[napi]
+    pub fn set_link_speed(&self, mbps: f64) -> Result<()> {
+        self.emu()?.set_link_speed((mbps * 10_000.0) as u32);
+        Ok(())
+    }
+
+    /// Offer (or withdraw) a VF; false when the negotiated NVSP version cannot carry it.
+    #[napi]
+    pub fn send_vf_association(&self, allocated: bool, serial: u32) -> Result<bool> {
+        Ok(self.emu()?.send_vf_association(allocated, serial))
+    }
+
+    /// The host's counters and negotiated state as JSON (camelCase).
+    #[napi]
+    pub fn stats_json(&self) -> Result<String> {
+        Ok(self.emu()?.stats_json())
+    }
+
+    /// `capture` backend: every frame the guest sent so far.
+    #[napi]
+    pub fn captured(&self) -> Result<Vec<Buffer>> {
+        let h = self
+            .capture
+            .as_ref()
+            .ok_or_else(|| error(Code::InvalidArg, "captured() needs backend 'capture'"))?;
+        Ok(h.sent().into_iter().map(Buffer::from).collect())
+    }
+
+    /// `capture` backend: deliver `frame` to the guest.
+    #[napi]
+    pub fn inject(&self, frame: &[u8]) -> Result<()> {
+        let h = self
+            .capture
+            .as_ref()
+            .ok_or_else(|| error(Code::InvalidArg, "inject() needs backend 'capture'"))?;
+        h.inject(frame);
+        Ok(())
+    }
+
+    /// Stop the host threads and flush the pcap (idempotent). The tree stays on disk.
+    #[napi]
+    pub fn stop(&mut self) {
+        if let Some(e) = self.emu.take() {
+            e.stop();
+        }
+    }
+}
+
+/// `null` when this process can run guests under the emulator, else why not.
+#[napi]
+pub fn can_run_guests() -> Option<String> {
+    hv_emu::runner::can_run_guests().err()
+}
+
+/// Run `argv` against the tree at `dir` (private mount namespace + uio interposer; root only) and wait for it.
+/// Returns its exit status (128 + signal when killed).
+#[napi]
+pub fn run_guest(dir: String, argv: Vec<String>) -> Result<i32> {
+    if argv.is_empty() {
+        return Err(error(Code::InvalidArg, "runGuest needs a command"));
+    }
+    let mut cmd = hv_emu::runner::GuestCommand::new(std::path::Path::new(&dir), &argv);
+    let mut child = cmd.spawn().map_err(|e| with_causes(Code::Runner, &e))?;
+    let status = child
+        .wait()
+        .map_err(|e| error(Code::Runner, format!("waiting for {}: {e}", argv[0])))?;
+    Ok(status
+        .code()
+        .unwrap_or_else(|| 128 + status.signal().unwrap_or(0)))
+}

@@ -1,0 +1,555 @@
+//! `NativeDevice`: an open netvsc device (`netvsc::Device`) for JS. Control operations lock the device; the data
+//! path goes through `NativeQueue`s claimed from it. Events come from a per-device Rust thread (see `events`).
+//! `close()` is explicit and idempotent (joins the event thread, runs the driver's teardown); the GC fallback
+//! only signals and hands the driver handle to a detached thread, so a finalizer never blocks on the host.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use napi::Env;
+use napi::bindgen_prelude::{Float64ArraySlice, Function};
+use napi_derive::napi;
+use netvsc::stats::{QueueStats, STAT_NAMES};
+use netvsc::{Devargs, DeviceConfig, IovaMode, Offloads, Timeouts};
+
+use crate::errors::{Code, Result, error, from_driver, from_uio};
+use crate::events::{EventPump, NativeEvent};
+use crate::queue::NativeQueue;
+use crate::registry;
+
+/// Counters per queue in `queueStatsInto`: 15 tx (DPDK order), 15 rx, rx missed.
+pub const QUEUE_STAT_WORDS: usize = 31;
+
+/// Which offloads to turn on where the host supports them (both default on).
+#[napi(object)]
+#[derive(Debug, Default, Clone)]
+pub struct OffloadOptions {
+    pub checksum: Option<bool>,
+    pub tso: Option<bool>,
+}
+
+/// RSS settings: 40-byte key and 128-entry indirection table (queue per bucket).
+#[napi(object)]
+#[derive(Debug, Default, Clone)]
+pub struct RssOptions {
+    pub key: Option<Vec<u8>>,
+    pub table: Option<Vec<u32>>,
+}
+
+/// Options of `NativeDevice.open` (the facade validates them first).
+#[napi(object)]
+#[derive(Debug, Default, Clone)]
+pub struct OpenOptions {
+    /// Directory holding `sys/bus/vmbus` and `dev/uioN` (default `/`).
+    pub root: Option<String>,
+    /// DPDK devargs string (`latency=50,rx_copybreak=256,...`).
+    pub devargs: Option<String>,
+    /// Queue pairs wanted (clamped by the host).
+    pub queues: Option<u32>,
+    pub mtu: Option<u32>,
+    pub offloads: Option<OffloadOptions>,
+    pub rss: Option<RssOptions>,
+    /// Host wait limit for every control step, in ms (default 60000).
+    pub timeout_ms: Option<u32>,
+    /// `'va'` (default) or `'pa'`.
+    pub iova: Option<String>,
+}
+
+/// Offload capabilities the host reported.
+#[napi(object)]
+#[derive(Debug, Clone)]
+pub struct OffloadCapsInfo {
+    pub ip4_tx_csum: u32,
+    pub ip6_tx_csum: u32,
+    pub ip4_rx_csum: u32,
+    pub ip6_rx_csum: u32,
+    pub lso4_max: Option<u32>,
+    pub lso6_max: Option<u32>,
+}
+
+/// Devargs in effect.
+#[napi(object)]
+#[derive(Debug, Clone)]
+pub struct DevargsInfo {
+    pub latency: u32,
+    pub rx_copybreak: u32,
+    pub tx_copybreak: u32,
+    pub rx_extmbuf_enable: bool,
+    pub numa_aware: bool,
+}
+
+/// What bring-up negotiated.
+#[napi(object)]
+#[derive(Debug, Clone)]
+pub struct NativeDeviceInfo {
+    pub uuid: String,
+    pub mac: String,
+    pub mtu: u32,
+    pub nvsp_version: u32,
+    pub ndis_version: String,
+    pub queues: u32,
+    pub host_queues: u32,
+    pub recv_section_size: u32,
+    pub recv_sections: u32,
+    pub send_section_size: u32,
+    pub send_sections: u32,
+    pub agg_max_packets: u32,
+    pub agg_max_bytes: u32,
+    pub agg_align: u32,
+    pub offload_caps: OffloadCapsInfo,
+    pub devargs: DevargsInfo,
+}
+
+/// Link state.
+#[napi(object)]
+#[derive(Debug, Clone)]
+pub struct NativeLink {
+    pub up: bool,
+    /// Speed in Mbit/s.
+    pub speed_mbps: f64,
+    pub full_duplex: bool,
+}
+
+/// State of one device shared by its `NativeDevice`, its queues (in any worker) and its event thread.
+pub struct DeviceCore {
+    pub key: String,
+    pub uuid: String,
+    pub root: PathBuf,
+    pub dev: Mutex<Option<netvsc::Device>>,
+    pub stats: Mutex<Vec<Arc<QueueStats>>>,
+    pub max_frame: Mutex<usize>,
+    closed: AtomicBool,
+}
+
+impl DeviceCore {
+    pub fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+
+    pub fn lock(&self) -> MutexGuard<'_, Option<netvsc::Device>> {
+        self.dev.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Run `f` on the open device, or fail with `ERR_NETVSC_CLOSED`.
+    pub fn with<T>(&self, f: impl FnOnce(&mut netvsc::Device) -> Result<T>) -> Result<T> {
+        let mut g = self.lock();
+        match g.as_mut() {
+            Some(d) => f(d),
+            None => Err(closed(&self.uuid)),
+        }
+    }
+
+    fn take(&self) -> Option<netvsc::Device> {
+        self.closed.store(true, Ordering::Release);
+        self.lock().take()
+    }
+
+    pub fn stats_snapshot(&self) -> Vec<Arc<QueueStats>> {
+        self.stats.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+pub fn closed(uuid: &str) -> napi::Error<Code> {
+    error(Code::Closed, format!("device {uuid} is closed"))
+}
+
+fn config(opts: &OpenOptions) -> Result<DeviceConfig> {
+    let mut cfg = DeviceConfig::default();
+    if let Some(d) = &opts.devargs {
+        cfg.devargs = Devargs::parse(d).map_err(from_driver)?;
+    }
+    if let Some(q) = opts.queues {
+        if !(1..=64).contains(&q) {
+            return Err(error(
+                Code::InvalidArg,
+                format!("queues must be 1..64, got {q}"),
+            ));
+        }
+        cfg.queues = q as u16;
+    }
+    if let Some(m) = opts.mtu {
+        cfg.mtu = m;
+    }
+    if let Some(o) = &opts.offloads {
+        cfg.offloads = Offloads {
+            checksum: o.checksum.unwrap_or(true),
+            tso: o.tso.unwrap_or(true),
+        };
+    }
+    if let Some(r) = &opts.rss {
+        if let Some(k) = &r.key {
+            let key: [u8; 40] = k.as_slice().try_into().map_err(|_| {
+                error(
+                    Code::InvalidArg,
+                    format!("rss.key must be 40 bytes, got {}", k.len()),
+                )
+            })?;
+            cfg.rss_key = Some(key);
+        }
+        if let Some(t) = &r.table {
+            if t.len() != netvsc::ndis::RSS_TABLE {
+                return Err(error(
+                    Code::InvalidArg,
+                    format!("rss.table must have 128 entries, got {}", t.len()),
+                ));
+            }
+            let mut table = [0u16; netvsc::ndis::RSS_TABLE];
+            for (slot, &q) in table.iter_mut().zip(t) {
+                *slot = u16::try_from(q).map_err(|_| {
+                    error(
+                        Code::InvalidArg,
+                        format!("rss.table entry {q} is not a queue index"),
+                    )
+                })?;
+            }
+            cfg.rss_table = Some(table);
+        }
+    }
+    if let Some(ms) = opts.timeout_ms {
+        cfg.timeouts = Timeouts::all(Duration::from_millis(u64::from(ms.max(1))));
+    }
+    match opts.iova.as_deref() {
+        None | Some("va") => cfg.iova = IovaMode::Va,
+        Some("pa") => cfg.iova = IovaMode::Pa,
+        Some(other) => {
+            return Err(error(
+                Code::InvalidArg,
+                format!("iova must be 'va' or 'pa', got '{other}'"),
+            ));
+        }
+    }
+    Ok(cfg)
+}
+
+fn mac_string(mac: [u8; 6]) -> String {
+    mac.iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+/// An open netvsc device.
+#[napi]
+pub struct NativeDevice {
+    core: Arc<DeviceCore>,
+    events: Option<EventPump>,
+}
+
+#[napi]
+impl NativeDevice {
+    /// Open the device named by uuid or interface under `options.root` and bring it up (stopped). `onEvent`
+    /// receives link/vf/error events from the device's event thread.
+    #[napi(factory, catch_unwind)]
+    pub fn open(
+        env: Env,
+        name: String,
+        options: Option<OpenOptions>,
+        on_event: Option<Function<NativeEvent, ()>>,
+    ) -> Result<NativeDevice> {
+        let opts = options.unwrap_or_default();
+        let root = PathBuf::from(opts.root.clone().unwrap_or_else(|| "/".into()));
+        let cfg = config(&opts)?;
+        let found = vmbus_uio::find_device(&root, &name).map_err(from_uio)?;
+        let key = registry::device_key(&root, &found.uuid);
+        if registry::find_device(&key).is_some() {
+            return Err(error(
+                Code::QueueBusy,
+                format!("device {} is already open in this process", found.uuid),
+            ));
+        }
+        let dev = netvsc::Device::open(&root, &found.uuid, cfg).map_err(from_driver)?;
+        let max_frame = dev.info().mtu.max(dev.config().mtu) as usize + 18;
+        let stats = dev.queue_stats();
+        let core = Arc::new(DeviceCore {
+            key: key.clone(),
+            uuid: found.uuid.clone(),
+            root,
+            dev: Mutex::new(Some(dev)),
+            stats: Mutex::new(stats),
+            max_frame: Mutex::new(max_frame),
+            closed: AtomicBool::new(false),
+        });
+        registry::add_device(&key, &core)?;
+        let events = match on_event {
+            Some(cb) => Some(EventPump::start(&env, &cb, core.clone())?),
+            None => None,
+        };
+        Ok(NativeDevice { core, events })
+    }
+
+    #[napi(getter)]
+    pub fn uuid(&self) -> String {
+        self.core.uuid.clone()
+    }
+
+    /// Root directory the device was opened under.
+    #[napi(getter)]
+    pub fn root(&self) -> String {
+        self.core.root.display().to_string()
+    }
+
+    #[napi(getter)]
+    pub fn is_closed(&self) -> bool {
+        self.core.is_closed()
+    }
+
+    /// Events dropped or merged because the JS queue was full.
+    #[napi(getter)]
+    pub fn events_coalesced(&self) -> u32 {
+        self.events.as_ref().map_or(0, EventPump::coalesced)
+    }
+
+    #[napi]
+    pub fn info(&self) -> Result<NativeDeviceInfo> {
+        let uuid = self.core.uuid.clone();
+        self.core.with(|d| {
+            let i = d.info();
+            let a = d.config().devargs;
+            let c = i.offload_caps;
+            Ok(NativeDeviceInfo {
+                uuid,
+                mac: mac_string(i.mac),
+                mtu: i.mtu,
+                nvsp_version: i.nvsp_version,
+                ndis_version: format!("{}.{}", i.ndis_version >> 16, i.ndis_version & 0xffff),
+                queues: u32::from(i.queues),
+                host_queues: i.host_queues,
+                recv_section_size: i.recv_section_size,
+                recv_sections: i.recv_sections,
+                send_section_size: i.send_section_size,
+                send_sections: i.send_sections,
+                agg_max_packets: i.agg.max_pkts,
+                agg_max_bytes: i.agg.max_bytes,
+                agg_align: i.agg.align,
+                offload_caps: OffloadCapsInfo {
+                    ip4_tx_csum: c.ip4_tx_csum,
+                    ip6_tx_csum: c.ip6_tx_csum,
+                    ip4_rx_csum: c.ip4_rx_csum,
+                    ip6_rx_csum: c.ip6_rx_csum,
+                    lso4_max: c.lso4_max,
+                    lso6_max: c.lso6_max,
+                },
+                devargs: DevargsInfo {
+                    latency: a.latency_us,
+                    rx_copybreak: a.rx_copybreak,
+                    tx_copybreak: a.tx_copybreak,
+                    rx_extmbuf_enable: a.rx_extmbuf_enable,
+                    numa_aware: a.numa_aware,
+                },
+            })
+        })
+    }
+
+    /// Start receiving (sets the packet filter).
+    #[napi]
+    pub fn start(&self) -> Result<()> {
+        self.core.with(|d| d.start().map_err(from_driver))
+    }
+
+    /// Stop receiving (filter 0).
+    #[napi]
+    pub fn stop(&self) -> Result<()> {
+        self.core.with(|d| d.stop().map_err(from_driver))
+    }
+
+    #[napi(getter)]
+    pub fn is_started(&self) -> bool {
+        self.core.lock().as_ref().is_some_and(|d| d.is_started())
+    }
+
+    /// Last packet filter value set (NDIS bits).
+    #[napi(getter)]
+    pub fn packet_filter(&self) -> Result<u32> {
+        self.core.with(|d| Ok(d.packet_filter()))
+    }
+
+    #[napi]
+    pub fn set_promiscuous(&self, on: bool) -> Result<()> {
+        self.core
+            .with(|d| d.set_promiscuous(on).map_err(from_driver))
+    }
+
+    #[napi]
+    pub fn set_all_multicast(&self, on: bool) -> Result<()> {
+        self.core
+            .with(|d| d.set_allmulticast(on).map_err(from_driver))
+    }
+
+    /// Query the link from the host.
+    #[napi]
+    pub fn link(&self) -> Result<NativeLink> {
+        self.core.with(|d| d.link().map(link).map_err(from_driver))
+    }
+
+    /// Link as last learned (no host round trip).
+    #[napi]
+    pub fn cached_link(&self) -> Result<NativeLink> {
+        self.core.with(|d| Ok(link(d.cached_link())))
+    }
+
+    /// Change the MTU (port stopped). Queues opened before become stale: close and reopen them.
+    #[napi]
+    pub fn set_mtu(&self, mtu: u32) -> Result<()> {
+        self.core.with(|d| {
+            d.set_mtu(mtu).map_err(from_driver)?;
+            *self.core.stats.lock().unwrap_or_else(|p| p.into_inner()) = d.queue_stats();
+            *self
+                .core
+                .max_frame
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()) = d.info().mtu.max(mtu) as usize + 18;
+            Ok(())
+        })
+    }
+
+    /// The VF serial the host offered, if any.
+    #[napi]
+    pub fn vf(&self) -> Result<Option<u32>> {
+        self.core.with(|d| Ok(d.vf()))
+    }
+
+    /// Switch the data path to the VF (true) or back to synthetic.
+    #[napi]
+    pub fn switch_datapath(&self, to_vf: bool) -> Result<()> {
+        self.core
+            .with(|d| d.switch_datapath(to_vf).map_err(from_driver))
+    }
+
+    /// Port totals into `out`: ipackets, opackets, ibytes, obytes, imissed, ierrors, oerrors.
+    #[napi]
+    pub fn stats_into(&self, mut out: Float64ArraySlice<'_>) -> Result<()> {
+        // SAFETY: JS is blocked during the call; the array is only borrowed for it.
+        let out = unsafe { out.as_mut() };
+        if out.len() < 7 {
+            return Err(error(
+                Code::InvalidArg,
+                format!("stats array needs 7 slots, got {}", out.len()),
+            ));
+        }
+        let t = netvsc::stats::totals(self.core.stats_snapshot().iter().map(|a| a.as_ref()));
+        let v = [
+            t.ipackets, t.opackets, t.ibytes, t.obytes, t.imissed, t.ierrors, t.oerrors,
+        ];
+        for (o, x) in out.iter_mut().zip(v) {
+            *o = x as f64;
+        }
+        Ok(())
+    }
+
+    /// Number of queues whose counters `queueStatsInto` writes.
+    #[napi(getter)]
+    pub fn queue_count(&self) -> u32 {
+        self.core.stats_snapshot().len() as u32
+    }
+
+    /// Per-queue counters into `out` (31 per queue: 15 tx and 15 rx in DPDK's order, then rx missed).
+    /// Returns the number of queues written.
+    #[napi]
+    pub fn queue_stats_into(&self, mut out: Float64ArraySlice<'_>) -> u32 {
+        // SAFETY: JS is blocked during the call; the array is only borrowed for it.
+        let out = unsafe { out.as_mut() };
+        let stats = self.core.stats_snapshot();
+        let mut n = 0;
+        for (q, chunk) in stats.iter().zip(out.chunks_exact_mut(QUEUE_STAT_WORDS)) {
+            let tx = q.tx.values();
+            let rx = q.rx.values();
+            for (o, v) in chunk.iter_mut().zip(tx.iter().chain(rx.iter())) {
+                *o = *v as f64;
+            }
+            chunk[30] = q.rx_missed.load(Ordering::Relaxed) as f64;
+            n += 1;
+        }
+        n
+    }
+
+    /// DPDK's per-queue stat names (`good_packets`, `ring full`, ...).
+    #[napi]
+    pub fn stat_names(&self) -> Vec<String> {
+        STAT_NAMES.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    /// Zero every counter.
+    #[napi]
+    pub fn reset_stats(&self) -> Result<()> {
+        self.core.with(|d| {
+            d.reset_stats();
+            Ok(())
+        })
+    }
+
+    /// Claim queue `index` for this thread.
+    #[napi]
+    pub fn queue(&self, env: Env, index: u32) -> Result<NativeQueue> {
+        NativeQueue::claim(&env, self.core.clone(), index)
+    }
+
+    /// Let the process exit while the device is open (the event thread no longer holds the loop).
+    #[napi]
+    pub fn unref(&mut self, env: Env) -> Result<()> {
+        match &mut self.events {
+            Some(p) => p.set_ref(&env, false),
+            None => Ok(()),
+        }
+    }
+
+    /// Undo `unref()`.
+    #[napi(js_name = "ref")]
+    pub fn refer(&mut self, env: Env) -> Result<()> {
+        match &mut self.events {
+            Some(p) => p.set_ref(&env, true),
+            None => Ok(()),
+        }
+    }
+
+    /// Close: stop and join the event thread, then the driver's teardown (synthetic data path, filter 0, RNDIS
+    /// HALT, buffers revoked, unmapped). Idempotent; queues still held see `ERR_NETVSC_CLOSED`/0-packet bursts.
+    #[napi(catch_unwind)]
+    pub fn close(&mut self) -> Result<()> {
+        if let Some(p) = self.events.take() {
+            p.stop(true);
+        }
+        let dev = self.core.take();
+        registry::remove_device(&self.core.key, &self.core);
+        match dev {
+            Some(d) => d.close().map_err(from_driver),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for NativeDevice {
+    fn drop(&mut self) {
+        if let Some(p) = self.events.take() {
+            p.stop(false);
+        }
+        registry::remove_device(&self.core.key, &self.core);
+        if let Some(d) = self.core.take() {
+            // Collected while open: the teardown talks to the host, so it runs off the JS thread.
+            let _ = std::thread::Builder::new()
+                .name("netvsc-drop".into())
+                .spawn(move || drop(d));
+        }
+    }
+}
+
+fn link(l: netvsc::LinkInfo) -> NativeLink {
+    NativeLink {
+        up: l.up,
+        speed_mbps: f64::from(l.speed_100bps) / 10_000.0,
+        full_duplex: l.full_duplex,
+    }
+}
+
+/// Find the device `uuid` under `root` opened in this process (by any thread).
+pub fn find_open(root: Option<String>, uuid: &str) -> Result<Arc<DeviceCore>> {
+    let root = PathBuf::from(root.unwrap_or_else(|| "/".into()));
+    let key = registry::device_key(&root, uuid);
+    registry::find_device(&key).ok_or_else(|| {
+        error(
+            Code::NotOpen,
+            format!("device {uuid} under {} is not open in this process (open it on the main thread first)", root.display()),
+        )
+    })
+}

@@ -1,0 +1,439 @@
+//! `NativeQueue`: one queue pair owned by one JS thread. Bursts take caller-owned typed arrays as slices (no
+//! napi reference, no JS allocation per call or per packet): frames back to back in `buf`, their lengths in
+//! `lens`, `META_WORDS` metadata words each in `meta`. Received frames that do not fit the caller's buffer wait
+//! in the queue's own preallocated packets for the next call. With `rx_extmbuf_enable=1`, `rxBurstZeroCopy`
+//! returns descriptors into the receive buffer, which `recvRegion()` exposes as one external ArrayBuffer (a
+//! separate mapping per call, so V8 never sees the same address twice); `release` gives them back.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use napi::CleanupEnvHook;
+use napi::Env;
+use napi::bindgen_prelude::{ArrayBuffer, Uint8ArraySlice, Uint32ArraySlice};
+use napi_derive::napi;
+use netvsc::{QueuePair, RxPacket, RxView, TxMeta, TxPacket};
+
+use crate::errors::{Code, Result, error, from_driver, from_uio};
+use crate::meta::{self, META_WORDS};
+use crate::nic::{DeviceCore, closed};
+use crate::registry::Claim;
+
+// Slices: the typed arrays passed to a burst are borrowed for the duration of the call only. JS cannot run
+// (and so cannot touch them) until the call returns, and no other thread of this env holds them; callers must not
+// pass overlapping views of one buffer as two arguments (the facade allocates them separately).
+
+/// Most frames one rx call handles.
+const RX_MAX: usize = 256;
+/// Frames handed to the driver per tx call into it (on the stack).
+const TX_CHUNK: usize = 64;
+/// Descriptor words per zero-copy packet: offset, len, token, flags (bit 0: in the receive region).
+pub const DESC_WORDS: usize = 4;
+
+/// A claimed queue.
+#[napi]
+pub struct NativeQueue {
+    qp: Option<QueuePair>,
+    core: Arc<DeviceCore>,
+    claim: Arc<Claim>,
+    hook: Option<CleanupEnvHook<Arc<Claim>>>,
+    index: u32,
+    rx: Vec<RxPacket>,
+    pend_start: usize,
+    pend_end: usize,
+    views: Vec<Option<RxView>>,
+    free: Vec<u32>,
+}
+
+impl NativeQueue {
+    /// Claim queue `index` of `core` for the calling env; an env cleanup hook releases it if the env (a worker)
+    /// goes away first.
+    pub fn claim(env: &Env, core: Arc<DeviceCore>, index: u32) -> Result<NativeQueue> {
+        let idx = u16::try_from(index).map_err(|_| {
+            error(
+                Code::InvalidArg,
+                format!("queue index {index} out of range"),
+            )
+        })?;
+        let uuid = core.uuid.clone();
+        let qp = core.with(|d| {
+            let n = d.info().queues;
+            d.queues().into_iter().nth(usize::from(idx)).ok_or_else(|| {
+                error(
+                    Code::NotOpen,
+                    format!("device {uuid} has {n} queues; no queue {idx}"),
+                )
+            })
+        })?;
+        let claim = Claim::take(&core.key, idx)?;
+        let hook = env
+            .add_env_cleanup_hook(claim.clone(), |c| c.release())
+            .map_err(|e| error(Code::Napi, format!("cannot add the env cleanup hook: {e}")))?;
+        let max_frame = *core.max_frame.lock().unwrap_or_else(|p| p.into_inner());
+        Ok(NativeQueue {
+            qp: Some(qp),
+            core,
+            claim,
+            hook: Some(hook),
+            index,
+            rx: (0..RX_MAX)
+                .map(|_| RxPacket::with_capacity(max_frame))
+                .collect(),
+            pend_start: 0,
+            pend_end: 0,
+            views: Vec::new(),
+            free: Vec::new(),
+        })
+    }
+
+    fn qp(&mut self) -> Result<&mut QueuePair> {
+        let uuid = &self.core.uuid;
+        match self.qp.as_mut() {
+            Some(q) if !self.claim.is_released() => Ok(q),
+            _ => Err(error(
+                Code::Closed,
+                format!("queue {} of {uuid} is closed", self.index),
+            )),
+        }
+    }
+}
+
+fn check_meta(meta: &[u32], n: usize, what: &str) -> Result<()> {
+    if meta.len() < n * META_WORDS {
+        return Err(error(
+            Code::InvalidArg,
+            format!(
+                "{what} needs {} words for {n} packets ({META_WORDS} each), got {}",
+                n * META_WORDS,
+                meta.len()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+#[napi]
+impl NativeQueue {
+    #[napi(getter)]
+    pub fn index(&self) -> u32 {
+        self.index
+    }
+
+    #[napi(getter)]
+    pub fn is_closed(&self) -> bool {
+        self.qp.is_none() || self.claim.is_released() || self.core.is_closed()
+    }
+
+    /// Receive frames into `buf` back to back; `lens[i]` and `meta[4i..4i+4]` describe frame i. Returns the count.
+    #[napi]
+    pub fn rx_burst(
+        &mut self,
+        mut buf: Uint8ArraySlice<'_>,
+        mut lens: Uint32ArraySlice<'_>,
+        mut meta: Uint32ArraySlice<'_>,
+    ) -> Result<u32> {
+        // SAFETY: see `slices`: JS is blocked for the duration of the call and the arrays are the caller's.
+        let (buf, lens, meta) = unsafe { (buf.as_mut(), lens.as_mut(), meta.as_mut()) };
+        let max = lens.len().min(meta.len() / META_WORDS).min(RX_MAX);
+        let mut qp = self.qp.take().ok_or_else(|| closed(&self.core.uuid))?;
+        if self.claim.is_released() {
+            self.qp = Some(qp);
+            return self.qp().map(|_| 0);
+        }
+        if self.pend_start == self.pend_end && max > 0 {
+            self.pend_start = 0;
+            self.pend_end = qp.rx_burst(&mut self.rx[..max]);
+        }
+        let (mut n, mut off) = (0usize, 0usize);
+        let mut err = None;
+        while self.pend_start < self.pend_end && n < max {
+            let p = &mut self.rx[self.pend_start];
+            let len = p.meta.len as usize;
+            if off + len > buf.len() {
+                if n == 0 {
+                    err = Some(error(
+                        Code::InvalidArg,
+                        format!(
+                            "a {len}-byte frame does not fit the {}-byte buffer",
+                            buf.len()
+                        ),
+                    ));
+                }
+                break;
+            }
+            let dst = &mut buf[off..off + len];
+            match p.view.take() {
+                Some(view) => {
+                    let r = qp.read_view(&view, dst);
+                    qp.release(view);
+                    if let Err(e) = r {
+                        err = Some(from_driver(e));
+                        self.pend_start += 1;
+                        break;
+                    }
+                }
+                None => dst.copy_from_slice(&p.data[..len]),
+            }
+            lens[n] = len as u32;
+            meta::write_rx(&mut meta[n * META_WORDS..(n + 1) * META_WORDS], &p.meta);
+            off += len;
+            n += 1;
+            self.pend_start += 1;
+        }
+        self.qp = Some(qp);
+        match err {
+            Some(e) => Err(e),
+            None => Ok(n as u32),
+        }
+    }
+
+    /// Zero-copy receive: for frame i, `descs[4i..4i+4]` = offset, length, token, flags. Flags bit 0 set: the
+    /// frame is in the receive region (`recvRegion()`) at offset and must be given back with `release`; clear:
+    /// it was short enough to be copied into `buf` at offset. `meta` as for `rxBurst`. Returns the count.
+    #[napi]
+    pub fn rx_burst_zero_copy(
+        &mut self,
+        mut descs: Uint32ArraySlice<'_>,
+        mut meta: Uint32ArraySlice<'_>,
+        mut buf: Uint8ArraySlice<'_>,
+    ) -> Result<u32> {
+        // SAFETY: as in `rx_burst`.
+        let (descs, meta, buf) = unsafe { (descs.as_mut(), meta.as_mut(), buf.as_mut()) };
+        let max = (descs.len() / DESC_WORDS)
+            .min(meta.len() / META_WORDS)
+            .min(RX_MAX);
+        let mut qp = self.qp.take().ok_or_else(|| closed(&self.core.uuid))?;
+        if self.pend_start == self.pend_end && max > 0 {
+            self.pend_start = 0;
+            self.pend_end = qp.rx_burst(&mut self.rx[..max]);
+        }
+        let (mut n, mut off) = (0usize, 0usize);
+        while self.pend_start < self.pend_end && n < max {
+            let p = &mut self.rx[self.pend_start];
+            let len = p.meta.len as usize;
+            let d = &mut descs[n * DESC_WORDS..(n + 1) * DESC_WORDS];
+            match p.view.take() {
+                Some(view) => {
+                    d[0] = view.offset;
+                    d[1] = view.len;
+                    d[3] = 1;
+                    d[2] = match self.free.pop() {
+                        Some(t) => {
+                            self.views[t as usize] = Some(view);
+                            t
+                        }
+                        None => {
+                            self.views.push(Some(view));
+                            (self.views.len() - 1) as u32
+                        }
+                    };
+                }
+                None => {
+                    if off + len > buf.len() {
+                        if n == 0 && buf.len() < len {
+                            self.qp = Some(qp);
+                            return Err(error(
+                                Code::InvalidArg,
+                                format!(
+                                    "a {len}-byte copied frame does not fit the {}-byte buffer",
+                                    buf.len()
+                                ),
+                            ));
+                        }
+                        break;
+                    }
+                    buf[off..off + len].copy_from_slice(&p.data[..len]);
+                    d[0] = off as u32;
+                    d[1] = len as u32;
+                    d[2] = 0;
+                    d[3] = 0;
+                    off += len;
+                }
+            }
+            meta::write_rx(&mut meta[n * META_WORDS..(n + 1) * META_WORDS], &p.meta);
+            n += 1;
+            self.pend_start += 1;
+        }
+        self.qp = Some(qp);
+        Ok(n as u32)
+    }
+
+    /// Give back the first `n` zero-copy descriptors of `descs` (copied ones are skipped). Returns how many views
+    /// were released; unknown or already released tokens are ignored.
+    #[napi]
+    pub fn release(&mut self, descs: &[u32], n: u32) -> Result<u32> {
+        let n = (n as usize).min(descs.len() / DESC_WORDS);
+        let qp = self.qp.as_mut().ok_or_else(|| closed(&self.core.uuid))?;
+        let mut released = 0;
+        for d in descs[..n * DESC_WORDS].chunks_exact(DESC_WORDS) {
+            if d[3] & 1 == 0 {
+                continue;
+            }
+            if let Some(view) = self.views.get_mut(d[2] as usize).and_then(Option::take) {
+                qp.release(view);
+                self.free.push(d[2]);
+                released += 1;
+            }
+        }
+        Ok(released)
+    }
+
+    /// Zero-copy views handed out and not released yet.
+    #[napi(getter)]
+    pub fn views_outstanding(&self) -> u32 {
+        self.qp.as_ref().map_or(0, QueuePair::rx_views_outstanding)
+    }
+
+    /// The device's receive buffer as an external ArrayBuffer (its own mapping, kept until both the buffer is
+    /// collected and the device is unmapped). Call once per thread and keep it.
+    #[napi]
+    pub fn recv_region<'env>(&self, env: &'env Env) -> Result<ArrayBuffer<'env>> {
+        let info = vmbus_uio::find_device(&self.core.root, &self.core.uuid).map_err(from_uio)?;
+        let uio = vmbus_uio::UioDevice::open(&self.core.root, &info).map_err(from_uio)?;
+        let mem = uio.recv_buf().clone();
+        drop(uio);
+        let (ptr, len) = (mem.as_ptr(), mem.len());
+        // SAFETY: `ptr..ptr+len` is a live shared mapping owned by `mem`; `mem` moves into the finalize hint, so the
+        // mapping outlives the ArrayBuffer. The mapping is fresh (never handed to V8 before), so no other backing
+        // store has this address.
+        unsafe { ArrayBuffer::from_external(env, ptr, len, mem, |_, mem| drop(mem)) }
+            .map_err(|e| error(Code::Napi, format!("cannot expose the receive buffer: {e}")))
+    }
+
+    /// Send the first `n` frames of `buf` (lengths in `lens`, requests in `meta`). Returns how many the driver took;
+    /// the rest met backpressure (retry them).
+    #[napi]
+    pub fn tx_burst(&mut self, buf: &[u8], lens: &[u32], meta: &[u32], n: u32) -> Result<u32> {
+        let n = n as usize;
+        if n > lens.len() {
+            return Err(error(
+                Code::InvalidArg,
+                format!("n = {n} but lens has {} entries", lens.len()),
+            ));
+        }
+        check_meta(meta, n, "meta")?;
+        let qp = self.qp()?;
+        let empty: &[u8] = &[];
+        let mut segs: [[&[u8]; 1]; TX_CHUNK] = [[empty]; TX_CHUNK];
+        let mut metas = [TxMeta::default(); TX_CHUNK];
+        let (mut done, mut off) = (0usize, 0usize);
+        while done < n {
+            let m = (n - done).min(TX_CHUNK);
+            let mut o = off;
+            for i in 0..m {
+                let len = lens[done + i] as usize;
+                let Some(frame) = buf.get(o..o + len) else {
+                    return Err(error(
+                        Code::InvalidArg,
+                        format!(
+                            "frame {} ({len} bytes at {o}) runs past the {}-byte buffer",
+                            done + i,
+                            buf.len()
+                        ),
+                    ));
+                };
+                segs[i] = [frame];
+                let w = (done + i) * META_WORDS;
+                metas[i] = meta::read_tx(&meta[w..w + META_WORDS]);
+                o += len;
+            }
+            let pkts: [TxPacket<'_>; TX_CHUNK] = std::array::from_fn(|i| TxPacket {
+                segs: &segs[i],
+                meta: metas[i],
+            });
+            let took = qp.tx_burst(&pkts[..m]);
+            for len in &lens[done..done + took] {
+                off += *len as usize;
+            }
+            done += took;
+            if took < m {
+                break;
+            }
+        }
+        Ok(done as u32)
+    }
+
+    /// Reap tx completions without sending; returns packets read from the ring.
+    #[napi]
+    pub fn poll_completions(&mut self) -> Result<u32> {
+        Ok(self.qp()?.poll_completions() as u32)
+    }
+
+    /// Tx packets the host has not completed yet.
+    #[napi(getter)]
+    pub fn tx_in_flight(&self) -> u32 {
+        self.qp.as_ref().map_or(0, QueuePair::tx_in_flight)
+    }
+
+    /// Benchmark reference: the same tx workload as a JS loop over `txBurst`, run by the Rust core for `ms`
+    /// milliseconds with bursts of `burst` copies of `frame`. Returns frames taken.
+    #[napi]
+    pub fn rust_tx_loop(&mut self, frame: &[u8], burst: u32, ms: u32) -> Result<f64> {
+        let qp = self.qp()?;
+        let segs: [&[u8]; 1] = [frame];
+        let burst = (burst as usize).clamp(1, TX_CHUNK);
+        let pkts: [TxPacket<'_>; TX_CHUNK] = std::array::from_fn(|_| TxPacket {
+            segs: &segs,
+            meta: TxMeta::default(),
+        });
+        let until = Instant::now() + Duration::from_millis(u64::from(ms));
+        let mut total = 0u64;
+        while Instant::now() < until {
+            total += qp.tx_burst(&pkts[..burst]) as u64;
+        }
+        Ok(total as f64)
+    }
+
+    /// Benchmark reference: rx bursts of `burst` frames for `ms` milliseconds in the Rust core. Returns frames.
+    #[napi]
+    pub fn rust_rx_loop(&mut self, burst: u32, ms: u32) -> Result<f64> {
+        let burst = (burst as usize).clamp(1, RX_MAX);
+        let mut qp = self.qp.take().ok_or_else(|| closed(&self.core.uuid))?;
+        let until = Instant::now() + Duration::from_millis(u64::from(ms));
+        let mut total = 0u64;
+        while Instant::now() < until {
+            let got = qp.rx_burst(&mut self.rx[..burst]);
+            for p in &mut self.rx[..got] {
+                if let Some(v) = p.view.take() {
+                    qp.release(v);
+                }
+            }
+            total += got as u64;
+        }
+        self.pend_start = 0;
+        self.pend_end = 0;
+        self.qp = Some(qp);
+        Ok(total as f64)
+    }
+
+    /// Give the queue back (idempotent): releases the claim (another thread may open it) and drops the handle.
+    #[napi]
+    pub fn close(&mut self, env: Env) {
+        if let Some(qp) = self.qp.as_mut() {
+            for slot in &mut self.views {
+                if let Some(v) = slot.take() {
+                    qp.release(v);
+                }
+            }
+        }
+        self.qp = None;
+        self.claim.release();
+        if let Some(h) = self.hook.take() {
+            let _ = env.remove_env_cleanup_hook(h);
+        }
+    }
+}
+
+impl Drop for NativeQueue {
+    fn drop(&mut self) {
+        self.claim.release();
+    }
+}
+
+/// Open queue `index` of the device `uuid` (opened under `root` in this process, by any thread) for the calling
+/// thread — how a worker gets its queue.
+#[napi]
+pub fn open_queue(env: Env, uuid: String, index: u32, root: Option<String>) -> Result<NativeQueue> {
+    let core = crate::nic::find_open(root, &uuid)?;
+    NativeQueue::claim(&env, core, index)
+}
