@@ -1,6 +1,6 @@
-//! Reading (and writing) guest memory named by GPA-direct ranges. With DPDK's IOVA-as-VA a "page frame number" × 4096
-//! + offset is a virtual address in the guest's process, so the host copies through `process_vm_readv`/`writev`
-//! (falling back to `/proc/<pid>/mem`). The kernel checks every address, so a hostile or buggy guest's bad address
+//! Reading (and writing) guest memory named by GPA-direct ranges. With DPDK's IOVA-as-VA, `pfn * 4096 + offset` is
+//! a virtual address in the guest's process, so the host copies through `process_vm_readv`/`process_vm_writev`,
+//! falling back to `/proc/<pid>/mem`. The kernel checks every address, so a hostile or buggy guest's bad address
 //! becomes a typed [`GuestMemError::Fault`], never a SIGSEGV in the host. For an in-process guest, ranges registered
 //! with [`GuestMemory::register_region`] (known DMA memory) are copied directly through raw pointers instead.
 
