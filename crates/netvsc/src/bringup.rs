@@ -18,7 +18,12 @@ use crate::queue::QueueCore;
 use crate::rx::RxState;
 use crate::shared::{AggLimits, Shared};
 use crate::tx::{DmaArea, SLOT_SIZE, TxState};
-use crate::wire::{self, nvsp, rndis};
+use netvsc_proto::nvsp::{
+    self, Init, NvspMessage, SendNdisConfig, SendNdisVersion, SendRecvBuf, SendSendBuf, Subchannel,
+    ndis_config_caps,
+};
+use netvsc_proto::rndis::{self, RndisMessage};
+use netvsc_proto::{ndis as wndis, oid};
 
 /// What bring-up learned from the host.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -91,16 +96,35 @@ fn dma_area(cfg: &DeviceConfig) -> Result<DmaArea> {
     })
 }
 
-fn status_ok(reply: &[u8], want_type: u32, status_at: usize, step: Step) -> Result<()> {
-    let t = wire::u32_at(reply, 0).unwrap_or(0);
-    if t != want_type {
-        return Err(Error::protocol(step, "reply type", t));
+/// Send an NVSP request and parse its completion (bounded by the copied reply).
+fn nvsp_call(
+    core: &mut QueueCore,
+    ids: &Ids,
+    msg: NvspMessage,
+    step: Step,
+    t: Duration,
+) -> Result<NvspMessage> {
+    let (r, n) = core.nvsp_request(ids, &msg.to_bytes(), step, t)?;
+    NvspMessage::parse(&r[..n]).map_err(|_| Error::protocol(step, "reply length", n as u64))
+}
+
+/// A completion's NVSP status must be SUCCESS.
+fn status_ok(status: u32, step: Step) -> Result<()> {
+    match status {
+        nvsp::status::SUCCESS => Ok(()),
+        s => Err(Error::Rejected { step, status: s }),
     }
-    match wire::u32_at(reply, status_at) {
-        Some(nvsp::STATUS_SUCCESS) => Ok(()),
-        Some(s) => Err(Error::Rejected { step, status: s }),
-        None => Err(Error::protocol(step, "reply length", reply.len() as u64)),
-    }
+}
+
+fn wrong_reply(step: Step, m: &NvspMessage) -> Error {
+    Error::protocol(step, "reply type", m.msg_type())
+}
+
+/// The `u32` an OID answered with.
+fn info_u32(info: &[u8], step: Step) -> Result<u32> {
+    info.first_chunk::<4>()
+        .map(|b| u32::from_le_bytes(*b))
+        .ok_or(Error::protocol(step, "length", info.len() as u64))
 }
 
 /// Query an OID and return its info buffer copied out.
@@ -115,9 +139,9 @@ fn query(
 ) -> Result<([u8; 512], usize)> {
     let mut req = [0u8; 1024];
     let rid = ids.next_rid();
-    let n = rndis_oid_req(&mut req, rndis::QUERY, rid, oid, input);
+    let n = rndis_oid_req(&mut req, rndis::msg_type::QUERY, rid, oid, input);
     let reply = core.rndis_exec(page, &req[..n], rid, step, t)?;
-    if reply.status() != rndis::STATUS_SUCCESS {
+    if reply.status() != rndis::status::SUCCESS {
         return Err(Error::Rejected {
             step,
             status: reply.status(),
@@ -142,10 +166,10 @@ pub(crate) fn set_oid(
 ) -> Result<()> {
     let mut req = [0u8; 1024];
     let rid = ids.next_rid();
-    let n = rndis_oid_req(&mut req, rndis::SET, rid, oid, data);
+    let n = rndis_oid_req(&mut req, rndis::msg_type::SET, rid, oid, data);
     let reply = core.rndis_exec(page, &req[..n], rid, step, t)?;
     match reply.status() {
-        rndis::STATUS_SUCCESS => Ok(()),
+        rndis::status::SUCCESS => Ok(()),
         s => Err(Error::Rejected { step, status: s }),
     }
 }
@@ -161,25 +185,23 @@ pub(crate) fn query_link(
         core,
         page,
         ids,
-        rndis::OID_MEDIA_STATUS,
+        oid::GEN_MEDIA_CONNECT_STATUS,
         &[],
         "query media state",
         t,
     )?;
-    let media =
-        wire::u32_at(&m[..n], 0).ok_or(Error::protocol("query media state", "length", n as u64))?;
+    let media = info_u32(&m[..n], "query media state")?;
     let (s, n) = query(
         core,
         page,
         ids,
-        rndis::OID_LINK_SPEED,
+        oid::GEN_LINK_SPEED,
         &[],
         "query link speed",
         t,
     )?;
-    let speed =
-        wire::u32_at(&s[..n], 0).ok_or(Error::protocol("query link speed", "length", n as u64))?;
-    Ok((media == 0, speed))
+    let speed = info_u32(&s[..n], "query link speed")?;
+    Ok((media == wndis::MEDIA_STATE_CONNECTED, speed))
 }
 
 pub(crate) fn open(uio: &UioDevice, cfg: &DeviceConfig) -> Result<Opened> {
@@ -232,23 +254,17 @@ pub(crate) fn open(uio: &UioDevice, cfg: &DeviceConfig) -> Result<Opened> {
     // 1. NVSP INIT, newest version first.
     let mut version = None;
     for v in nvsp::VERSIONS {
-        let (r, n) = core.nvsp_request(
-            &ids,
-            &wire::nvsp_req(nvsp::INIT, &[v, v]),
-            "NVSP INIT",
-            t.nvsp,
-        )?;
-        let r = &r[..n];
-        if wire::u32_at(r, 0) != Some(nvsp::INIT_COMPLETE) {
-            return Err(Error::protocol(
-                "NVSP INIT",
-                "reply type",
-                wire::u32_at(r, 0).unwrap_or(0),
-            ));
-        }
-        if wire::u32_at(r, 12) == Some(nvsp::STATUS_SUCCESS) {
-            version = Some(v);
-            break;
+        let init = NvspMessage::Init(Init {
+            min_version: v,
+            max_version: v,
+        });
+        match nvsp_call(&mut core, &ids, init, "NVSP INIT", t.nvsp)? {
+            NvspMessage::InitComplete(c) if c.status == nvsp::status::SUCCESS => {
+                version = Some(v);
+                break;
+            }
+            NvspMessage::InitComplete(_) => {}
+            m => return Err(wrong_reply("NVSP INIT", &m)),
         }
     }
     let version = version.ok_or(Error::NoVersion {
@@ -256,44 +272,43 @@ pub(crate) fn open(uio: &UioDevice, cfg: &DeviceConfig) -> Result<Opened> {
     })?;
 
     // 2–3. NDIS_CONFIG (v2+) and NDIS_VER; neither is answered.
-    if version >= nvsp::V2 {
-        let mut caps = nvsp::CAP_8021Q;
-        if version >= nvsp::V5 {
-            caps |= nvsp::CAP_SRIOV;
+    if version >= nvsp::VERSION_2 {
+        let mut caps = ndis_config_caps::IEEE8021Q;
+        if version >= nvsp::VERSION_5 {
+            caps |= ndis_config_caps::SRIOV;
         }
-        core.nvsp_send(
-            &wire::nvsp_ndis_config(cfg.mtu + 14, caps),
-            "NDIS_CONFIG",
-            t.nvsp,
-        )?;
+        let config = NvspMessage::SendNdisConfig(SendNdisConfig::new(cfg.mtu + 14, caps));
+        core.nvsp_send(&config.to_bytes(), "NDIS_CONFIG", t.nvsp)?;
     }
-    let ndis630 = version > nvsp::V4;
-    let (major, minor) = if ndis630 { (6, 30) } else { (6, 1) };
-    core.nvsp_send(
-        &wire::nvsp_req(nvsp::NDIS_VER, &[major, minor]),
-        "NDIS_VER",
-        t.nvsp,
-    )?;
+    let (major, minor) = nvsp::ndis_version_for(version);
+    let ndis630 = (major, minor) >= (6, 30);
+    let ndis_ver = NvspMessage::SendNdisVersion(SendNdisVersion {
+        ndis_major: major,
+        ndis_minor: minor,
+    });
+    core.nvsp_send(&ndis_ver.to_bytes(), "NDIS_VER", t.nvsp)?;
 
     // 4. Receive buffer: exactly one section that fits the mapped buffer.
     let step = "RECV_BUF";
-    let (r, n) = core.nvsp_request(
-        &ids,
-        &wire::nvsp_req(
-            nvsp::RECV_BUF,
-            &[uio.recv_gpadl(), u32::from(nvsp::RECV_BUF_ID)],
-        ),
-        step,
-        t.nvsp,
-    )?;
-    let r = &r[..n];
-    status_ok(r, nvsp::RECV_BUF_COMPLETE, 4, step)?;
-    let nsect = wire::u32_at(r, 8).unwrap_or(0);
-    if nsect != 1 {
-        return Err(Error::protocol(step, "section count", nsect));
+    let req = NvspMessage::SendRecvBuf(SendRecvBuf {
+        gpadl: uio.recv_gpadl(),
+        id: nvsp::RECV_BUF_ID,
+        reserved: 0,
+    });
+    let c = match nvsp_call(&mut core, &ids, req, step, t.nvsp)? {
+        NvspMessage::SendRecvBufComplete(c) => c,
+        m => return Err(wrong_reply(step, &m)),
+    };
+    status_ok(c.status, step)?;
+    if c.num_sections != 1 {
+        return Err(Error::protocol(step, "section count", c.num_sections));
     }
-    let f = |o| wire::u32_at(r, o).ok_or(Error::protocol(step, "reply length", n as u64));
-    let (s_off, sub_size, sub_count, s_end) = (f(12)?, f(16)?, f(20)?, f(24)?);
+    let (s_off, sub_size, sub_count, s_end) = (
+        c.section.offset,
+        c.section.sub_alloc_size,
+        c.section.num_sub_allocs,
+        c.section.end_offset,
+    );
     let recv_len = recv_buf.len() as u64;
     if sub_size < 68 {
         return Err(Error::protocol(step, "sub-allocation size", sub_size));
@@ -309,18 +324,18 @@ pub(crate) fn open(uio: &UioDevice, cfg: &DeviceConfig) -> Result<Opened> {
 
     // 5. Send buffer: section size non-zero, 4-aligned, fits.
     let step = "SEND_BUF";
-    let (r, n) = core.nvsp_request(
-        &ids,
-        &wire::nvsp_req(
-            nvsp::SEND_BUF,
-            &[uio.send_gpadl(), u32::from(nvsp::SEND_BUF_ID)],
-        ),
-        step,
-        t.nvsp,
-    )?;
-    let r = &r[..n];
-    status_ok(r, nvsp::SEND_BUF_COMPLETE, 4, step)?;
-    let section = wire::u32_at(r, 8).unwrap_or(0);
+    let req = NvspMessage::SendSendBuf(SendSendBuf {
+        gpadl: uio.send_gpadl(),
+        id: nvsp::SEND_BUF_ID,
+        reserved: 0,
+    });
+    let section = match nvsp_call(&mut core, &ids, req, step, t.nvsp)? {
+        NvspMessage::SendSendBufComplete(c) => {
+            status_ok(c.status, step)?;
+            c.section_size
+        }
+        m => return Err(wrong_reply(step, &m)),
+    };
     if section == 0 || !section.is_multiple_of(4) || section as usize > send_buf.len() {
         return Err(Error::protocol(step, "section size", section));
     }
@@ -330,17 +345,20 @@ pub(crate) fn open(uio: &UioDevice, cfg: &DeviceConfig) -> Result<Opened> {
     let step = "RNDIS INITIALIZE";
     let rid = ids.next_rid();
     let reply = core.rndis_exec(&ctl, &rndis_init_req(rid), rid, step, t.rndis)?;
-    if reply.status() != rndis::STATUS_SUCCESS {
+    let Ok(RndisMessage::InitializeComplete(init)) = reply.parse() else {
+        return Err(Error::protocol(step, "reply length", reply.len as u64));
+    };
+    if init.status != rndis::status::SUCCESS {
         return Err(Error::Rejected {
             step,
-            status: reply.status(),
+            status: init.status,
         });
     }
-    let b = reply.bytes();
-    let max_pkts =
-        wire::u32_at(b, 32).ok_or(Error::protocol(step, "reply length", b.len() as u64))?;
-    let max_xfer = wire::u32_at(b, 36).unwrap_or(0);
-    let factor = wire::u32_at(b, 40).unwrap_or(0);
+    let (max_pkts, max_xfer, factor) = (
+        init.max_pkt_per_msg,
+        init.max_xfer_size,
+        init.pkt_alignment_factor,
+    );
     if factor > 12 {
         return Err(Error::protocol(step, "alignment factor", factor));
     }
@@ -356,7 +374,7 @@ pub(crate) fn open(uio: &UioDevice, cfg: &DeviceConfig) -> Result<Opened> {
         &mut core,
         &ctl,
         &ids,
-        rndis::OID_MAC,
+        oid::E802_3_PERMANENT_ADDRESS,
         &[],
         "query MAC",
         t.rndis,
@@ -370,13 +388,12 @@ pub(crate) fn open(uio: &UioDevice, cfg: &DeviceConfig) -> Result<Opened> {
         &mut core,
         &ctl,
         &ids,
-        rndis::OID_MAX_FRAME_SIZE,
+        oid::GEN_MAXIMUM_FRAME_SIZE,
         &[],
         "query MTU",
         t.rndis,
     )?;
-    let host_mtu =
-        wire::u32_at(&m[..n], 0).ok_or(Error::protocol("query MTU", "length", n as u64))?;
+    let host_mtu = info_u32(&m[..n], "query MTU")?;
     let (up, speed) = query_link(&mut core, &ctl, &ids, t.rndis)?;
 
     // 8. Offloads.
@@ -385,7 +402,7 @@ pub(crate) fn open(uio: &UioDevice, cfg: &DeviceConfig) -> Result<Opened> {
         &mut core,
         &ctl,
         &ids,
-        rndis::OID_OFFLOAD_CAPS,
+        oid::TCP_OFFLOAD_HARDWARE_CAPABILITIES,
         &q[..qlen],
         "query offload caps",
         t.rndis,
@@ -400,7 +417,7 @@ pub(crate) fn open(uio: &UioDevice, cfg: &DeviceConfig) -> Result<Opened> {
         &mut core,
         &ctl,
         &ids,
-        rndis::OID_OFFLOAD_PARAMS,
+        oid::TCP_OFFLOAD_PARAMETERS,
         &p[..plen],
         "set offload params",
         t.rndis,
@@ -409,12 +426,12 @@ pub(crate) fn open(uio: &UioDevice, cfg: &DeviceConfig) -> Result<Opened> {
     // 9. RSS capabilities → subchannels.
     let mut host_queues = 1;
     let mut nq: u16 = 1;
-    if version >= nvsp::V5 {
+    if version >= nvsp::VERSION_5 {
         let (c, n) = query(
             &mut core,
             &ctl,
             &ids,
-            rndis::OID_RSS_CAPS,
+            oid::GEN_RECEIVE_SCALE_CAPABILITIES,
             &ndis::rss_caps_query(),
             "query RSS caps",
             t.rndis,
@@ -430,15 +447,13 @@ pub(crate) fn open(uio: &UioDevice, cfg: &DeviceConfig) -> Result<Opened> {
     let mut subs = Vec::new();
     if nq > 1 {
         let step = "subchannel request";
-        let (r, n) = core.nvsp_request(
-            &ids,
-            &wire::nvsp_req(nvsp::SUBCHANNEL, &[1, u32::from(nq - 1)]),
-            step,
-            t.nvsp,
-        )?;
-        let r = &r[..n];
-        status_ok(r, nvsp::SUBCHANNEL, 4, step)?;
-        let granted = wire::u32_at(r, 8).unwrap_or(0).min(u32::from(nq - 1));
+        let req = NvspMessage::Subchannel(Subchannel::allocate(u32::from(nq - 1)));
+        let c = match nvsp_call(&mut core, &ids, req, step, t.nvsp)? {
+            NvspMessage::Subchannel(c) => c,
+            m => return Err(wrong_reply(step, &m)),
+        };
+        status_ok(c.status(), step)?;
+        let granted = c.num_subchannels.min(u32::from(nq - 1));
         nq = granted as u16 + 1;
         if granted > 0 {
             let tries = (t.subchannels.as_millis() / 10).max(1) as u32;
@@ -479,7 +494,7 @@ pub(crate) fn open(uio: &UioDevice, cfg: &DeviceConfig) -> Result<Opened> {
             &mut core,
             &ctl,
             &ids,
-            rndis::OID_RSS_PARAMS,
+            oid::GEN_RECEIVE_SCALE_PARAMETERS,
             &ndis::rss_params(&key, &table, false),
             "set RSS params",
             t.rndis,

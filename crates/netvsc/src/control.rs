@@ -12,7 +12,12 @@ use vmbus_ring::{GpaRange, OutgoingKind, OutgoingPacket, SharedMem};
 use crate::channel::SendError;
 use crate::error::{Error, Result, Step};
 use crate::queue::{CTL_REPLY_MAX, Mode, QueueCore, TAG_CTL};
-use crate::wire::{self, nvsp, rndis};
+use netvsc_proto::nvsp::{self, NvspMessage, SendRndisPkt};
+use netvsc_proto::rndis::{Halt, RndisMessage};
+use netvsc_proto::{ProtoError, rndis};
+
+/// Max transfer size we announce in RNDIS INITIALIZE (DPDK's value).
+const RNDIS_MAX_XFER: u32 = 0x4000;
 
 /// How often a waiter looks at the ring.
 const POLL: Duration = Duration::from_micros(100);
@@ -57,21 +62,40 @@ impl RndisReply {
         &self.buf[..self.len]
     }
 
-    /// Status at byte 12 of every completion with a request id.
-    pub fn status(&self) -> u32 {
-        wire::u32_at(self.bytes(), 12).unwrap_or(u32::MAX)
+    /// The reply parsed (every offset bounded by the copied bytes).
+    pub fn parse(&self) -> std::result::Result<RndisMessage<'_>, ProtoError> {
+        RndisMessage::parse(self.bytes())
     }
 
-    /// QUERY_CMPLT information buffer (offset relative to byte 8), bounded by the copied bytes.
-    pub fn info(&self, step: Step) -> Result<&[u8]> {
-        let b = self.bytes();
-        let len = wire::u32_at(b, 16)
-            .ok_or_else(|| Error::protocol(step, "query reply length", b.len() as u64))?;
-        let off = wire::u32_at(b, 20).unwrap_or(0) as usize + 8;
-        off.checked_add(len as usize)
-            .and_then(|end| b.get(off..end))
-            .ok_or_else(|| Error::protocol(step, "query info buffer", u64::from(len)))
+    /// Status of a completion with a request id; `u32::MAX` when the reply is not one.
+    pub fn status(&self) -> u32 {
+        match self.parse() {
+            Ok(RndisMessage::InitializeComplete(c)) => c.status,
+            Ok(RndisMessage::QueryComplete { cmplt, .. }) => cmplt.status,
+            Ok(RndisMessage::SetComplete(c)) => c.status,
+            Ok(RndisMessage::KeepaliveComplete(c)) => c.status,
+            _ => u32::MAX,
+        }
     }
+
+    /// QUERY_CMPLT information buffer, bounded by the copied bytes.
+    pub fn info(&self, step: Step) -> Result<&[u8]> {
+        match self.parse() {
+            Ok(RndisMessage::QueryComplete { info, .. }) => Ok(info),
+            Ok(m) => Err(Error::protocol(step, "query reply type", m.msg_type())),
+            Err(_) => Err(Error::protocol(step, "query info buffer", self.len as u64)),
+        }
+    }
+}
+
+/// The 16-byte NVSP SEND_RNDIS_PKT that announces a control message sent GPA-direct.
+fn rndis_ctl_announce() -> [u8; nvsp::MESSAGE_LEN] {
+    NvspMessage::SendRndisPkt(SendRndisPkt {
+        channel_type: nvsp::CHANNEL_TYPE_CONTROL,
+        send_buf_section_index: nvsp::SECTION_INDEX_NONE,
+        send_buf_section_size: 0,
+    })
+    .to_bytes()
 }
 
 impl QueueCore {
@@ -173,7 +197,7 @@ impl QueueCore {
             offset: 0,
             pfn: page.pfn,
         }];
-        let msg = wire::nvsp_req(nvsp::RNDIS_PKT, &[1, nvsp::NO_SECTION, 0]);
+        let msg = rndis_ctl_announce();
         let pkt = OutgoingPacket {
             kind: OutgoingKind::GpaDirect { ranges: &range },
             trans_id: 0,
@@ -210,7 +234,7 @@ impl QueueCore {
             offset: 0,
             pfn: page.pfn,
         }];
-        let msg = wire::nvsp_req(nvsp::RNDIS_PKT, &[1, nvsp::NO_SECTION, 0]);
+        let msg = rndis_ctl_announce();
         let pkt = OutgoingPacket {
             kind: OutgoingKind::GpaDirect { ranges: &range },
             trans_id: 0,
@@ -252,7 +276,8 @@ impl QueueCore {
     }
 }
 
-/// RNDIS QUERY/SET request: 28-byte header then `data`; info offset 20 (from the rid).
+/// RNDIS QUERY/SET request (`msg_type` = QUERY or SET): 28-byte header then `data`; info offset
+/// 20 (from the rid). Returns the length, 0 if `data` does not fit.
 pub(crate) fn rndis_oid_req(
     buf: &mut [u8; 1024],
     msg_type: u32,
@@ -260,47 +285,46 @@ pub(crate) fn rndis_oid_req(
     oid: u32,
     data: &[u8],
 ) -> usize {
-    let len = 28 + data.len();
-    buf[..28].fill(0);
-    wire::put_u32(buf, 0, msg_type);
-    wire::put_u32(buf, 4, len as u32);
-    wire::put_u32(buf, 8, rid);
-    wire::put_u32(buf, 12, oid);
-    wire::put_u32(buf, 16, data.len() as u32);
-    wire::put_u32(buf, 20, 20);
-    buf[28..len].copy_from_slice(data);
-    len
+    let m = if msg_type == rndis::msg_type::SET {
+        RndisMessage::set(rid, oid, data)
+    } else {
+        RndisMessage::query(rid, oid, data)
+    };
+    m.emit(buf).unwrap_or(0)
 }
 
 /// RNDIS INITIALIZE (24 bytes): version 1.0, max transfer 16 KiB.
 pub(crate) fn rndis_init_req(rid: u32) -> [u8; 24] {
     let mut b = [0u8; 24];
-    wire::put_u32(&mut b, 0, rndis::INITIALIZE);
-    wire::put_u32(&mut b, 4, 24);
-    wire::put_u32(&mut b, 8, rid);
-    wire::put_u32(&mut b, 12, 1);
-    wire::put_u32(&mut b, 20, rndis::MAX_XFER);
+    // The message is exactly 24 bytes, so this cannot fail.
+    let _ = RndisMessage::initialize(rid, RNDIS_MAX_XFER).emit(&mut b);
     b
 }
 
 /// RNDIS HALT (12 bytes).
 pub(crate) fn rndis_halt_req(rid: u32) -> [u8; 12] {
     let mut b = [0u8; 12];
-    wire::put_u32(&mut b, 0, rndis::HALT);
-    wire::put_u32(&mut b, 4, 12);
-    wire::put_u32(&mut b, 8, rid);
+    // The message is exactly 12 bytes, so this cannot fail.
+    let _ = RndisMessage::Halt(Halt { req_id: rid }).emit(&mut b);
     b
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use netvsc_proto::oid;
 
     #[test]
     fn query_request_matches_protocol_vector() {
         // protocol.md §9: QUERY PERMANENT_ADDRESS, req_id 1.
         let mut b = [0u8; 1024];
-        let n = rndis_oid_req(&mut b, rndis::QUERY, 1, rndis::OID_MAC, &[]);
+        let n = rndis_oid_req(
+            &mut b,
+            rndis::msg_type::QUERY,
+            1,
+            oid::E802_3_PERMANENT_ADDRESS,
+            &[],
+        );
         let want = [
             4u8, 0, 0, 0, 0x1c, 0, 0, 0, 1, 0, 0, 0, 1, 1, 1, 1, 0, 0, 0, 0, 0x14, 0, 0, 0, 0, 0,
             0, 0,
@@ -309,9 +333,9 @@ mod tests {
         // Packet filter SET 0x0D, req_id 2.
         let n = rndis_oid_req(
             &mut b,
-            rndis::SET,
+            rndis::msg_type::SET,
             2,
-            rndis::OID_PACKET_FILTER,
+            oid::GEN_CURRENT_PACKET_FILTER,
             &13u32.to_le_bytes(),
         );
         let want = [
@@ -336,12 +360,18 @@ mod tests {
             buf: [0; CTL_REPLY_MAX],
             len: 30,
         };
-        wire::put_u32(&mut r.buf, 16, 6);
-        wire::put_u32(&mut r.buf, 20, 16);
+        let put = |b: &mut [u8], o: usize, v: u32| b[o..o + 4].copy_from_slice(&v.to_le_bytes());
+        put(&mut r.buf, 0, rndis::msg_type::QUERY_CMPLT);
+        put(&mut r.buf, 4, 30);
+        put(&mut r.buf, 16, 6);
+        put(&mut r.buf, 20, 16);
         assert_eq!(r.info("t").unwrap().len(), 6);
-        wire::put_u32(&mut r.buf, 16, 600);
+        put(&mut r.buf, 16, 600);
         assert!(r.info("t").is_err());
-        wire::put_u32(&mut r.buf, 20, u32::MAX);
+        put(&mut r.buf, 20, u32::MAX);
+        assert!(r.info("t").is_err());
+        // A completion of another kind carries no query info.
+        put(&mut r.buf, 0, rndis::msg_type::SET_CMPLT);
         assert!(r.info("t").is_err());
     }
 }

@@ -18,18 +18,21 @@ use crate::link::{Event, LinkInfo};
 use crate::queue::{QueueCore, QueuePair, lock};
 use crate::shared::Shared;
 use crate::stats::{self, QueueStats, Totals};
-use crate::wire::{self, nvsp, rndis};
+use netvsc_proto::nvsp::{self, NvspMessage, RevokeRecvBuf, RevokeSendBuf, SwitchDataPath};
+use netvsc_proto::oid;
 
 /// Packet filter bits (protocol.md §4.4).
 pub mod filter {
+    use netvsc_proto::filter as bits;
+
     /// Frames to our MAC.
-    pub const DIRECTED: u32 = 0x1;
+    pub const DIRECTED: u32 = bits::DIRECTED;
     /// All multicast.
-    pub const ALL_MULTICAST: u32 = 0x4;
+    pub const ALL_MULTICAST: u32 = bits::ALL_MULTICAST;
     /// Broadcast.
-    pub const BROADCAST: u32 = 0x8;
+    pub const BROADCAST: u32 = bits::BROADCAST;
     /// Everything.
-    pub const PROMISCUOUS: u32 = 0x20;
+    pub const PROMISCUOUS: u32 = bits::PROMISCUOUS;
     /// DPDK's value at start: directed | all-multicast | broadcast.
     pub const START: u32 = DIRECTED | ALL_MULTICAST | BROADCAST;
     /// DPDK's value with promiscuous and all-multicast off.
@@ -134,7 +137,7 @@ impl Device {
             &mut core,
             &self.ctl_page,
             &self.ids,
-            rndis::OID_PACKET_FILTER,
+            oid::GEN_CURRENT_PACKET_FILTER,
             &value.to_le_bytes(),
             "set packet filter",
             t,
@@ -310,13 +313,20 @@ impl Device {
 
     /// Switch the data path to the VF (`true`) or back to synthetic (NVSP 129, v4+).
     pub fn switch_datapath(&mut self, to_vf: bool) -> Result<()> {
-        if self.info.nvsp_version < nvsp::V4 {
+        if self.info.nvsp_version < nvsp::VERSION_4 {
             return Err(Error::NotSupported("switching the data path below NVSP v4"));
         }
         let t = self.cfg.timeouts.nvsp;
         let mut core = self.ctl()?;
         core.nvsp_send(
-            &wire::nvsp_req(nvsp::SWITCH_DATA_PATH, &[u32::from(to_vf)]),
+            &NvspMessage::SwitchDataPath(SwitchDataPath {
+                active_datapath: if to_vf {
+                    nvsp::DATAPATH_VF
+                } else {
+                    nvsp::DATAPATH_SYNTHETIC
+                },
+            })
+            .to_bytes(),
             "SWITCH_DATA_PATH",
             t,
         )?;
@@ -375,12 +385,20 @@ impl Device {
         let rid = self.ids.next_rid();
         core.rndis_send(&self.ctl_page, &rndis_halt_req(rid), "RNDIS HALT", t.rndis)?;
         core.nvsp_send(
-            &wire::nvsp_req(nvsp::REVOKE_RECV_BUF, &[u32::from(nvsp::RECV_BUF_ID)]),
+            &NvspMessage::RevokeRecvBuf(RevokeRecvBuf {
+                id: nvsp::RECV_BUF_ID,
+                reserved: 0,
+            })
+            .to_bytes(),
             "revoke receive buffer",
             t.nvsp,
         )?;
         core.nvsp_send(
-            &wire::nvsp_req(nvsp::REVOKE_SEND_BUF, &[u32::from(nvsp::SEND_BUF_ID)]),
+            &NvspMessage::RevokeSendBuf(RevokeSendBuf {
+                id: nvsp::SEND_BUF_ID,
+                reserved: 0,
+            })
+            .to_bytes(),
             "revoke send buffer",
             t.nvsp,
         )?;

@@ -17,7 +17,6 @@ pub mod rx;
 mod shared;
 pub mod stats;
 pub mod tx;
-pub mod wire;
 
 pub use bringup::DeviceInfo;
 pub use config::{DeviceConfig, Timeouts};

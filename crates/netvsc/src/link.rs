@@ -5,7 +5,7 @@
 use std::sync::atomic::Ordering::Relaxed;
 
 use crate::shared::Shared;
-use crate::wire::{self, rndis};
+use netvsc_proto::rndis::status;
 
 /// Something the host told us outside the data path.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,27 +48,21 @@ impl LinkInfo {
     }
 }
 
-/// Handle an INDICATE_STATUS message (copied bytes). Unknown statuses are ignored like Linux/DPDK.
-pub(crate) fn indicate_status(shared: &Shared, msg: &[u8]) {
-    let Some(status) = wire::u32_at(msg, 8) else {
-        return;
-    };
-    match status {
-        rndis::MEDIA_CONNECT => {
+/// Handle an INDICATE_STATUS (its status code and status buffer, already bounded by the parser).
+/// Unknown statuses are ignored like Linux/DPDK.
+pub(crate) fn indicate_status(shared: &Shared, code: u32, buf: &[u8]) {
+    match code {
+        status::MEDIA_CONNECT => {
             shared.link_up.store(true, Relaxed);
             shared.push_event(Event::LinkUp);
         }
-        rndis::MEDIA_DISCONNECT => {
+        status::MEDIA_DISCONNECT => {
             shared.link_up.store(false, Relaxed);
             shared.push_event(Event::LinkDown);
         }
-        rndis::LINK_SPEED_CHANGE => {
-            // Payload u32 at 8 + status_buf_offset, bounded by the message we copied.
-            let off = wire::u32_at(msg, 16).unwrap_or(0) as usize;
-            let len = wire::u32_at(msg, 12).unwrap_or(0);
-            if len >= 4
-                && let Some(speed) = off.checked_add(8).and_then(|o| wire::u32_at(msg, o))
-            {
+        status::LINK_SPEED_CHANGE => {
+            // Payload: the new speed as a u32.
+            if let Some(speed) = buf.first_chunk::<4>().map(|b| u32::from_le_bytes(*b)) {
                 shared.link_speed.store(speed, Relaxed);
                 shared.push_event(Event::LinkSpeed(speed));
             }

@@ -2,20 +2,26 @@
 //! (NDIS_OFFLOAD rev 1/2/3), the offload parameters it sets, RSS capabilities and the RSS parameter
 //! block (Toeplitz, 40-byte key, 128-entry table, laid out table-then-key like Linux and DPDK).
 
-use crate::wire;
+use netvsc_proto::ndis::{
+    NdisOffload, NdisOffloadParams, NdisRssCaps, RSS_KEY_LEN, RSS_MAX_TABLE_ENTRIES,
+    RSS_PARAMS_SIZE, RssLayout, RssParams, csum, encap, hash_info, offload_param, rss_flags,
+};
+use netvsc_proto::{nvsp, toeplitz};
 
 /// The standard Microsoft Toeplitz key.
-pub const DEFAULT_RSS_KEY: [u8; 40] = [
-    0x6d, 0x5a, 0x56, 0xda, 0x25, 0x5b, 0x0e, 0xc2, 0x41, 0x67, 0x25, 0x3d, 0x43, 0xa3, 0x8f, 0xb0,
-    0xd0, 0xca, 0x2b, 0xcb, 0xae, 0x7b, 0x30, 0xb4, 0x77, 0xcb, 0x2d, 0xa3, 0x80, 0x30, 0xf2, 0x0c,
-    0x6a, 0x42, 0xb7, 0x3b, 0xbe, 0xac, 0x01, 0xfa,
-];
+pub const DEFAULT_RSS_KEY: [u8; 40] = toeplitz::STANDARD_KEY;
 /// Entries in the RSS indirection table.
-pub const RSS_TABLE: usize = 128;
+pub const RSS_TABLE: usize = RSS_MAX_TABLE_ENTRIES;
 /// Size of the RSS parameter block: 40-byte header part, 512-byte table, 40-byte key.
-pub const RSS_PARAMS_LEN: usize = 40 + 4 * RSS_TABLE + 40;
+pub const RSS_PARAMS_LEN: usize = RSS_PARAMS_SIZE as usize + 4 * RSS_TABLE + RSS_KEY_LEN;
 /// Hash info: Toeplitz | IPv4 | TCP/IPv4 | IPv6 | IPv6_EX | TCP/IPv6 | TCP/IPv6_EX.
-pub const RSS_HASH: u32 = 0x1 | 0x100 | 0x200 | 0x400 | 0x800 | 0x1000 | 0x2000;
+pub const RSS_HASH: u32 = hash_info::FUNCTION_TOEPLITZ
+    | hash_info::IPV4
+    | hash_info::TCP_IPV4
+    | hash_info::IPV6
+    | hash_info::IPV6_EX
+    | hash_info::TCP_IPV6
+    | hash_info::TCP_IPV6_EX;
 
 /// Offload capabilities the host reported, reduced to what the driver uses.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -55,32 +61,29 @@ impl Default for Offloads {
 /// NDIS_OFFLOAD query input: header {0xA7, rev, size} padded to `size` (rev 3/156 at NVSP ≥ 5,
 /// rev 2/144 at 4, rev 1/112 below).
 pub fn offload_caps_query(nvsp_version: u32) -> ([u8; 156], usize) {
-    let (rev, size) = match nvsp_version {
-        v if v >= wire::nvsp::V5 => (3u8, 156usize),
-        v if v >= wire::nvsp::V4 => (2, 144),
-        _ => (1, 112),
+    let rev = match nvsp_version {
+        v if v >= nvsp::VERSION_5 => 3,
+        v if v >= nvsp::VERSION_4 => 2,
+        _ => 1,
     };
     let mut b = [0u8; 156];
-    b[0] = 0xA7;
-    b[1] = rev;
-    wire::put_u16(&mut b, 2, size as u16);
+    // Revisions 1–3 all fit the 156-byte buffer, so this cannot fail.
+    let size = NdisOffload::default().emit(&mut b, rev).unwrap_or(0);
     (b, size)
 }
 
-/// Parse an NDIS_OFFLOAD reply (at least the rev-1 112 bytes are needed).
+/// Parse an NDIS_OFFLOAD reply (object type 0xA7, at least the rev-1 112 bytes).
 pub fn parse_offload_caps(b: &[u8]) -> Option<OffloadCaps> {
-    if b.len() < 112 || b[0] != 0xA7 {
-        return None;
-    }
-    let w = |o| wire::u32_at(b, o).unwrap_or(0);
-    let lso = |encap: u32, max: u32| (encap & 0x2 != 0 && max > 0).then_some(max);
+    let o = NdisOffload::parse(b).ok()?;
+    let lso =
+        |encap_bits: u32, max: u32| (encap_bits & encap::E8023 != 0 && max > 0).then_some(max);
     Some(OffloadCaps {
-        ip4_tx_csum: w(8),
-        ip4_rx_csum: w(16),
-        ip6_tx_csum: w(24),
-        ip6_rx_csum: w(32),
-        lso4_max: lso(w(80), w(84)),
-        lso6_max: lso(w(92), w(96)),
+        ip4_tx_csum: o.csum.ip4_txcsum,
+        ip4_rx_csum: o.csum.ip4_rxcsum,
+        ip6_tx_csum: o.csum.ip6_txcsum,
+        ip6_rx_csum: o.csum.ip6_rxcsum,
+        lso4_max: lso(o.lsov2.ip4_encap, o.lsov2.ip4_maxsz),
+        lso6_max: lso(o.lsov2.ip6_encap, o.lsov2.ip6_maxsz),
     })
 }
 
@@ -88,73 +91,74 @@ pub fn parse_offload_caps(b: &[u8]) -> Option<OffloadCaps> {
 /// are 4 ("tx and rx") where supported — DPDK sends 3 (rx only) by OR-ing 2 with 3 (dpdk §10) —
 /// and LSOv2 2 ("on"); UDP checksum only at NDIS 6.30 like Linux.
 pub fn offload_params(caps: &OffloadCaps, want: Offloads, ndis630: bool) -> ([u8; 28], usize) {
-    let (rev, size) = if ndis630 { (3u8, 28usize) } else { (2, 22) };
+    use offload_param::{DISABLED, ENABLED, TX_RX_DISABLED, TX_RX_ENABLED};
+    let both = |has: bool| {
+        if want.checksum && has {
+            TX_RX_ENABLED
+        } else {
+            TX_RX_DISABLED
+        }
+    };
+    let lso = |has: bool| if want.tso && has { ENABLED } else { DISABLED };
+    let p = NdisOffloadParams {
+        ip_v4_csum: both(caps.ip4_tx_csum & csum::IP4 != 0),
+        tcp_ip_v4_csum: both(caps.ip4_tx_csum & csum::TCP4 != 0),
+        udp_ip_v4_csum: if ndis630 {
+            both(caps.ip4_tx_csum & csum::UDP4 != 0)
+        } else {
+            TX_RX_DISABLED
+        },
+        tcp_ip_v6_csum: both(caps.ip6_tx_csum & csum::TCP6 != 0),
+        udp_ip_v6_csum: if ndis630 {
+            both(caps.ip6_tx_csum & csum::UDP6 != 0)
+        } else {
+            TX_RX_DISABLED
+        },
+        lso_v2_ipv4: lso(caps.lso4_max.is_some()),
+        lso_v2_ipv6: lso(caps.lso6_max.is_some()),
+        ..NdisOffloadParams::default()
+    };
     let mut b = [0u8; 28];
-    b[0] = 0x80;
-    b[1] = rev;
-    wire::put_u16(&mut b, 2, size as u16);
-    let both = |has: bool| if want.checksum && has { 4u8 } else { 1 };
-    b[4] = both(caps.ip4_tx_csum & 0x100 != 0);
-    b[5] = both(caps.ip4_tx_csum & 0x10 != 0);
-    b[6] = if ndis630 {
-        both(caps.ip4_tx_csum & 0x40 != 0)
-    } else {
-        1
-    };
-    b[7] = both(caps.ip6_tx_csum & 0x10 != 0);
-    b[8] = if ndis630 {
-        both(caps.ip6_tx_csum & 0x40 != 0)
-    } else {
-        1
-    };
-    b[11] = if want.tso && caps.lso4_max.is_some() {
-        2
-    } else {
-        1
-    };
-    b[12] = if want.tso && caps.lso6_max.is_some() {
-        2
-    } else {
-        1
-    };
+    // Revision 2 (22 bytes) and 3 (28 bytes) both fit, so this cannot fail.
+    let size = p.emit(&mut b, if ndis630 { 3 } else { 2 }).unwrap_or(0);
     (b, size)
 }
 
 /// RSS capabilities query input: header {0x88, rev 2, size 18}.
 pub fn rss_caps_query() -> [u8; 18] {
+    let mut full = [0u8; 20];
+    // The 20-byte buffer holds the whole structure, so this cannot fail.
+    let _ = NdisRssCaps::default().emit(&mut full);
     let mut b = [0u8; 18];
-    b[0] = 0x88;
-    b[1] = 2;
-    wire::put_u16(&mut b, 2, 18);
+    b.copy_from_slice(&full[..18]);
     b
 }
 
 /// (receive queues, indirection entries) from an RSS capabilities reply.
 pub fn parse_rss_caps(b: &[u8]) -> Option<(u32, u16)> {
-    Some((
-        wire::u32_at(b, 12)?,
-        wire::u16_at(b, 16).unwrap_or(RSS_TABLE as u16),
-    ))
+    let c = NdisRssCaps::parse(b).ok()?;
+    Some((c.num_recv_queues, c.num_indirection_entries))
 }
 
 /// The RSS parameter block (592 bytes): table at 40, key at 552.
 pub fn rss_params(key: &[u8; 40], table: &[u16; RSS_TABLE], disable: bool) -> [u8; RSS_PARAMS_LEN] {
     let mut b = [0u8; RSS_PARAMS_LEN];
-    b[0] = 0x89;
-    b[1] = 2;
-    wire::put_u16(&mut b, 2, 40);
-    wire::put_u16(&mut b, 4, if disable { 0x10 } else { 0 });
-    wire::put_u32(&mut b, 8, RSS_HASH);
-    wire::put_u16(&mut b, 12, (4 * RSS_TABLE) as u16);
-    wire::put_u32(&mut b, 16, 40);
-    wire::put_u16(&mut b, 20, 40);
-    wire::put_u32(&mut b, 24, 40 + 4 * RSS_TABLE as u32);
-    for (i, q) in table.iter().enumerate() {
-        wire::put_u32(&mut b, 40 + 4 * i, u32::from(*q));
-    }
-    b[552..].copy_from_slice(key);
+    let entries: [u32; RSS_TABLE] = std::array::from_fn(|i| u32::from(table[i]));
+    let flags = if disable { rss_flags::DISABLE_RSS } else { 0 };
+    // 128 entries and a 40-byte key fill exactly RSS_PARAMS_LEN, so this cannot fail.
+    let _ = RssParams::emit(
+        &mut b,
+        flags,
+        0,
+        RSS_HASH,
+        &entries,
+        key,
+        RssLayout::TableThenKey,
+    );
     b
 }
+
+const _: () = assert!(RSS_PARAMS_LEN == 592);
 
 #[cfg(test)]
 mod tests {
@@ -169,10 +173,8 @@ mod tests {
             ..OffloadCaps::default()
         };
         let (b, n) = offload_params(&caps, Offloads::default(), true);
-        assert_eq!(
-            (n, b[0], b[1], wire::u16_at(&b, 2)),
-            (28, 0x80, 3, Some(28))
-        );
+        let h = NdisOffloadParams::parse(&b[..n]).unwrap().header;
+        assert_eq!((n, b[0], b[1], h.size), (28, 0x80, 3, 28));
         assert_eq!(&b[4..9], &[4, 4, 4, 4, 4]);
         assert_eq!((b[11], b[12]), (2, 1));
         let (b, n) = offload_params(&caps, Offloads::default(), false);
@@ -196,15 +198,56 @@ mod tests {
         }
         let b = rss_params(&DEFAULT_RSS_KEY, &t, false);
         assert_eq!(b.len(), 592);
-        assert_eq!(wire::u32_at(&b, 8), Some(0x3f01));
-        assert_eq!(wire::u32_at(&b, 16), Some(40));
-        assert_eq!(wire::u32_at(&b, 24), Some(552));
-        assert_eq!(wire::u32_at(&b, 40 + 4 * 5), Some(1));
+        let p = RssParams::parse(&b).unwrap();
+        assert_eq!(p.params.hash_info, 0x3f01);
+        assert_eq!(p.params.indirection_offset, 40);
+        assert_eq!(p.params.hashkey_offset, 552);
+        assert_eq!(p.table_entry(5), Some(1));
         assert_eq!(&b[552..], &DEFAULT_RSS_KEY);
+        let off = rss_params(&DEFAULT_RSS_KEY, &t, true);
+        assert_eq!(RssParams::parse(&off).unwrap().params.flags, 0x10);
+    }
+
+    #[test]
+    fn offload_and_rss_caps_read_from_host_objects() {
+        // A host's NDIS_OFFLOAD rev 3 built by the wire crate, read back by the driver.
+        let mut o = NdisOffload::default();
+        o.csum.ip4_txcsum = csum::IP4 | csum::TCP4;
+        o.csum.ip4_rxcsum = csum::UDP4;
+        o.csum.ip6_txcsum = csum::TCP6;
+        o.csum.ip6_rxcsum = csum::UDP6;
+        o.lsov2.ip4_encap = encap::E8023;
+        o.lsov2.ip4_maxsz = 62780;
+        o.lsov2.ip6_encap = encap::NULL;
+        o.lsov2.ip6_maxsz = 62780;
+        let mut b = [0u8; 156];
+        let n = o.emit(&mut b, 3).unwrap();
+        let caps = parse_offload_caps(&b[..n]).unwrap();
         assert_eq!(
-            wire::u16_at(&rss_params(&DEFAULT_RSS_KEY, &t, true), 4),
-            Some(0x10)
+            caps,
+            OffloadCaps {
+                ip4_tx_csum: 0x110,
+                ip4_rx_csum: 0x40,
+                ip6_tx_csum: 0x10,
+                ip6_rx_csum: 0x40,
+                lso4_max: Some(62780),
+                lso6_max: None,
+            }
         );
+        assert!(
+            parse_offload_caps(&b[..n - 50]).is_none(),
+            "size past the reply"
+        );
+        let c = NdisRssCaps {
+            num_recv_queues: 8,
+            num_indirection_entries: 128,
+            ..NdisRssCaps::default()
+        };
+        let mut b = [0u8; 20];
+        c.emit(&mut b).unwrap();
+        assert_eq!(parse_rss_caps(&b), Some((8, 128)));
+        assert_eq!(&rss_caps_query()[..4], &[0x88, 2, 18, 0]);
+        assert_eq!(parse_rss_caps(&b[..10]), None);
     }
 
     #[test]

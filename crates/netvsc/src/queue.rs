@@ -18,7 +18,8 @@ use crate::rx::{RxPacket, RxState, RxView};
 use crate::shared::Shared;
 use crate::stats::QueueStats;
 use crate::tx::{TxPacket, TxState};
-use crate::wire::{self, nvsp, rndis};
+use netvsc_proto::nvsp::{self, NvspMessage, SendRndisPktComplete};
+use netvsc_proto::rndis::{self, RndisHeader, RndisMessage, msg_type};
 
 /// Transaction-id tag of an aggregated send section (low 32 bits = section index).
 pub(crate) const TAG_SECTION: u64 = 1 << 63;
@@ -130,8 +131,10 @@ impl QueueCore {
     }
 
     fn on_completion(&mut self, trans_id: u64, payload: &[u8]) {
-        let ok = wire::u32_at(payload, 0) == Some(nvsp::RNDIS_PKT_COMPLETE)
-            && wire::u32_at(payload, 4) == Some(nvsp::STATUS_SUCCESS);
+        let ok = matches!(
+            NvspMessage::parse(payload),
+            Ok(NvspMessage::SendRndisPktComplete(c)) if c.status == nvsp::status::SUCCESS
+        );
         let idx = (trans_id & 0xffff_ffff) as u32;
         if trans_id & TAG_SECTION != 0 {
             self.tx.complete_section(idx, ok, &self.stats);
@@ -154,16 +157,20 @@ impl QueueCore {
         payload: &[u8],
         mode: Mode,
     ) {
+        let announce = match NvspMessage::parse(payload) {
+            Ok(NvspMessage::SendRndisPkt(p)) => Some(p),
+            _ => None,
+        };
         let valid = set_id == nvsp::RECV_BUF_ID
-            && wire::u32_at(payload, 0) == Some(nvsp::RNDIS_PKT)
+            && announce.is_some()
             && ranges.clone().count() <= MAX_XFER_RANGES;
-        if !valid {
+        let Some(announce) = announce.filter(|_| valid) else {
             // Complete anyway so the host gets its buffers back; count it.
             self.stats.rx.errors.fetch_add(1, Relaxed);
             self.completions.push(trans_id);
             return;
-        }
-        let control = wire::u32_at(payload, 4) == Some(1);
+        };
+        let control = announce.channel_type == nvsp::CHANNEL_TYPE_CONTROL;
         if !control && self.shared.started() {
             if mode == Mode::Burst && !self.rx.cursor_busy() && !self.rx.has_backlog() {
                 self.rx.load(trans_id, ranges);
@@ -190,20 +197,21 @@ impl QueueCore {
         len: u32,
         out: Option<&mut RxPacket>,
     ) -> bool {
-        let mut head = [0u8; 8];
         let (off, len) = (off as usize, len as usize);
         // The whole range must lie in the receive buffer before any of it is used.
         let inside = off
             .checked_add(len)
             .is_some_and(|end| end <= self.shared.recv_buf.len());
-        if len < 8 || !inside || self.shared.recv_buf.read(off, &mut head).is_err() {
+        let head = (len >= rndis::HEADER_LEN && inside)
+            .then(|| self.shared.recv_buf.read_obj::<RndisHeader>(off).ok())
+            .flatten();
+        let Some(head) = head else {
             self.stats.rx.errors.fetch_add(1, Relaxed);
             return false;
-        }
-        let msg_type = wire::u32_at(&head, 0).unwrap_or(0);
-        let msg_len = (wire::u32_at(&head, 4).unwrap_or(0) as usize).min(len);
-        match msg_type {
-            rndis::PACKET => match out {
+        };
+        let msg_len = (head.msg_len as usize).min(len);
+        if head.msg_type == msg_type::PACKET {
+            return match out {
                 Some(pkt) => {
                     let shared = self.shared.clone();
                     crate::rx::take_frame(self, &shared, off, msg_len, pkt)
@@ -212,28 +220,29 @@ impl QueueCore {
                     self.stats.rx_missed.fetch_add(1, Relaxed);
                     false
                 }
-            },
-            rndis::INDICATE_STATUS => {
-                let mut msg = [0u8; 64];
-                let n = msg_len.min(64);
-                if self.shared.recv_buf.read(off, &mut msg[..n]).is_ok() {
-                    link::indicate_status(&self.shared, &msg[..n]);
-                }
-                false
-            }
-            t if t & rndis::COMPLETION_BIT != 0 => {
-                let mut msg = [0u8; CTL_REPLY_MAX];
-                let n = msg_len.min(CTL_REPLY_MAX);
-                if self.shared.recv_buf.read(off, &mut msg[..n]).is_ok() {
-                    let rid = wire::u32_at(&msg[..n], 8);
-                    if self.ctl.rndis_want != 0 && rid == Some(self.ctl.rndis_want) {
-                        self.ctl.rndis_reply = Some((msg, n));
-                    }
-                }
-                false
-            }
-            _ => false,
+            };
         }
+        // Control completions and status indications: copy out (bounded), then parse.
+        let mut msg = [0u8; CTL_REPLY_MAX];
+        let n = msg_len.min(CTL_REPLY_MAX);
+        if self.shared.recv_buf.read(off, &mut msg[..n]).is_err() {
+            return false;
+        }
+        match RndisMessage::parse(&msg[..n]) {
+            Ok(RndisMessage::IndicateStatus { status, buf }) => {
+                link::indicate_status(&self.shared, status.status, buf);
+            }
+            Ok(
+                m @ (RndisMessage::InitializeComplete(_)
+                | RndisMessage::QueryComplete { .. }
+                | RndisMessage::SetComplete(_)
+                | RndisMessage::KeepaliveComplete(_)),
+            ) if self.ctl.rndis_want != 0 && m.req_id() == Some(self.ctl.rndis_want) => {
+                self.ctl.rndis_reply = Some((msg, n));
+            }
+            _ => {}
+        }
+        false
     }
 
     /// The cursor's ranges are all handled: complete the transfer now, or when its views return.
@@ -244,17 +253,16 @@ impl QueueCore {
     }
 
     fn on_inband(&mut self, trans_id: u64, completion_requested: bool, payload: &[u8]) {
-        match wire::u32_at(payload, 0) {
-            Some(nvsp::VF_ASSOCIATION) => {
-                let allocated = wire::u32_at(payload, 4).unwrap_or(0) != 0;
-                let serial = wire::u32_at(payload, 8).unwrap_or(0);
+        match NvspMessage::parse(payload) {
+            Ok(NvspMessage::VfAssociation(v)) => {
+                let (allocated, serial) = (v.allocated != 0, v.serial);
                 self.shared.vf_allocated.store(allocated, Relaxed);
                 self.shared.vf_serial.store(serial, Relaxed);
                 self.shared
                     .push_event(Event::VfAssociation { allocated, serial });
             }
-            Some(nvsp::SWITCH_DATA_PATH) => {
-                let to_vf = wire::u32_at(payload, 4).unwrap_or(0) == 1;
+            Ok(NvspMessage::SwitchDataPath(d)) => {
+                let to_vf = d.active_datapath == nvsp::DATAPATH_VF;
                 self.shared.host_switched_datapath.fetch_add(1, Relaxed);
                 self.shared.push_event(Event::HostDataPath { to_vf });
             }
@@ -278,7 +286,10 @@ impl QueueCore {
         if self.completions.is_empty() {
             return;
         }
-        let msg = wire::nvsp_req(nvsp::RNDIS_PKT_COMPLETE, &[nvsp::STATUS_SUCCESS]);
+        let msg = NvspMessage::SendRndisPktComplete(SendRndisPktComplete {
+            status: nvsp::status::SUCCESS,
+        })
+        .to_bytes();
         let mut sent = 0;
         for &trans_id in &self.completions {
             let pkt = OutgoingPacket {

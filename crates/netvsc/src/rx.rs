@@ -9,7 +9,8 @@ use std::sync::atomic::Ordering::Relaxed;
 
 use crate::queue::{Mode, QueueCore};
 use crate::shared::Shared;
-use crate::wire::{self, ppi};
+use netvsc_proto::ppi::{self, RxChecksumInfo, VlanInfo};
+use netvsc_proto::rndis::{PACKET_HEADER_LEN, PpiIter, RndisPacket};
 
 /// Largest PPI region looked at (the host sends 3–4 entries of 16 bytes).
 const PPI_MAX: usize = 256;
@@ -296,14 +297,16 @@ pub(crate) fn take_frame(
         stats.errors.fetch_add(1, Relaxed);
         false
     };
-    let mut h = [0u8; wire::rndis::PACKET_HDR];
+    let mut h = [0u8; PACKET_HEADER_LEN];
     if msg_len < h.len() || shared.recv_buf.read(off, &mut h).is_err() {
         return bad();
     }
-    let field = |o| wire::u32_at(&h, o).unwrap_or(u32::MAX) as usize;
-    let (data_off, data_len, ppi_off, ppi_len) = (field(8), field(12), field(28), field(32));
-    let frame_at = data_off.saturating_add(8);
-    if data_len == 0 || frame_at.saturating_add(data_len) > msg_len {
+    // Only the header is copied; the frame stays in the receive buffer until it is taken.
+    let Ok(layout) = RndisPacket::layout(&h, msg_len) else {
+        return bad();
+    };
+    let (frame_at, data_len) = (layout.data.start, layout.data.len());
+    if data_len == 0 {
         return bad();
     }
     let mut meta = RxMeta {
@@ -311,34 +314,47 @@ pub(crate) fn take_frame(
         queue: core.id,
         ..RxMeta::default()
     };
+    let ppi_len = layout.ppi.len();
     if ppi_len > 0 {
-        let ppi_at = ppi_off.saturating_add(8);
-        if ppi_len > PPI_MAX || ppi_at.saturating_add(ppi_len) > msg_len {
+        if ppi_len > PPI_MAX {
             return bad();
         }
         let mut region = [0u8; PPI_MAX];
         if shared
             .recv_buf
-            .read(off + ppi_at, &mut region[..ppi_len])
+            .read(off + layout.ppi.start, &mut region[..ppi_len])
             .is_err()
         {
             return bad();
         }
-        let Ok(p) = wire::parse_ppis(&region[..ppi_len]) else {
-            return bad();
-        };
-        meta.vlan_tci = p.vlan.map(ppi::tci_from_vlan);
-        if let Some(c) = p.csum {
-            meta.ip_csum = verdict(c, ppi::RX_IP_OK, ppi::RX_IP_FAIL);
-            meta.l4_csum = verdict(
-                c,
-                ppi::RX_TCP_OK | ppi::RX_UDP_OK,
-                ppi::RX_TCP_FAIL | ppi::RX_UDP_FAIL,
-            );
+        let (mut hash, mut hash_info) = (None, None);
+        for entry in PpiIter::new(&region[..ppi_len]) {
+            let Ok(entry) = entry else {
+                return bad();
+            };
+            let Some(v) = entry
+                .data
+                .first_chunk::<4>()
+                .map(|b| u32::from_le_bytes(*b))
+            else {
+                continue;
+            };
+            match entry.ppi_type {
+                ppi::IEEE_8021Q => meta.vlan_tci = Some(VlanInfo(v).tci()),
+                ppi::TCPIP_CHKSUM => {
+                    let c = RxChecksumInfo(v);
+                    meta.ip_csum = verdict(c.ip_ok(), c.ip_failed());
+                    meta.l4_csum =
+                        verdict(c.tcp_ok() || c.udp_ok(), c.tcp_failed() || c.udp_failed());
+                }
+                ppi::NBL_HASH_VALUE => hash = Some(v),
+                ppi::NBL_HASH_INFO => hash_info = Some(v),
+                _ => {}
+            }
         }
-        meta.rss_hash = p.hash;
-        meta.hash_type = if p.hash.is_some() {
-            p.hash_info.unwrap_or(0)
+        meta.rss_hash = hash;
+        meta.hash_type = if hash.is_some() {
+            hash_info.unwrap_or(0)
         } else {
             0
         };
@@ -368,10 +384,10 @@ pub(crate) fn take_frame(
     true
 }
 
-fn verdict(word: u32, ok: u32, fail: u32) -> Csum {
-    if word & fail != 0 {
+fn verdict(ok: bool, fail: bool) -> Csum {
+    if fail {
         Csum::Bad
-    } else if word & ok != 0 {
+    } else if ok {
         Csum::Good
     } else {
         Csum::Unknown

@@ -12,10 +12,12 @@ use vmbus_ring::{GpaRange, OutgoingKind, OutgoingPacket, SharedMem};
 use crate::queue::{Mode, QueueCore, TAG_GPA, TAG_SECTION};
 use crate::shared::AggLimits;
 use crate::stats::QueueStats;
-use crate::wire::{self, nvsp, ppi, rndis};
+use netvsc_proto::nvsp::{self, NvspMessage, SendRndisPkt};
+use netvsc_proto::ppi::{self, LsoV2Info, PPI_U32_LEN, TxChecksumInfo, VlanInfo};
+use netvsc_proto::rndis::{PACKET_HEADER_LEN, PacketWriter};
 
 /// Room for the PACKET header and up to four PPIs.
-pub const TX_HDR_MAX: usize = rndis::PACKET_HDR + 4 * ppi::ENTRY;
+pub const TX_HDR_MAX: usize = PACKET_HEADER_LEN + 4 * PPI_U32_LEN;
 /// Largest frame accepted (a 64 KiB TSO payload plus headers).
 pub const TX_FRAME_MAX: usize = 65536 + 18 + 256;
 /// Most GPA ranges in one packet (MAX_PAGE_BUFFER_COUNT).
@@ -216,7 +218,8 @@ pub fn align_up(v: u32, align: u32) -> u32 {
     (v + align - 1) & !(align - 1)
 }
 
-/// Build the PACKET header and PPIs for a frame; returns the header length.
+/// Build the PACKET header and PPIs for a frame; returns the header length (0 only if they did
+/// not fit, which the at most three PPIs written here never do in `TX_HDR_MAX`).
 pub fn build_header(
     buf: &mut [u8; TX_HDR_MAX],
     meta: &TxMeta,
@@ -224,15 +227,23 @@ pub fn build_header(
     frame_len: usize,
     stripped: bool,
 ) -> usize {
-    let mut off = rndis::PACKET_HDR;
-    off += wire::put_ppi(buf, off, ppi::HASH_VALUE, u32::from(queue));
+    write_header(buf, meta, queue, frame_len, stripped).unwrap_or(0)
+}
+
+fn write_header(
+    buf: &mut [u8; TX_HDR_MAX],
+    meta: &TxMeta,
+    queue: u16,
+    frame_len: usize,
+    stripped: bool,
+) -> Result<usize, netvsc_proto::ProtoError> {
+    let mut w = PacketWriter::new(buf)?;
+    w.add_ppi_u32(ppi::NBL_HASH_VALUE, u32::from(queue))?;
     if let Some(tci) = meta.vlan_tci {
-        off += wire::put_ppi(buf, off, ppi::VLAN, ppi::vlan_from_tci(tci));
+        w.add_ppi_u32(ppi::IEEE_8021Q, VlanInfo::from_tci(tci).0)?;
     }
     // The tag was taken out of the frame: lengths the caller gave include it.
-    let l2 = |l2_len: u16| {
-        u32::from(l2_len).saturating_sub(if stripped && l2_len >= 18 { 4 } else { 0 })
-    };
+    let l2 = |l2_len: u16| l2_len.saturating_sub(if stripped && l2_len >= 18 { 4 } else { 0 });
     match meta.offload {
         TxOffload::None => {}
         TxOffload::Tso {
@@ -241,8 +252,8 @@ pub fn build_header(
             l2_len,
             l3_len,
         } => {
-            let l4_off = l2(l2_len) + u32::from(l3_len);
-            off += wire::put_ppi(buf, off, ppi::LSO, ppi::lso_v2(mss, l4_off, ipv6));
+            let l4_off = l2(l2_len).wrapping_add(l3_len);
+            w.add_ppi_u32(ppi::TCP_LARGESEND, LsoV2Info::new(mss, l4_off, ipv6).0)?;
         }
         TxOffload::Checksum {
             ipv6,
@@ -251,22 +262,26 @@ pub fn build_header(
             l2_len,
             l3_len,
         } => {
-            let mut flags = if ipv6 { ppi::TX_IPV6 } else { ppi::TX_IPV4 };
+            let mut flags = if ipv6 {
+                TxChecksumInfo::IS_IPV6
+            } else {
+                TxChecksumInfo::IS_IPV4
+            };
             if ip_hdr && !ipv6 {
-                flags |= ppi::TX_IP_HDR;
+                flags |= TxChecksumInfo::IP_HDR_CSUM;
             }
             flags |= match l4 {
                 L4Proto::None => 0,
-                L4Proto::Tcp => ppi::TX_TCP,
-                L4Proto::Udp => ppi::TX_UDP,
+                L4Proto::Tcp => TxChecksumInfo::TCP_CSUM,
+                L4Proto::Udp => TxChecksumInfo::UDP_CSUM,
             };
-            let l4_off = l2(l2_len) + u32::from(l3_len);
-            off += wire::put_ppi(buf, off, ppi::CSUM, ppi::tx_csum(flags, l4_off));
+            let l4_off = l2(l2_len).wrapping_add(l3_len);
+            w.add_ppi_u32(ppi::TCPIP_CHKSUM, TxChecksumInfo::new(flags, l4_off).0)?;
         }
     }
-    let ppi_len = off - rndis::PACKET_HDR;
-    wire::put_packet_header(buf, ppi_len, frame_len);
-    off
+    let hdr_len = w.data_start();
+    w.finish_header(frame_len)?;
+    Ok(hdr_len)
 }
 
 /// First 16 bytes of a gathered frame and its total length.
@@ -345,6 +360,9 @@ fn send_one(core: &mut QueueCore, p: &TxPacket<'_>) -> Outcome {
     }
     let mut hdr = [0u8; TX_HDR_MAX];
     let hdr_len = build_header(&mut hdr, &meta, core.id, frame_len, strip);
+    if hdr_len == 0 {
+        return Outcome::Invalid;
+    }
     let size = (hdr_len + frame_len) as u32;
     let tx = &mut core.tx;
     let limits = tx.limits;
@@ -446,7 +464,7 @@ fn send_one(core: &mut QueueCore, p: &TxPacket<'_>) -> Outcome {
         });
         off += len;
     }
-    let msg = wire::nvsp_req(nvsp::RNDIS_PKT, &[0, nvsp::NO_SECTION, 0]);
+    let msg = data_announce(nvsp::SECTION_INDEX_NONE, 0);
     let pkt = OutgoingPacket {
         kind: OutgoingKind::GpaDirect { ranges: &tx.gpa },
         trans_id: TAG_GPA | u64::from(slot),
@@ -468,12 +486,23 @@ fn send_one(core: &mut QueueCore, p: &TxPacket<'_>) -> Outcome {
     Outcome::Taken
 }
 
+/// NVSP SEND_RNDIS_PKT on the data channel: a send section and the bytes used in it, or
+/// `SECTION_INDEX_NONE` for a GPA-direct packet (the first 16 bytes are sent).
+fn data_announce(section: u32, used: u32) -> [u8; nvsp::MESSAGE_LEN] {
+    NvspMessage::SendRndisPkt(SendRndisPkt {
+        channel_type: nvsp::CHANNEL_TYPE_DATA,
+        send_buf_section_index: section,
+        send_buf_section_size: used,
+    })
+    .to_bytes()
+}
+
 /// Announce the open section to the host. False (and the section kept) when the ring is full.
 fn flush_agg(core: &mut QueueCore) -> bool {
     let Some(a) = core.tx.agg else {
         return true;
     };
-    let msg = wire::nvsp_req(nvsp::RNDIS_PKT, &[0, a.idx, a.used]);
+    let msg = data_announce(a.idx, a.used);
     let pkt = OutgoingPacket {
         kind: OutgoingKind::InBand,
         trans_id: TAG_SECTION | u64::from(a.idx),
@@ -503,6 +532,7 @@ fn flush_agg(core: &mut QueueCore) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use netvsc_proto::rndis::{Ppi, PpiIter, RndisPacket};
 
     #[test]
     fn header_ppis_in_dpdk_order() {
@@ -518,16 +548,24 @@ mod tests {
         };
         let n = build_header(&mut b, &meta, 3, 9000, false);
         assert_eq!(n, 44 + 48);
-        assert_eq!(wire::u32_at(&b, 4), Some((44 + 48 + 9000) as u32));
-        assert_eq!(wire::u32_at(&b, 8), Some(36 + 48), "data offset after PPIs");
-        assert_eq!(wire::u32_at(&b, 28), Some(36));
-        let p = wire::parse_ppis(&b[44..n]).unwrap();
-        assert_eq!(p.hash, Some(3), "hash PPI carries the queue id");
-        assert_eq!(p.vlan.map(ppi::tci_from_vlan), Some(0x2064));
-        assert_eq!(wire::u32_at(&b, 44 + 36), Some(ppi::LSO));
+        let msg_len = u32::from_le_bytes(b[4..8].try_into().unwrap());
+        assert_eq!(msg_len, 44 + 48 + 9000);
+        let l = RndisPacket::layout(&b, msg_len as usize).unwrap();
+        assert_eq!(l.header.data_offset, 36 + 48, "data offset after PPIs");
+        assert_eq!(l.header.ppi_offset, 36);
+        assert_eq!((l.ppi.clone(), l.data.len()), (44..n, 9000));
+        let ppis: Vec<_> = PpiIter::new(&b[l.ppi]).map(|p| p.unwrap()).collect();
+        assert_eq!(ppis.len(), 3);
+        let word = |p: &Ppi<'_>| u32::from_le_bytes(p.data.try_into().unwrap());
+        assert_eq!(ppis[0].ppi_type, ppi::NBL_HASH_VALUE);
+        assert_eq!(word(&ppis[0]), 3, "hash PPI carries the queue id");
+        assert_eq!(ppis[1].ppi_type, ppi::IEEE_8021Q);
+        assert_eq!(VlanInfo(word(&ppis[1])).tci(), 0x2064);
+        assert_eq!(ppis[2].ppi_type, ppi::TCP_LARGESEND);
+        let lso = LsoV2Info(word(&ppis[2]));
         assert_eq!(
-            wire::u32_at(&b, 44 + 44),
-            Some(ppi::lso_v2(1448, 34, false))
+            (lso.mss(), lso.tcp_header_offset(), lso.is_ipv6()),
+            (1448, 34, false)
         );
     }
 
@@ -545,7 +583,7 @@ mod tests {
             },
         };
         let n = build_header(&mut b, &meta, 0, 100, true);
-        let word = wire::u32_at(&b, n - 4).unwrap();
+        let word = u32::from_le_bytes(b[n - 4..n].try_into().unwrap());
         assert_eq!(
             word,
             (1 | 8 | 0x10) | (34 << 16),
