@@ -4,6 +4,11 @@
  * their uio maps and channels. Exit status: 0 success, 1 the operation failed, 2 bad usage (one line on stderr).
  */
 import { parseArgs } from 'node:util'
+import { CommandError, runBind } from './cli/bind.js'
+import { UsageError, type Io } from './cli/common.js'
+import { runDemo } from './cli/demo.js'
+import { runCapture, runInfo, runStats } from './cli/device.js'
+import { runEmulate } from './cli/emulate.js'
 import { NetvscError, listDevices } from './index.js'
 import { formatDeviceTable } from './format.js'
 
@@ -12,22 +17,22 @@ export const HELP = `Usage: netvsc <command> [options]
 User-space poll-mode driver for the Hyper-V synthetic NIC (netvsc over uio_hv_generic).
 
 Commands:
-  list              List vmbus devices: NICs and others, uio node, maps, channels.
+  list                      List vmbus devices: NICs and others, uio node, maps, channels
+  bind <uuid|iface>         Give a NIC to uio_hv_generic (driverctl or sysfs; --dry-run, --force)
+  unbind <uuid>             Give it back to hv_netvsc
+  info <uuid|iface>         sysfs facts and what bring-up negotiates
+  emulate --dir D           Run the Hyper-V host emulator (--run -- CMD runs a guest against it)
+  demo                      Emulator + driver in this process: link event, traffic both ways, Mpps
+  capture <uuid> --pcap F   Receive frames into a pcap file
+  stats <uuid>              Port and per-queue counters (--watch)
+  xstats <uuid>             DPDK-named extended statistics
 
 Options of list:
   --root DIR        Directory holding sys/bus/vmbus/devices (default /; an emulated tree in tests)
   --json            Print the devices as JSON instead of a table
 
-General:
-  -h, --help        Show this help
+Every command takes --help. Exit status: 0 success, 1 the operation failed, 2 bad usage.
 `
-
-class UsageError extends Error {}
-
-interface Io {
-  out: (text: string) => void
-  err: (text: string) => void
-}
 
 function runList(args: string[], io: Io): number {
   let parsed
@@ -54,32 +59,49 @@ function runList(args: string[], io: Io): number {
   return 0
 }
 
+const COMMANDS: Record<string, (args: string[], io: Io) => number | Promise<number>> = {
+  list: runList,
+  bind: (a, io) => runBind(a, io, false),
+  unbind: (a, io) => runBind(a, io, true),
+  info: runInfo,
+  emulate: runEmulate,
+  demo: runDemo,
+  capture: runCapture,
+  stats: (a, io) => runStats(a, io, false),
+  xstats: (a, io) => runStats(a, io, true),
+}
+
 /** Runs the CLI on `argv` (without node and script) and returns the exit status. */
-export function main(argv: string[], io: Io): number {
+export async function main(argv: string[], io: Io): Promise<number> {
   const [command, ...rest] = argv
   try {
     if (command === undefined || command === '-h' || command === '--help' || command === 'help') {
       io.out(HELP)
       return 0
     }
-    if (command === 'list') return runList(rest, io)
-    throw new UsageError(`unknown command '${command}' (try 'netvsc --help')`)
+    const run = COMMANDS[command]
+    if (run === undefined) throw new UsageError(`unknown command '${command}' (try 'netvsc --help')`)
+    return await run(rest, io)
   } catch (err) {
     if (err instanceof UsageError) {
       io.err(`netvsc: ${err.message.split('\n')[0]}\n`)
       return 2
     }
     if (err instanceof NetvscError) {
-      io.err(`netvsc: ${err.code}: ${err.message}\n`)
+      io.err(`netvsc: ${err.code}: ${err.message.split('\n')[0]}\n`)
       return 1
     }
-    throw err
+    io.err(`netvsc: ${err instanceof CommandError ? '' : 'error: '}${(err instanceof Error ? err.message : String(err)).split('\n')[0]}\n`)
+    return 1
   }
 }
 
 if (require.main === module) {
-  process.exitCode = main(process.argv.slice(2), {
+  void main(process.argv.slice(2), {
     out: (t) => process.stdout.write(t),
     err: (t) => process.stderr.write(t),
+    tty: process.stdout.isTTY === true,
+  }).then((code) => {
+    process.exitCode = code
   })
 }

@@ -33,3 +33,11 @@ export function listDevices(options: ListOptions = {}): VmbusDevice[] {
     throw fromNative(err)
   }
 }
+
+export { Netvsc, Queue, open, openQueue, claimedQueueCount } from './netvsc.js'
+export type { OpenOptions, LinkState, LinkEvent, VfEvent, DeviceInfo, PortStats, RxBatch } from './netvsc.js'
+export { parseDevargs, formatDevargs, strtoul, DEVARG_KEYS, DEVARGS_DEFAULTS } from './devargs.js'
+export type { Devargs, DevargsObject, DevargKey } from './devargs.js'
+export { Emulator, canRunGuests, runGuest } from './emulator.js'
+export type { EmulatorOptions, EmulatorBackend, EmulatorStats } from './emulator.js'
+export * from './meta.js'

@@ -1,0 +1,173 @@
+/**
+ * Commands that open a device in this process: `info`, `capture`, `stats`, `xstats`. The counters are this
+ * process's (the driver keeps them per opener), so `stats`/`xstats` receive for `--interval` ms and report what
+ * they saw; `--watch` repeats until Ctrl-C.
+ */
+import { listDevices, open } from '../index.js'
+import type { Netvsc } from '../netvsc.js'
+import { PcapWriter } from '../pcap.js'
+import { type Io, UsageError, intOption, nonEmpty, parse, sleep, table } from './common.js'
+import { CommandError } from './bind.js'
+
+export const DEVICE_HELP = `Usage: netvsc info <uuid|iface> [--root DIR] [--devargs S] [--json]
+       netvsc capture <uuid|iface> --pcap FILE [--count N] [--timeout-ms T] [--root DIR]
+       netvsc stats <uuid|iface> [--interval MS] [--watch] [--json] [--root DIR]
+       netvsc xstats <uuid|iface> [--interval MS] [--json] [--root DIR]
+
+info     sysfs facts, then (when bound to uio_hv_generic) open it and show what bring-up negotiated
+capture  receive frames into a pcap file until --count frames, --timeout-ms, or Ctrl-C
+stats    port totals and per-queue counters after receiving for --interval ms (default 1000)
+xstats   DPDK-named extended statistics, same measurement
+
+Options:
+  --root DIR     Directory holding sys/bus/vmbus and dev/uioN (default /; the emulator's directory)
+  --devargs S    DPDK devargs for the open (latency=50,rx_copybreak=256,...)
+  --json         Machine-readable output
+`
+
+const common = { root: { type: 'string' }, json: { type: 'boolean' }, devargs: { type: 'string' } } as const
+
+function openDev(name: string, root: string, devargs: string | undefined): Netvsc {
+  return open(name, { root, timeoutMs: 10_000, ...(devargs !== undefined && { devargs }) })
+}
+
+export async function runInfo(args: string[], io: Io): Promise<number> {
+  const { values, positionals, help } = parse(args, common, { min: 1, max: 1, names: 'the device uuid or interface' })
+  if (help) return (io.out(DEVICE_HELP), 0)
+  const root = nonEmpty('root', values.root) ?? '/'
+  const key = positionals[0] ?? ''
+  const entry = listDevices({ root }).find((d) => d.uuid === key.toLowerCase() || d.iface === key)
+  if (!entry) throw new CommandError(`no vmbus device '${key}' under ${root}`)
+  let negotiated = null
+  if (entry.uioNumber !== null && entry.isNetvsc) {
+    const dev = openDev(entry.uuid, root, values.devargs)
+    try {
+      negotiated = { ...dev.info(), link: dev.link() }
+    } finally {
+      dev.close()
+    }
+  }
+  if (values.json) {
+    io.out(`${JSON.stringify({ device: entry, negotiated }, null, 2)}\n`)
+    return 0
+  }
+  const lines = [
+    `device     ${entry.uuid} (${entry.isNetvsc ? 'netvsc' : 'other'}, relid ${entry.relid})`,
+    `driver     ${entry.driver ?? '-'}${entry.iface ? ` (${entry.iface})` : ''}${entry.uioNumber !== null ? ` /dev/uio${entry.uioNumber}` : ''}`,
+    `channels   ${entry.channels.length} (${entry.subchannelCount} subchannels)`,
+  ]
+  if (negotiated) {
+    const n = negotiated
+    lines.push(
+      `mac        ${n.mac}`,
+      `mtu        ${n.mtu}`,
+      `nvsp       0x${n.nvspVersion.toString(16)}  ndis ${n.ndisVersion}`,
+      `queues     ${n.queues} (host offers ${n.hostQueues})`,
+      `recv buf   ${n.recvSections} x ${n.recvSectionSize} B    send buf ${n.sendSections} x ${n.sendSectionSize} B`,
+      `link       ${n.link.up ? 'up' : 'down'} ${n.link.speedMbps} Mbit/s`,
+      `offloads   tx csum v4 0x${n.offloadCaps.ip4TxCsum.toString(16)} v6 0x${n.offloadCaps.ip6TxCsum.toString(16)}, lso ${n.offloadCaps.lso4Max ?? '-'}/${n.offloadCaps.lso6Max ?? '-'}`,
+      `devargs    latency=${n.devargs.latency} rx_copybreak=${n.devargs.rxCopybreak} tx_copybreak=${n.devargs.txCopybreak} rx_extmbuf_enable=${n.devargs.rxExtmbufEnable ? 1 : 0}`,
+    )
+  } else {
+    lines.push('(not bound to uio_hv_generic: bind it with `netvsc bind` to open it)')
+  }
+  io.out(`${lines.join('\n')}\n`)
+  return 0
+}
+
+export async function runCapture(args: string[], io: Io): Promise<number> {
+  const { values, positionals, help } = parse(
+    args,
+    { ...common, pcap: { type: 'string' }, count: { type: 'string' }, 'timeout-ms': { type: 'string' } },
+    { min: 1, max: 1, names: 'the device uuid or interface' },
+  )
+  if (help) return (io.out(DEVICE_HELP), 0)
+  const file = nonEmpty('pcap', values.pcap)
+  if (file === undefined) throw new UsageError("capture needs '--pcap FILE'")
+  const count = intOption('count', values.count, 1, 1e12)
+  const timeout = intOption('timeout-ms', values['timeout-ms'], 1, 1e9)
+  const dev = openDev(positionals[0] ?? '', nonEmpty('root', values.root) ?? '/', values.devargs)
+  const pcap = new PcapWriter(file)
+  let stop = false
+  const onSig = () => (stop = true)
+  process.on('SIGINT', onSig)
+  process.on('SIGTERM', onSig)
+  const deadline = timeout === undefined ? Infinity : Date.now() + timeout
+  try {
+    const queues = dev.queues()
+    const buf = new Uint8Array(64 * 9216)
+    const lens = new Uint32Array(64)
+    const meta = new Uint32Array(64 * 4)
+    while (!stop && Date.now() < deadline && (count === undefined || pcap.count < count)) {
+      let got = 0
+      for (const q of queues) {
+        const n = q.rxBurst(buf, lens, meta)
+        let off = 0
+        for (let i = 0; i < n && (count === undefined || pcap.count < count); i++) {
+          const len = lens[i] ?? 0
+          pcap.write(buf.subarray(off, off + len))
+          off += len
+        }
+        got += n
+      }
+      if (got === 0) await sleep(1)
+    }
+  } finally {
+    process.off('SIGINT', onSig)
+    process.off('SIGTERM', onSig)
+    pcap.close()
+    dev.close()
+  }
+  io.out(values.json ? `${JSON.stringify({ file, frames: pcap.count })}\n` : `captured ${pcap.count} frames to ${file}\n`)
+  return 0
+}
+
+async function measure(dev: Netvsc, ms: number): Promise<void> {
+  const queues = dev.queues()
+  const buf = new Uint8Array(64 * 9216)
+  const lens = new Uint32Array(64)
+  const meta = new Uint32Array(256)
+  const until = Date.now() + ms
+  while (Date.now() < until) {
+    let got = 0
+    for (const q of queues) got += q.rxBurst(buf, lens, meta)
+    if (got === 0) await sleep(1)
+  }
+}
+
+export async function runStats(args: string[], io: Io, extended: boolean): Promise<number> {
+  const { values, positionals, help } = parse(
+    args,
+    { ...common, interval: { type: 'string' }, watch: { type: 'boolean' } },
+    { min: 1, max: 1, names: 'the device uuid or interface' },
+  )
+  if (help) return (io.out(DEVICE_HELP), 0)
+  const interval = intOption('interval', values.interval, 0, 3_600_000) ?? 1000
+  if (extended && values.watch) throw new UsageError("xstats does not take '--watch'")
+  const watch = values.watch === true
+  const dev = openDev(positionals[0] ?? '', nonEmpty('root', values.root) ?? '/', values.devargs)
+  let stop = false
+  const onSig = () => (stop = true)
+  process.on('SIGINT', onSig)
+  process.on('SIGTERM', onSig)
+  try {
+    do {
+      await measure(dev, interval)
+      if (extended) {
+        const x = dev.xstats()
+        io.out(values.json ? `${JSON.stringify(x)}\n` : `${table(['NAME', 'VALUE'], Object.entries(x).map(([k, v]) => [k, String(v)]))}\n`)
+      } else if (values.json) {
+        io.out(`${JSON.stringify({ ...dev.stats(), queues: dev.queueStats() })}\n`)
+      } else {
+        const s = dev.stats()
+        io.out(`ipackets ${s.ipackets}  ibytes ${s.ibytes}  imissed ${s.imissed}  ierrors ${s.ierrors}  opackets ${s.opackets}  obytes ${s.obytes}  oerrors ${s.oerrors}\n`)
+        io.out(`${table(['QUEUE', 'RX PKTS', 'RX BYTES', 'TX PKTS', 'TX BYTES', 'MISSED'], dev.queueStats().map((q) => [String(q.queue), String(q.rxPackets), String(q.rxBytes), String(q.txPackets), String(q.txBytes), String(q.rxMissed)]))}\n`)
+      }
+    } while (watch && !stop)
+  } finally {
+    process.off('SIGINT', onSig)
+    process.off('SIGTERM', onSig)
+    dev.close()
+  }
+  return 0
+}

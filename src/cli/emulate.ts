@@ -1,0 +1,90 @@
+/**
+ * `netvsc emulate`: runs the Hyper-V host emulator in this process on `--dir`. Without `--run` it serves until
+ * SIGINT/SIGTERM; with `--run -- CMD …` it runs CMD against the tree (private mount namespace + uio interposer,
+ * root only) and stops when CMD exits, exiting with CMD's status. The stats JSON goes to `--stats-json` then.
+ */
+import * as fs from 'node:fs'
+import { Emulator, canRunGuests, runGuest, type EmulatorBackend } from '../emulator.js'
+import { type Io, UsageError, intOption, nonEmpty, parse, untilSignal } from './common.js'
+import { CommandError } from './bind.js'
+
+export const EMULATE_HELP = `Usage: netvsc emulate --dir D [--mac M] [--max-queues N] [--backend B] [--pcap F]
+                      [--stats-json F] [--uuid U] [--busy-poll] [--run -- CMD ...]
+
+Run an emulated Hyper-V synthetic NIC: writes the uio_hv_generic device tree under D and plays the host.
+
+Options:
+  --dir D          Directory of the emulated tree (created)
+  --mac M          MAC address (default 00:15:5d:00:00:01)
+  --max-queues N   Channels offered, 1..64 (default 8)
+  --backend B      sink | loopback | generator | tap (default sink)
+  --tap NAME       TAP interface for --backend tap (default hvemu0)
+  --pcap F         Mirror both directions into pcap file F
+  --stats-json F   Write the host's stats JSON to F when stopping
+  --uuid U         Device instance uuid
+  --busy-poll      Host threads spin instead of sleeping
+  --run -- CMD     Run CMD against the tree (root: mount namespace + LD_PRELOAD interposer), stop when it exits
+`
+
+const MAC = /^[0-9a-f]{2}([:-][0-9a-f]{2}){5}$/i
+
+export async function runEmulate(argv: string[], io: Io): Promise<number> {
+  const dash = argv.indexOf('--')
+  const args = dash < 0 ? argv : argv.slice(0, dash)
+  const cmd = dash < 0 ? [] : argv.slice(dash + 1)
+  const { values, help } = parse(
+    args,
+    {
+      dir: { type: 'string' },
+      mac: { type: 'string' },
+      'max-queues': { type: 'string' },
+      backend: { type: 'string' },
+      tap: { type: 'string' },
+      pcap: { type: 'string' },
+      'stats-json': { type: 'string' },
+      uuid: { type: 'string' },
+      'busy-poll': { type: 'boolean' },
+      run: { type: 'boolean' },
+    },
+    { min: 0, max: 0, names: '' },
+  )
+  if (help) return (io.out(EMULATE_HELP), 0)
+  const dir = nonEmpty('dir', values.dir)
+  if (dir === undefined) throw new UsageError("emulate needs '--dir D'")
+  if (values.mac !== undefined && !MAC.test(values.mac)) throw new UsageError(`option '--mac' needs aa:bb:cc:dd:ee:ff, got '${values.mac}'`)
+  const maxQueues = intOption('max-queues', values['max-queues'], 1, 64)
+  const backend = values.backend ?? 'sink'
+  if (!['sink', 'loopback', 'generator', 'tap'].includes(backend)) {
+    throw new UsageError(`option '--backend' must be sink|loopback|generator|tap, got '${backend}'`)
+  }
+  if (values.run && cmd.length === 0) throw new UsageError("'--run' needs a command after '--'")
+  if (!values.run && cmd.length > 0) throw new UsageError(`unexpected command '${cmd.join(' ')}' (use --run -- CMD)`)
+  if (values.run) {
+    const why = canRunGuests()
+    if (why !== null) throw new CommandError(`cannot run guests: ${why}`)
+  }
+  fs.mkdirSync(dir, { recursive: true })
+  const emu = new Emulator({
+    dir,
+    backend: backend as EmulatorBackend,
+    ...(values.mac !== undefined && { mac: values.mac }),
+    ...(maxQueues !== undefined && { maxQueues }),
+    ...(values.tap !== undefined && { tapName: values.tap }),
+    ...(values.pcap !== undefined && { pcap: values.pcap }),
+    ...(values.uuid !== undefined && { uuid: values.uuid }),
+    ...(values['busy-poll'] && { busyPoll: true }),
+    ...(backend === 'generator' && { generator: { ratePps: 1000, flows: 4 } }),
+  })
+  let status = 0
+  try {
+    io.out(`emulating ${emu.uuid} under ${emu.dir} (backend ${backend})${values.run ? '' : '; SIGINT/SIGTERM stops'}\n`)
+    if (values.run) status = runGuest(dir, cmd)
+    else await untilSignal()
+  } finally {
+    const json = emu.statsJson()
+    emu.stop()
+    if (values['stats-json'] !== undefined) fs.writeFileSync(values['stats-json'], `${json}\n`)
+  }
+  io.out(`emulator stopped${values.run ? `; ${cmd[0]} exited with ${status}` : ''}\n`)
+  return status
+}

@@ -1,0 +1,492 @@
+/**
+ * The device facade: `open()` brings a netvsc device up through the addon and returns a `Netvsc` (an
+ * EventEmitter for 'link', 'vf' and 'error'); its queues move packets in bursts through caller-owned typed arrays
+ * (frames back to back, lengths, `META_WORDS` metadata words per packet; see meta.ts). One queue has one owner:
+ * the main thread or one worker (`openQueue(uuid, index)` inside a worker_threads worker).
+ */
+import { EventEmitter } from 'node:events'
+import * as native from '../binding.js'
+import { type Devargs, type DevargsObject, formatDevargs, parseDevargs } from './devargs.js'
+import { NetvscError, fromNative } from './errors.js'
+import { DESC_WORDS, META_WORDS, QUEUE_STAT_WORDS } from './meta.js'
+
+/** Options of `open`. */
+export interface OpenOptions {
+  /** Directory holding `sys/bus/vmbus` and `dev/uioN` (default `/`; the emulator's directory in tests). */
+  root?: string
+  /** DPDK devargs, as a string or an object (validated by `parseDevargs`). */
+  devargs?: string | DevargsObject
+  /** Queue pairs wanted (1..64; the host may grant fewer). Default 1. */
+  queues?: number
+  /** MTU (68..9202). Default 1500. */
+  mtu?: number
+  /** Offloads to enable where the host supports them (default both). */
+  offloads?: { checksum?: boolean; tso?: boolean }
+  /** RSS key (40 bytes) and indirection table (128 queue indexes). */
+  rss?: { key?: Uint8Array | number[]; table?: number[] }
+  /** Limit for each host round trip during bring-up and control, in ms (default 60000). */
+  timeoutMs?: number
+  /** Start the port (set the packet filter) after bring-up. Default true. */
+  start?: boolean
+}
+
+export interface LinkState {
+  up: boolean
+  speedMbps: number
+}
+
+/** The payload of a 'link' event. */
+export interface LinkEvent extends LinkState {
+  /** `media` for connect/disconnect, `speed` for a speed change. */
+  reason: 'media' | 'speed'
+  /** Events merged away before this one because JS did not keep up. */
+  coalesced: number
+}
+
+/** The payload of a 'vf' event. */
+export type VfEvent =
+  | { kind: 'association'; allocated: boolean; serial: number; coalesced: number }
+  | { kind: 'datapath'; toVf: boolean; coalesced: number }
+
+export type DeviceInfo = native.NativeDeviceInfo
+
+/** Port totals, as DPDK's rte_eth_stats. */
+export interface PortStats {
+  ipackets: number
+  opackets: number
+  ibytes: number
+  obytes: number
+  imissed: number
+  ierrors: number
+  oerrors: number
+}
+
+const STAT_KEYS: readonly (keyof PortStats)[] = ['ipackets', 'opackets', 'ibytes', 'obytes', 'imissed', 'ierrors', 'oerrors']
+
+function call<T>(fn: () => T): T {
+  try {
+    return fn()
+  } catch (err) {
+    throw fromNative(err)
+  }
+}
+
+function checkInt(name: string, v: unknown, min: number, max: number): void {
+  if (v !== undefined && (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max)) {
+    throw new NetvscError('ERR_NETVSC_INVALID_ARG', `${name} must be an integer in ${min}..${max}, got ${String(v)}`)
+  }
+}
+
+const layout = native.nativeLayout()
+if (layout.metaWords !== META_WORDS || layout.descWords !== DESC_WORDS || layout.queueStatWords !== QUEUE_STAT_WORDS) {
+  throw new Error(`netvsc: addon layout ${JSON.stringify(layout)} does not match src/meta.ts`)
+}
+
+/** One batch yielded by a queue's async iterator: `count` frames in the queue's reusable arrays. */
+export interface RxBatch {
+  count: number
+  buf: Uint8Array
+  lens: Uint32Array
+  meta: Uint32Array
+}
+
+/** A receive/transmit queue pair, owned by the thread that opened it. */
+export class Queue {
+  readonly #q: native.NativeQueue
+  readonly index: number
+  #region: Uint8Array | null = null
+  #onClose: (() => void) | undefined
+
+  /** @internal */
+  constructor(q: native.NativeQueue, onClose?: () => void) {
+    this.#q = q
+    this.index = q.index
+    this.#onClose = onClose
+  }
+
+  /**
+   * Receives up to `min(lens.length, meta.length / META_WORDS)` frames into `buf`, back to back; frame i has length
+   * `lens[i]` and metadata `meta[4i..4i+4]`. Frames that do not fit stay queued for the next call. Returns the count.
+   */
+  rxBurst(buf: Uint8Array, lens: Uint32Array, meta: Uint32Array): number {
+    try {
+      return this.#q.rxBurst(buf, lens, meta)
+    } catch (err) {
+      throw fromNative(err)
+    }
+  }
+
+  /** Sends the first `n` frames of `buf` (lengths in `lens`, requests in `meta`); returns how many were taken. */
+  txBurst(buf: Uint8Array, lens: Uint32Array, meta: Uint32Array, n: number = lens.length): number {
+    try {
+      return this.#q.txBurst(buf, lens, meta, n)
+    } catch (err) {
+      throw fromNative(err)
+    }
+  }
+
+  /**
+   * Zero-copy receive (devargs `rx_extmbuf_enable=1`): `descs[4i..4i+4]` = offset, length, token, flags. With flags
+   * bit 0 the frame lies in `recvRegion()` at offset and must be given back with `release`; otherwise it was copied
+   * into `buf` at offset. Returns the count.
+   */
+  rxBurstZeroCopy(descs: Uint32Array, meta: Uint32Array, buf: Uint8Array): number {
+    try {
+      return this.#q.rxBurstZeroCopy(descs, meta, buf)
+    } catch (err) {
+      throw fromNative(err)
+    }
+  }
+
+  /** Gives the first `n` zero-copy descriptors back to the host; returns how many views were released. */
+  release(descs: Uint32Array, n: number): number {
+    return call(() => this.#q.release(descs, n))
+  }
+
+  /** The receive buffer (mapped once for this queue, kept alive while referenced). */
+  recvRegion(): Uint8Array {
+    this.#region ??= new Uint8Array(call(() => this.#q.recvRegion()))
+    return this.#region
+  }
+
+  /** Zero-copy views not yet released. */
+  get viewsOutstanding(): number {
+    return this.#q.viewsOutstanding
+  }
+
+  /** Reaps tx completions (returns packets read from the ring). */
+  pollCompletions(): number {
+    return call(() => this.#q.pollCompletions())
+  }
+
+  /** Tx packets the host has not completed yet. */
+  get txInFlight(): number {
+    return this.#q.txInFlight
+  }
+
+  get closed(): boolean {
+    return this.#q.isClosed
+  }
+
+  /**
+   * Async iteration over received bursts, polling every `idleMs` when idle (default 1 ms). The yielded batch and
+   * its arrays are reused: consume them before the next step. Ends when the queue or its device closes.
+   */
+  async *bursts(options: { burst?: number; bufBytes?: number; idleMs?: number; signal?: AbortSignal } = {}): AsyncGenerator<RxBatch> {
+    const burst = options.burst ?? 32
+    const batch: RxBatch = {
+      count: 0,
+      buf: new Uint8Array(options.bufBytes ?? burst * 9216),
+      lens: new Uint32Array(burst),
+      meta: new Uint32Array(burst * META_WORDS),
+    }
+    const idle = options.idleMs ?? 1
+    while (!this.closed && !options.signal?.aborted) {
+      batch.count = this.rxBurst(batch.buf, batch.lens, batch.meta)
+      if (batch.count > 0) yield batch
+      else await new Promise((r) => setTimeout(r, idle))
+    }
+  }
+
+  [Symbol.asyncIterator](): AsyncGenerator<RxBatch> {
+    return this.bursts()
+  }
+
+  /** Runs the Rust core's tx loop on this queue for `ms` (benchmark reference); returns frames taken. */
+  rustTxLoop(frame: Uint8Array, burst: number, ms: number): number {
+    return call(() => this.#q.rustTxLoop(frame, burst, ms))
+  }
+
+  /** Runs the Rust core's rx loop on this queue for `ms` (benchmark reference); returns frames received. */
+  rustRxLoop(burst: number, ms: number): number {
+    return call(() => this.#q.rustRxLoop(burst, ms))
+  }
+
+  /** Gives the queue back (idempotent). */
+  close(): void {
+    this.#q.close()
+    this.#onClose?.()
+    this.#onClose = undefined
+  }
+
+  [Symbol.dispose](): void {
+    this.close()
+  }
+}
+
+/**
+ * An open netvsc device. Events: `'link'` (LinkEvent), `'vf'` (VfEvent), `'error'` (NetvscError). Events come from
+ * a native thread that keeps the event loop alive while the device is open, unless `unref()` is called.
+ */
+export class Netvsc extends EventEmitter {
+  readonly #dev: native.NativeDevice
+  readonly uuid: string
+  readonly root: string
+  readonly devargs: Devargs
+  readonly #queues = new Map<number, Queue>()
+  #promiscuous = false
+  #allMulticast = true
+  #statsBuf = new Float64Array(7)
+
+  /** @internal */
+  constructor(name: string, options: OpenOptions) {
+    super()
+    const o = validate(options)
+    this.devargs = parseDevargs(o.devargs ?? '')
+    const rss = o.rss
+    const nativeOpts: native.OpenOptions = {
+      root: o.root ?? '/',
+      devargs: formatDevargs(this.devargs),
+      ...(o.queues !== undefined && { queues: o.queues }),
+      ...(o.mtu !== undefined && { mtu: o.mtu }),
+      ...(o.timeoutMs !== undefined && { timeoutMs: o.timeoutMs }),
+      ...(o.offloads !== undefined && { offloads: { ...o.offloads } }),
+      ...(rss !== undefined && {
+        rss: {
+          ...(rss.key !== undefined && { key: Array.from(rss.key) }),
+          ...(rss.table !== undefined && { table: rss.table }),
+        },
+      }),
+    }
+    this.#dev = call(() => native.NativeDevice.open(name, nativeOpts, (ev) => this.#onEvent(ev)))
+    this.uuid = this.#dev.uuid
+    this.root = this.#dev.root
+    if (o.start !== false) {
+      try {
+        this.start()
+      } catch (err) {
+        this.#dev.close()
+        throw err
+      }
+    }
+  }
+
+  #onEvent(ev: native.NativeEvent): void {
+    const coalesced = ev.coalesced ?? 0
+    switch (ev.kind) {
+      case 'link':
+      case 'speed': {
+        const up = ev.up ?? (this.#dev.isClosed ? false : call(() => this.#dev.cachedLink().up))
+        const e: LinkEvent = { up, speedMbps: ev.speedMbps ?? 0, reason: ev.kind === 'link' ? 'media' : 'speed', coalesced }
+        this.emit('link', e)
+        return
+      }
+      case 'vf':
+        this.emit('vf', { kind: 'association', allocated: ev.allocated ?? false, serial: ev.serial ?? 0, coalesced } satisfies VfEvent)
+        return
+      case 'datapath':
+        this.emit('vf', { kind: 'datapath', toVf: ev.toVf ?? false, coalesced } satisfies VfEvent)
+        return
+      case 'error':
+        if (this.listenerCount('error') > 0) {
+          this.emit('error', new NetvscError((ev.code as never) ?? 'ERR_NETVSC_PROTOCOL', ev.message ?? 'device error'))
+        }
+        return
+    }
+  }
+
+  /** What bring-up negotiated (MAC, MTU, versions, queues, buffers, offload capabilities, devargs). */
+  info(): DeviceInfo {
+    return call(() => this.#dev.info())
+  }
+
+  get closed(): boolean {
+    return this.#dev.isClosed
+  }
+
+  get started(): boolean {
+    return this.#dev.isStarted
+  }
+
+  /** Number of queue pairs in use. */
+  get queueCount(): number {
+    return this.#dev.queueCount
+  }
+
+  start(): void {
+    call(() => this.#dev.start())
+  }
+
+  stop(): void {
+    call(() => this.#dev.stop())
+  }
+
+  /** The queue `index` for this thread (claims it; a second claim anywhere in the process fails). */
+  queue(index = 0): Queue {
+    checkInt('queue index', index, 0, 63)
+    const have = this.#queues.get(index)
+    if (have && !have.closed) return have
+    const q = new Queue(
+      call(() => this.#dev.queue(index)),
+      () => this.#queues.delete(index),
+    )
+    this.#queues.set(index, q)
+    return q
+  }
+
+  /** Every queue pair, claimed for this thread. */
+  queues(): Queue[] {
+    return Array.from({ length: this.queueCount }, (_, i) => this.queue(i))
+  }
+
+  get promiscuous(): boolean {
+    return this.#promiscuous
+  }
+
+  set promiscuous(on: boolean) {
+    call(() => this.#dev.setPromiscuous(Boolean(on)))
+    this.#promiscuous = Boolean(on)
+  }
+
+  get allMulticast(): boolean {
+    return this.#allMulticast
+  }
+
+  set allMulticast(on: boolean) {
+    call(() => this.#dev.setAllMulticast(Boolean(on)))
+    this.#allMulticast = Boolean(on)
+  }
+
+  /** Last NDIS packet filter value set. */
+  get packetFilter(): number {
+    return call(() => this.#dev.packetFilter)
+  }
+
+  /** Queries the link from the host. */
+  link(): LinkState {
+    const l = call(() => this.#dev.link())
+    return { up: l.up, speedMbps: l.speedMbps }
+  }
+
+  /** Changes the MTU (stops and restarts the port; queues must be closed first). */
+  setMtu(mtu: number): void {
+    checkInt('mtu', mtu, 68, 9202)
+    if ([...this.#queues.values()].some((q) => !q.closed)) {
+      throw new NetvscError('ERR_NETVSC_STARTED', 'close every queue before changing the MTU')
+    }
+    const wasStarted = this.started
+    if (wasStarted) this.stop()
+    call(() => this.#dev.setMtu(mtu))
+    if (wasStarted) this.start()
+  }
+
+  /** Port totals. */
+  stats(): PortStats {
+    this.statsInto(this.#statsBuf)
+    const out = {} as PortStats
+    STAT_KEYS.forEach((k, i) => (out[k] = this.#statsBuf[i] ?? 0))
+    return out
+  }
+
+  /** Port totals into `out` (7 slots, in PortStats key order), allocation-free. */
+  statsInto(out: Float64Array): void {
+    call(() => this.#dev.statsInto(out))
+  }
+
+  /** DPDK-named extended statistics (`tx_q0_good_packets`, `rx_q1_ring full`, …). */
+  xstats(): Record<string, number> {
+    const n = this.queueCount
+    const buf = new Float64Array(n * QUEUE_STAT_WORDS)
+    const got = this.#dev.queueStatsInto(buf)
+    const names = this.#dev.statNames()
+    const out: Record<string, number> = {}
+    for (const [dir, base] of [['tx', 0], ['rx', names.length]] as const) {
+      for (let q = 0; q < got; q++) {
+        names.forEach((name, i) => (out[`${dir}_q${q}_${name}`] = buf[q * QUEUE_STAT_WORDS + base + i] ?? 0))
+      }
+    }
+    return out
+  }
+
+  /** Per-queue counters: packets/bytes/errors each way plus rx missed. */
+  queueStats(): Array<{ queue: number; txPackets: number; txBytes: number; txErrors: number; rxPackets: number; rxBytes: number; rxErrors: number; rxMissed: number }> {
+    const n = this.queueCount
+    const buf = new Float64Array(n * QUEUE_STAT_WORDS)
+    const got = this.#dev.queueStatsInto(buf)
+    return Array.from({ length: got }, (_, q) => {
+      const v = (i: number) => buf[q * QUEUE_STAT_WORDS + i] ?? 0
+      return { queue: q, txPackets: v(0), txBytes: v(1), txErrors: v(2), rxPackets: v(15), rxBytes: v(16), rxErrors: v(17), rxMissed: v(30) }
+    })
+  }
+
+  resetStats(): void {
+    call(() => this.#dev.resetStats())
+  }
+
+  /** The VF serial the host offered, or null. */
+  vf(): number | null {
+    return call(() => this.#dev.vf())
+  }
+
+  /** Events merged because the JS side did not keep up. */
+  get eventsCoalesced(): number {
+    return this.#dev.eventsCoalesced
+  }
+
+  /** Lets the process exit while the device is open. */
+  unref(): this {
+    call(() => this.#dev.unref())
+    return this
+  }
+
+  /** Undoes `unref()`. */
+  ref(): this {
+    call(() => this.#dev.ref())
+    return this
+  }
+
+  /** Closes the queues of this thread, then the device (idempotent). */
+  close(): void {
+    for (const q of [...this.#queues.values()]) q.close()
+    call(() => this.#dev.close())
+  }
+
+  [Symbol.dispose](): void {
+    this.close()
+  }
+}
+
+function validate(options: OpenOptions): OpenOptions {
+  if (options === null || typeof options !== 'object') {
+    throw new NetvscError('ERR_NETVSC_INVALID_ARG', `options must be an object, got ${options === null ? 'null' : typeof options}`)
+  }
+  const known = new Set(['root', 'devargs', 'queues', 'mtu', 'offloads', 'rss', 'timeoutMs', 'start'])
+  for (const k of Object.keys(options)) {
+    if (!known.has(k)) throw new NetvscError('ERR_NETVSC_INVALID_ARG', `unknown option '${k}'`)
+  }
+  if (options.root !== undefined && (typeof options.root !== 'string' || options.root === '')) {
+    throw new NetvscError('ERR_NETVSC_INVALID_ARG', 'options.root must be a non-empty string')
+  }
+  checkInt('options.queues', options.queues, 1, 64)
+  checkInt('options.mtu', options.mtu, 68, 9202)
+  checkInt('options.timeoutMs', options.timeoutMs, 1, 3_600_000)
+  if (options.rss?.key !== undefined && options.rss.key.length !== 40) {
+    throw new NetvscError('ERR_NETVSC_INVALID_ARG', `options.rss.key must be 40 bytes, got ${options.rss.key.length}`)
+  }
+  if (options.rss?.table !== undefined && options.rss.table.length !== 128) {
+    throw new NetvscError('ERR_NETVSC_INVALID_ARG', `options.rss.table must have 128 entries, got ${options.rss.table.length}`)
+  }
+  return options
+}
+
+/** Opens the netvsc device `uuidOrIface` (bound to uio_hv_generic) and starts it unless `start: false`. */
+export function open(uuidOrIface: string, options: OpenOptions = {}): Netvsc {
+  if (typeof uuidOrIface !== 'string' || uuidOrIface === '') {
+    throw new NetvscError('ERR_NETVSC_INVALID_ARG', 'open() needs a device uuid or interface name')
+  }
+  return new Netvsc(uuidOrIface, options)
+}
+
+/**
+ * Opens queue `index` of device `uuid` for the calling thread — in a worker_threads worker, for a device the main
+ * thread opened with `open()`. The queue is released when closed or when the worker terminates.
+ */
+export function openQueue(uuid: string, index: number, options: { root?: string } = {}): Queue {
+  checkInt('queue index', index, 0, 63)
+  return new Queue(call(() => native.openQueue(uuid, index, options.root ?? '/')))
+}
+
+/** Queues claimed in this process, all threads included. */
+export function claimedQueueCount(): number {
+  return native.claimedQueueCount()
+}
