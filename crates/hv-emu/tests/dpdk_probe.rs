@@ -19,23 +19,39 @@ const UUID: &str = "5a3c9a57-6e2d-4b8f-9c41-0d2f7e1b3a60";
 const NVSP_TYPE_INIT: u32 = 1;
 const NVSP_VERSION_61: u32 = 0x60001;
 
-#[test]
-fn testpmd_probes_maps_and_sends_nvsp_init() {
+/// What the host saw of one testpmd probe; `None` when the test must be skipped.
+struct Probe {
+    tree: DeviceTree,
+    _dir: ShmDir,
+}
+
+/// Run testpmd against a fresh tree until its first NVSP INIT lands, check everything common to every
+/// configuration (open, five mmaps, the INIT packet itself), and hand back the tree for signalling checks.
+fn probe(monitor_id: Option<u8>) -> Option<Probe> {
     if let Err(why) = can_run_guests() {
-        skip!("{why}");
+        eprintln!("SKIP: {why}");
+        return None;
     }
     let Some(testpmd) = which("dpdk-testpmd") else {
-        skip!("dpdk-testpmd is not installed")
+        eprintln!("SKIP: dpdk-testpmd is not installed");
+        return None;
     };
     let dir = ShmDir::new("probe");
     let root = dir.path().join("emu");
     let cfg = TreeConfig {
         relid: 14,
-        monitor_id: Some(2),
+        monitor_id,
         uio_number: 0,
         ..TreeConfig::new(UUID)
     };
     let tree = DeviceTree::create(&root, &cfg).unwrap();
+    // Masked host→guest ring, as the kernel leaves it: an enabling irq write must clear it.
+    tree.rx_ring().store_u32(8, 1).unwrap();
+    if monitor_id.is_none() {
+        // DPDK 22.11's vmbus_scan_one fails the whole bus scan when `monitor_id` is missing; the kernel always
+        // writes it, so an unmonitored channel shows the "no monitor" value 255.
+        fs::write(tree.device_dir().join("monitor_id"), "255\n").unwrap();
+    }
     let prefix = dir.unique_name();
     let log_path = dir.path().join("testpmd.log");
     let log = fs::File::create(&log_path).unwrap();
@@ -146,19 +162,74 @@ fn testpmd_probes_maps_and_sends_nvsp_init() {
     assert_eq!(word(4), NVSP_VERSION_61, "min version");
     assert_eq!(word(8), NVSP_VERSION_61, "max version");
 
-    // It signalled us through the monitor page (monitor id 2 → trigger group 0, bit 2) since the ring was empty.
-    let pending = tree.monitor_page().load_u32(8).unwrap();
     eprintln!(
-        "host view: monitor pending=0x{pending:x}, int_page[2048]=0x{:x}, ctl irq_writes={} irq_enabled={} opens={}",
+        "host view: monitor pending=0x{:x}, int_page[2048]=0x{:x}, rx interrupt_mask={}, ctl irq_writes={} \
+         irq_enabled={} opens={}",
+        tree.monitor_page().load_u32(8).unwrap(),
         tree.int_page().load_u32(2048).unwrap(),
+        tree.rx_ring().load_u32(8).unwrap(),
         ctl.irq_writes(),
         ctl.irq_enabled(),
         ctl.open_count()
     );
+    for (name, page) in [("monitor", tree.monitor_page()), ("int", tree.int_page())] {
+        let words: Vec<String> = (0..1024)
+            .filter_map(|i| {
+                let v = page.load_u32(4 * i).unwrap();
+                (v != 0).then(|| format!("{:#x}={v:#x}", 4 * i))
+            })
+            .collect();
+        eprintln!("host view: non-zero {name} page words: {words:?}");
+    }
+    Some(Probe { tree, _dir: dir })
+}
+
+#[test]
+fn testpmd_probes_maps_and_sends_nvsp_init() {
+    let Some(Probe { tree, _dir }) = probe(Some(2)) else {
+        return;
+    };
+    // Monitored channel: the PMD signals only through the monitor page (monitor id 2 → trigger group 0, bit 2),
+    // never through the int page or the uio fd.
     assert_ne!(
-        pending & (1 << 2),
+        tree.monitor_page().load_u32(8).unwrap() & (1 << 2),
         0,
         "monitor trigger bit for monitor id 2"
+    );
+    assert_eq!(tree.int_page().load_u32(2048 + 4 * (14 / 32)).unwrap(), 0);
+    assert_eq!(tree.ctl().irq_writes(), 0);
+    // At probe it also set this channel's latency slot (u16 at 576 + 2 × monitor id) to 500 × 100 ns.
+    let mut latency = [0u8; 2];
+    tree.monitor_page().read(576 + 2 * 2, &mut latency).unwrap();
+    assert_eq!(u16::from_le_bytes(latency), 500);
+    tree.remove().unwrap();
+}
+
+/// DPDK 22.11 has no signalling path for unmonitored channels (the reference describes a later DPDK): with the
+/// kernel's "no monitor" value 255 it still ORs bit 255 % 32 into trigger group 255 / 32 = 7 — offset 8 + 8 × 7 =
+/// 0x40, past the four real groups — refuses to set a latency ("invalid monitor trigger 7"), and neither sets the
+/// int-page bit nor writes the uio fd. A host must therefore give 22.11 a monitored channel.
+#[test]
+fn testpmd_22_11_cannot_signal_an_unmonitored_channel() {
+    let Some(Probe { tree, _dir }) = probe(None) else {
+        return;
+    };
+    assert_eq!(
+        tree.monitor_page().load_u32(0x40).unwrap(),
+        1 << 31,
+        "bit 31 of 'trigger group 7'"
+    );
+    assert_eq!(tree.monitor_page().load_u32(8).unwrap(), 0);
+    assert_eq!(
+        tree.int_page().load_u32(2048).unwrap(),
+        0,
+        "no int page bit"
+    );
+    assert_eq!(tree.ctl().irq_writes(), 0, "no irq write");
+    assert_eq!(
+        tree.rx_ring().load_u32(8).unwrap(),
+        1,
+        "host→guest interrupt_mask untouched"
     );
     tree.remove().unwrap();
 }
