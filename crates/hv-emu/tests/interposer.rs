@@ -156,3 +156,47 @@ fn without_hv_emu_dir_nothing_is_redirected() {
     );
     assert!(String::from_utf8_lossy(&out.stderr).contains("No such file"));
 }
+
+/// The DPDK 22.11 queue-state workaround only works if our unversioned definitions win over librte_ethdev's
+/// versioned ones (`@DPDK_23`): ask the dynamic linker where testpmd's references bind.
+#[test]
+fn queue_state_wrappers_bind_ahead_of_librte_ethdev() {
+    if !interposer::HAS_DPDK_QUEUE_STATE_FIX {
+        skip!("interposer built without DPDK headers");
+    }
+    let Some(testpmd) = which("dpdk-testpmd") else {
+        skip!("dpdk-testpmd is not installed")
+    };
+    let dir = ShmDir::new("bind");
+    let so = interposer::install(dir.path()).unwrap();
+    let prefix = dir.unique_name();
+    let out = Command::new(testpmd)
+        .args([
+            "--no-huge",
+            "-m",
+            "64",
+            "--no-pci",
+            "--file-prefix",
+            &prefix,
+            "--",
+            "--help",
+        ])
+        .env("LD_PRELOAD", &so)
+        .env("LD_BIND_NOW", "1")
+        .env("LD_DEBUG", "bindings")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_dir_all(format!("/var/run/dpdk/{prefix}"));
+    let log = String::from_utf8_lossy(&out.stderr);
+    for sym in ["rte_eth_rx_queue_info_get", "rte_eth_tx_queue_info_get"] {
+        let line = log
+            .lines()
+            .find(|l| l.contains("dpdk-testpmd [0] to") && l.contains(&format!("`{sym}'")))
+            .unwrap_or_else(|| panic!("no binding of {sym} reported"));
+        assert!(
+            line.contains("libhvemu_uio.so"),
+            "{sym} bound elsewhere: {line}"
+        );
+    }
+}
