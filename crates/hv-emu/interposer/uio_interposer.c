@@ -154,7 +154,7 @@ static int open_backing(const char *fmt, int n, int k, int flags)
         snprintf(path, sizeof path, fmt, emu_dir(), n);
     else
         snprintf(path, sizeof path, fmt, emu_dir(), n, k);
-    return real_open(path, flags | O_CLOEXEC, 0);
+    return real_open(path, flags, 0);
 }
 
 static void *map_file(int fd, size_t len, off_t off)
@@ -171,14 +171,14 @@ static struct uio_entry *uio_get(int n)
     struct uio_entry *u = &uios[n];
     pthread_mutex_lock(&uio_lock);
     if (!u->ctl) {
-        int fd = open_backing("%s/dev/uio%d.maps/ctl", n, -1, O_RDWR);
+        int fd = open_backing("%s/dev/uio%d.maps/ctl", n, -1, O_RDWR | O_CLOEXEC);
         if (fd >= 0) {
             u->ctl = map_file(fd, 4096, 0);
             real_close(fd);
         }
     }
     if (!u->rx_header) {
-        int fd = open_backing("%s/dev/uio%d.maps/map%d", n, 0, O_RDWR);
+        int fd = open_backing("%s/dev/uio%d.maps/map%d", n, 0, O_RDWR | O_CLOEXEC);
         struct stat st;
         if (fd >= 0 && fstat(fd, &st) == 0 && st.st_size >= 2 * 4096)
             u->rx_header = map_file(fd, 4096, st.st_size / 2);
@@ -202,14 +202,10 @@ static uint64_t *ctl64(struct uio_entry *u, int off)
 /* Open uio N on behalf of the guest; returns the fd or -1/errno. */
 static int open_uio(int n, int flags)
 {
-    int fd = open_backing("%s/dev/uio%d", n, -1, flags & ~(O_CREAT | O_EXCL | O_TRUNC | O_CLOEXEC | O_TMPFILE));
+    /* The guest's own flags (O_RDWR, O_NONBLOCK, O_CLOEXEC...), minus anything that could create or truncate. */
+    int fd = open_backing("%s/dev/uio%d", n, -1, flags & ~(O_CREAT | O_EXCL | O_TRUNC | O_TMPFILE));
     if (fd < 0)
         return -1;
-    if (flags & O_CLOEXEC) {
-        /* open_backing always sets it; keep it. */
-    } else {
-        fcntl(fd, F_SETFD, 0);
-    }
     if (fd >= HVEMU_MAX_FDS) {
         REAL(close_fn, close);
         real_close(fd);
@@ -345,10 +341,10 @@ static void *mmap_uio(int n, void *addr, size_t len, int prot, int flags, off_t 
         return MAP_FAILED;
     }
     int k = (int)(off / page);
-    int mfd = open_backing("%s/dev/uio%d.maps/map%d", n, k, (prot & PROT_WRITE) ? O_RDWR : O_RDONLY);
+    int mfd = open_backing("%s/dev/uio%d.maps/map%d", n, k, ((prot & PROT_WRITE) ? O_RDWR : O_RDONLY) | O_CLOEXEC);
     if (mfd < 0)
         return MAP_FAILED;
-    struct stat st;
+    struct stat st = {0};
     if (fstat(mfd, &st) != 0 || len == 0 || (off_t)len > st.st_size) {
         /* uio_mmap refuses a mapping larger than the map. */
         LOG("mmap uio%d map%d len 0x%zx > size 0x%llx", n, k, len, (unsigned long long)st.st_size);

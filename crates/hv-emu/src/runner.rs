@@ -22,6 +22,14 @@ pub enum RunnerError {
         /// The OS error.
         source: io::Error,
     },
+    /// The tree root cannot be resolved.
+    #[error("cannot resolve the tree root {dir}: {source}")]
+    Tree {
+        /// The tree root.
+        dir: PathBuf,
+        /// The OS error.
+        source: io::Error,
+    },
     /// A path contained a NUL byte.
     #[error("path {0} contains a NUL byte")]
     BadPath(PathBuf),
@@ -169,7 +177,7 @@ impl MountPlan {
     }
 
     fn for_tree(dir: &Path) -> Result<Self, RunnerError> {
-        let dir = std::fs::canonicalize(dir).map_err(|source| RunnerError::Install {
+        let dir = std::fs::canonicalize(dir).map_err(|source| RunnerError::Tree {
             dir: dir.to_owned(),
             source,
         })?;

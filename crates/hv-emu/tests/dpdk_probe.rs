@@ -196,7 +196,12 @@ fn testpmd_probes_maps_and_sends_nvsp_init() {
         0,
         "monitor trigger bit for monitor id 2"
     );
-    assert_eq!(tree.int_page().load_u32(2048 + 4 * (14 / 32)).unwrap(), 0);
+    assert_eq!(
+        tree.int_page()
+            .load_u32(2048 /* word 14 / 32 = 0 */)
+            .unwrap(),
+        0
+    );
     assert_eq!(tree.ctl().irq_writes(), 0);
     // At probe it also set this channel's latency slot (u16 at 576 + 2 × monitor id) to 500 × 100 ns.
     let mut latency = [0u8; 2];
