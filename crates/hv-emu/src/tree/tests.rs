@@ -248,3 +248,56 @@ fn default_config_uses_kernel_sizes() {
     assert_eq!(cfg.map_sizes(), [4 << 20, 4096, 4096, 31 << 20, 16 << 20]);
     assert_eq!(cfg.map_names()[3], format!("recv:{}", cfg.recv_gpadl));
 }
+
+/// The independent reader: vmbus-uio (the guest side) discovers and maps exactly what we wrote.
+#[test]
+fn vmbus_uio_discovers_and_maps_the_tree() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = small_config();
+    let tree = DeviceTree::create(dir.path(), &cfg).unwrap();
+    let devices = vmbus_uio::discover(dir.path()).unwrap();
+    assert_eq!(devices.len(), 1);
+    let info = &devices[0];
+    assert_eq!(info.uuid, UUID);
+    assert_eq!(info.class_id, NETVSC_CLASS_ID);
+    assert_eq!(info.device_id, UUID);
+    assert_eq!(info.relid, 17);
+    assert_eq!(info.monitor_id, Some(5));
+    assert_eq!(info.numa_node, -1);
+    assert_eq!(info.driver.as_deref(), Some("uio_hv_generic"));
+    assert!(info.is_netvsc);
+    let uio = info.uio.as_ref().expect("uio node");
+    assert_eq!(uio.number, 3);
+    assert_eq!(uio.recv_gpadl, Some(0x1234));
+    assert_eq!(uio.send_gpadl, Some(99));
+    let sizes: Vec<u64> = uio.maps.iter().map(|m| m.size).collect();
+    assert_eq!(sizes, cfg.map_sizes().map(|s| s as u64));
+
+    let dev = vmbus_uio::UioDevice::open(dir.path(), info).unwrap();
+    assert!(dev.is_emulated());
+    // Guest writes land in the host's mappings and vice versa.
+    dev.tx_ring().store_u32(0, 0x88).unwrap();
+    assert_eq!(tree.tx_ring().load_u32(0).unwrap(), 0x88);
+    tree.recv_buf().write(4096, b"rx!").unwrap();
+    let mut b = [0u8; 3];
+    dev.recv_buf().read(4096, &mut b).unwrap();
+    assert_eq!(&b, b"rx!");
+    // Emulated irq control goes to our control page.
+    tree.rx_ring().store_u32(8, 1).unwrap();
+    dev.irq_control(1).unwrap();
+    assert_eq!(tree.ctl().irq_writes(), 1);
+    assert_eq!(tree.ctl().irq_enabled(), 1);
+    assert_eq!(tree.rx_ring().load_u32(8).unwrap(), 0);
+    // A subchannel published later is found and shares memory.
+    let host_ring = tree.add_subchannel(18, 1, Some(6)).unwrap();
+    let subs = dev.subchannels().unwrap();
+    assert_eq!(subs.len(), 1);
+    assert_eq!(
+        (subs[0].relid, subs[0].subchannel_id, subs[0].monitor_id),
+        (18, 1, Some(6))
+    );
+    assert_eq!(subs[0].ring_size, 2 * cfg.ring_size as u64);
+    let guest_ring = dev.map_subchannel(18).unwrap();
+    guest_ring.store_u32(cfg.ring_size, 7).unwrap();
+    assert_eq!(host_ring.load_u32(cfg.ring_size).unwrap(), 7);
+}
