@@ -62,7 +62,7 @@ pub const GENERATOR_MAC: [u8; 6] = [0x02, 0x00, 0x00, 0x00, 0x00, 0x01];
 
 /// Build one directed frame of `len` bytes for flow `i`.
 pub fn build_flow_frame(dst: [u8; 6], flow: u32, len: usize) -> Vec<u8> {
-    let tcp = flow % 2 == 0;
+    let tcp = flow.is_multiple_of(2);
     let l4_hdr = if tcp { 20 } else { 8 };
     let len = len.max(14 + 20 + l4_hdr);
     let mut f = vec![0u8; len];
@@ -153,11 +153,11 @@ impl Backend for Generator {
         for _ in 0..allowed {
             let n = self.generated + 1;
             let t = &self.templates[(self.generated % self.templates.len() as u64) as usize];
-            let bcast =
-                self.cfg.broadcast_every != 0 && n % u64::from(self.cfg.broadcast_every) == 0;
+            let bcast = self.cfg.broadcast_every != 0
+                && n.is_multiple_of(u64::from(self.cfg.broadcast_every));
             let mcast = !bcast
                 && self.cfg.multicast_every != 0
-                && n % u64::from(self.cfg.multicast_every) == 0;
+                && n.is_multiple_of(u64::from(self.cfg.multicast_every));
             if bcast || mcast {
                 self.scratch.clear();
                 self.scratch.extend_from_slice(t);

@@ -73,8 +73,8 @@ impl Backend for Tap {
     }
     fn transmit(&mut self, frame: &[u8]) {
         match self.file.write(frame) {
-            Ok(_) => self.tx += 1,
-            Err(_) => self.tx_errors += 1,
+            Ok(n) if n == frame.len() => self.tx += 1,
+            _ => self.tx_errors += 1,
         }
     }
     fn receive(&mut self, _now: Instant, budget: usize, deliver: &mut dyn FnMut(&[u8])) -> usize {

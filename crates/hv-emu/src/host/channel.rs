@@ -285,7 +285,7 @@ fn drain(
                     break;
                 }
             }
-            if n % 64 == 0 && w.reader.commit() {
+            if n.is_multiple_of(64) && w.reader.commit() {
                 add(&ch.counters.signals_to_guest, 1);
                 dev.signal.signal(ch.relid);
             }

@@ -148,8 +148,11 @@ pub fn fill_l4_checksum(f: &mut [u8]) -> bool {
     true
 }
 
-/// Receive-side checksum verdicts: (ip_ok, l4 verdict) where l4 is `Some((is_tcp, ok))`.
-pub fn verify(f: &[u8]) -> Option<(Option<bool>, Option<(bool, bool)>)> {
+/// Receive-side checksum verdicts of a frame.
+pub type Verdict = (Option<bool>, Option<(bool, bool)>);
+
+/// Receive-side checksum verdicts: (IPv4 header ok, `Some((is_tcp, ok))` for TCP/UDP).
+pub fn verify(f: &[u8]) -> Option<Verdict> {
     let lay = layout(f)?;
     let ip = if lay.ipv6 {
         None

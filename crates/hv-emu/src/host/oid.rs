@@ -213,7 +213,7 @@ pub(crate) fn set(dev: &Device, oid: u32, input: &[u8]) -> u32 {
             None => r::STATUS_INVALID_DATA,
         },
         o::P802_3_MULTICAST_LIST => {
-            if input.len() % 6 != 0 {
+            if !input.len().is_multiple_of(6) {
                 return r::STATUS_INVALID_LENGTH;
             }
             r::STATUS_SUCCESS
