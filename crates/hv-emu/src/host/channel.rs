@@ -28,7 +28,7 @@ pub struct ChannelSpec {
 struct Deferred {
     completion: bool,
     trans_id: u64,
-    msg: [u8; 40],
+    msg: [u8; 80],
     len: usize,
 }
 
