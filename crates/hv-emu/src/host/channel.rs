@@ -129,8 +129,8 @@ impl Channel {
         let mut d = Deferred {
             completion,
             trans_id,
-            msg: [0; 40],
-            len: msg.len().min(40),
+            msg: [0; 80],
+            len: msg.len().min(80),
         };
         d.msg[..d.len].copy_from_slice(&msg[..d.len]);
         out.deferred.push_back(d);
