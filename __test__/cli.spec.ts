@@ -1,0 +1,148 @@
+/** Every `netvsc` command run as a child process: help, bad arguments (exit 2, one line), failures (exit 1), and
+ * output checked against the fake sysfs tree or the emulator. */
+import test from 'ava'
+import * as fs from 'node:fs'
+import * as path from 'node:path'
+import { writeFakeTree, sampleDevices } from '../src/fake-sysfs.js'
+import { readPcap } from '../src/pcap.js'
+import { emulator, runCli, scratchDir } from './helpers.js'
+
+test('every command has --help', (t) => {
+  for (const cmd of ['list', 'bind', 'unbind', 'info', 'emulate', 'demo', 'capture', 'stats', 'xstats']) {
+    const r = runCli([cmd, '--help'])
+    t.is(r.status, 0, `${cmd}: ${r.stderr}`)
+    t.regex(r.stdout, /^Usage: netvsc /, cmd)
+  }
+})
+
+test('bad arguments exit 2 with a one-line reason', (t) => {
+  const cases: Array<[string[], RegExp]> = [
+    [['bind'], /missing the device uuid/],
+    [['unbind', 'eth0'], /unbind needs a device uuid/],
+    [['info'], /missing/],
+    [['info', 'a', 'b'], /unexpected argument 'b'/],
+    [['emulate'], /--dir/],
+    [['emulate', '--dir', '/tmp/x', '--backend', 'nope'], /--backend/],
+    [['emulate', '--dir', '/tmp/x', '--mac', 'zz'], /--mac/],
+    [['emulate', '--dir', '/tmp/x', '--max-queues', '99'], /--max-queues/],
+    [['emulate', '--dir', '/tmp/x', '--run'], /needs a command/],
+    [['demo', '--size', '10'], /--size/],
+    [['capture', 'x'], /--pcap/],
+    [['stats', 'x', '--interval', 'soon'], /--interval/],
+    [['xstats', 'x', '--watch'], /--watch/],
+  ]
+  for (const [args, reason] of cases) {
+    const r = runCli(args)
+    t.is(r.status, 2, `${args.join(' ')}: ${r.stderr}`)
+    t.is(r.stdout, '')
+    t.regex(r.stderr, /^netvsc: [^\n]+\n$/, args.join(' '))
+    t.regex(r.stderr, reason, args.join(' '))
+  }
+})
+
+test('bind --dry-run prints the sysfs steps; bind writes them; safety check refuses the only route', (t) => {
+  const root = writeFakeTree(scratchDir('bind'))
+  const nic = sampleDevices()[1]! // bound to hv_netvsc as eth1
+  const dry = runCli(['bind', nic.uuid, '--root', root, '--dry-run'])
+  t.is(dry.status, 0, dry.stderr)
+  const drivers = path.join(root, 'sys/bus/vmbus/drivers')
+  t.deepEqual(dry.stdout.trimEnd().split('\n'), [
+    `echo f8615163-df3e-46c5-913f-f2d2f965ed0e > ${drivers}/uio_hv_generic/new_id`,
+    `echo ${nic.uuid} > ${drivers}/hv_netvsc/unbind`,
+    `echo ${nic.uuid} > ${drivers}/uio_hv_generic/bind`,
+  ])
+  fs.mkdirSync(path.join(root, 'proc/net'), { recursive: true })
+  fs.writeFileSync(path.join(root, 'proc/net/route'), 'Iface\tDestination\tGateway\nlo\t0000007F\t00000000\neth1\t00000000\t0100000A\n')
+  const refused = runCli(['bind', 'eth1', '--root', root])
+  t.is(refused.status, 1)
+  t.regex(refused.stderr, /^netvsc: refusing to bind .*only default route.*--force/)
+  const forced = runCli(['bind', 'eth1', '--root', root, '--force'])
+  t.is(forced.status, 0, forced.stderr)
+  t.is(fs.readFileSync(path.join(drivers, 'uio_hv_generic/bind'), 'utf8'), `${nic.uuid}\n`)
+  t.is(fs.readFileSync(path.join(drivers, 'hv_netvsc/unbind'), 'utf8'), `${nic.uuid}\n`)
+  const uio = sampleDevices()[0]!
+  const un = runCli(['unbind', uio.uuid, '--root', root, '--dry-run'])
+  t.is(un.status, 0, un.stderr)
+  t.deepEqual(un.stdout.trimEnd().split('\n'), [`echo ${uio.uuid} > ${drivers}/uio_hv_generic/unbind`, `echo ${uio.uuid} > ${drivers}/hv_netvsc/bind`])
+  const missing = runCli(['bind', 'eth9', '--root', root])
+  t.is(missing.status, 1)
+  t.regex(missing.stderr, /no vmbus device 'eth9'/)
+})
+
+test.serial('info, stats, xstats and capture against the emulator', (t) => {
+  const { emu, dir, dispose } = emulator({ backend: 'generator', generator: { ratePps: 2000, frameSizes: [128] } })
+  try {
+    const info = runCli(['info', emu.uuid, '--root', dir, '--json'])
+    t.is(info.status, 0, info.stderr)
+    const j = JSON.parse(info.stdout)
+    t.is(j.device.uuid, emu.uuid)
+    t.is(j.negotiated.mac, '00:15:5d:00:00:01')
+    t.true(j.negotiated.link.up)
+    const text = runCli(['info', emu.uuid, '--root', dir])
+    t.regex(text.stdout, /^device +f9e8d7c6-b5a4-4392-8170-6f5e4d3c2b1a \(netvsc, relid 14\)$/m)
+    t.regex(text.stdout, /^nvsp +0x60001/m)
+    const stats = runCli(['stats', emu.uuid, '--root', dir, '--interval', '300', '--json'])
+    t.is(stats.status, 0, stats.stderr)
+    const s = JSON.parse(stats.stdout)
+    t.true(s.ipackets > 0, 'generator frames were received')
+    t.is(s.ibytes, s.ipackets * 128)
+    const x = runCli(['xstats', emu.uuid, '--root', dir, '--interval', '200', '--json'])
+    t.is(x.status, 0, x.stderr)
+    const xs = JSON.parse(x.stdout)
+    t.true(xs['rx_q0_good_packets'] > 0)
+    t.is(xs['rx_q0_size_128_255_packets'], xs['rx_q0_good_packets'])
+    const file = path.join(dir, 'cap.pcap')
+    const cap = runCli(['capture', emu.uuid, '--root', dir, '--pcap', file, '--count', '5', '--timeout-ms', '10000'])
+    t.is(cap.status, 0, cap.stderr)
+    t.is(cap.stdout, `captured 5 frames to ${file}\n`)
+    const frames = readPcap(file)
+    t.is(frames.length, 5)
+    t.true(frames.every((f) => f.length === 128 && f.subarray(0, 6).equals(Buffer.from([0, 0x15, 0x5d, 0, 0, 1]))))
+    const bad = runCli(['stats', '00000000-0000-0000-0000-000000000000', '--root', dir])
+    t.is(bad.status, 1)
+    t.regex(bad.stderr, /^netvsc: ERR_NETVSC_DEVICE_NOT_FOUND: /)
+  } finally {
+    dispose()
+  }
+})
+
+test('emulate serves until SIGTERM and writes the stats JSON; --run without root says why', async (t) => {
+  const dir = scratchDir('emulate')
+  const statsFile = path.join(dir, 'stats.json')
+  const { spawn } = await import('node:child_process')
+  const { repo } = await import('./helpers.js')
+  const child = spawn(process.execPath, ['--import', 'tsx', path.join(repo, 'src/cli.ts'), 'emulate', '--dir', path.join(dir, 'tree'), '--max-queues', '2', '--stats-json', statsFile], { cwd: repo })
+  let out = ''
+  child.stdout.on('data', (d: Buffer) => (out += d.toString()))
+  await new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`no banner: ${out}`)), 20_000)
+    child.stdout.on('data', () => /emulating/.test(out) && (clearTimeout(timer), resolve()))
+  })
+  const list = runCli(['list', '--root', path.join(dir, 'tree'), '--json'])
+  t.is(JSON.parse(list.stdout)[0].driver, 'uio_hv_generic')
+  child.kill('SIGTERM')
+  const code = await new Promise((r) => child.on('close', r))
+  t.is(code, 0)
+  t.regex(out, /emulator stopped/)
+  const stats = JSON.parse(fs.readFileSync(statsFile, 'utf8'))
+  t.is(typeof stats.totals.guestToHostFrames, 'number')
+  if (process.getuid?.() !== 0) {
+    const r = runCli(['emulate', '--dir', path.join(dir, 'tree2'), '--run', '--', 'true'])
+    t.is(r.status, 1)
+    t.regex(r.stderr, /^netvsc: cannot run guests: /)
+  }
+})
+
+test('demo shows the link event, traffic and per-queue stats', (t) => {
+  const r = runCli(['demo', '--seconds', '1', '--queues', '2'], { timeout: 60_000 })
+  t.is(r.status, 0, r.stderr)
+  t.regex(r.stdout, /link up event: 10000 Mbit\/s/)
+  t.regex(r.stdout, /^QUEUE +TX PKTS +TX BYTES +RX PKTS/m)
+  t.regex(r.stdout, /^0 +\d+/m)
+  t.regex(r.stdout, /^1 +\d+/m)
+  t.regex(r.stdout, /\d+\.\d{3} Mpps in/)
+  const j = runCli(['demo', '--seconds', '1', '--json'], { timeout: 60_000 })
+  const d = JSON.parse(j.stdout)
+  t.is(d.host.guestToHostFrames, d.sent, 'the emulator counted every frame the driver sent')
+  t.is(d.host.hostToGuestFrames >= d.received, true)
+})
