@@ -48,7 +48,10 @@ export function nonEmpty(name: string, value: string | undefined): string | unde
 export function untilSignal(ms?: number): Promise<string> {
   return new Promise((resolve) => {
     let timer: NodeJS.Timeout | undefined
+    // Signal listeners do not keep the event loop alive; this timer does until a signal arrives.
+    const keepAlive = setInterval(() => {}, 1 << 30)
     const done = (why: string) => {
+      clearInterval(keepAlive)
       process.off('SIGINT', onInt)
       process.off('SIGTERM', onTerm)
       if (timer) clearTimeout(timer)
