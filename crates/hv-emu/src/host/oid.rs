@@ -2,7 +2,13 @@
 //! than the OID's structure answers INVALID_LENGTH; every OID seen is recorded in order.
 
 use super::{Device, lock};
-use crate::wire::{hash, nvsp, oid as o, put_u16, put_u32, rndis as r, u16_at, u32_at};
+use netvsc_proto::ndis::{
+    self, CsumOffload, LsoV2Offload, NdisObjectHeader, NdisOffload, NdisOffloadParams, NdisRssCaps,
+    RssParams, csum, encap, hash_info, lsov2_opts, object_type, rss_caps, rss_flags,
+};
+use netvsc_proto::rndis::{CONFIG_PARAM_TYPE_STRING, ConfigParameter, status as st_};
+use netvsc_proto::{ProtoError, nvsp, oid as o};
+use zerocopy::IntoBytes;
 
 const SUPPORTED: &[u32] = &[
     o::GEN_SUPPORTED_LIST,
@@ -27,14 +33,14 @@ const SUPPORTED: &[u32] = &[
     o::GEN_RECEIVE_SCALE_PARAMETERS,
     o::GEN_RNDIS_CONFIG_PARAMETER,
     o::GEN_NETWORK_LAYER_ADDRESSES,
-    o::P802_3_PERMANENT_ADDRESS,
-    o::P802_3_CURRENT_ADDRESS,
-    o::P802_3_MULTICAST_LIST,
-    o::P802_3_MAXIMUM_LIST_SIZE,
+    o::E802_3_PERMANENT_ADDRESS,
+    o::E802_3_CURRENT_ADDRESS,
+    o::E802_3_MULTICAST_LIST,
+    o::E802_3_MAXIMUM_LIST_SIZE,
     o::OFFLOAD_ENCAPSULATION,
-    o::P802_3_RCV_ERROR_ALIGNMENT,
-    o::P802_3_XMIT_ONE_COLLISION,
-    o::P802_3_XMIT_MORE_COLLISIONS,
+    o::E802_3_RCV_ERROR_ALIGNMENT,
+    o::E802_3_XMIT_ONE_COLLISION,
+    o::E802_3_XMIT_MORE_COLLISIONS,
     o::TCP_OFFLOAD_CURRENT_CONFIG,
     o::TCP_OFFLOAD_PARAMETERS,
     o::TCP_OFFLOAD_HARDWARE_CAPABILITIES,
@@ -46,28 +52,43 @@ fn u32v(v: u32) -> Vec<u8> {
 
 /// NDIS_OFFLOAD (hardware caps / current config) of the revision the NVSP version implies.
 fn offload_caps(version: u32) -> Vec<u8> {
-    let (rev, size) = if version >= nvsp::V5 {
-        (3u8, 156usize)
-    } else if version >= nvsp::V4 {
-        (2, 144)
+    let rev = if version >= nvsp::VERSION_5 {
+        3
+    } else if version >= nvsp::VERSION_4 {
+        2
     } else {
-        (1, 112)
+        1
     };
-    let mut b = vec![0u8; size];
-    b[0] = 0xA7;
-    b[1] = rev;
-    put_u16(&mut b, 2, size as u16);
-    let v4 = 0x1 | 0x4 | 0x10 | 0x40 | 0x100; // IP4OPT TCP4OPT TCP4 UDP4 IP4
-    let v6 = 0x1 | 0x4 | 0x10 | 0x40; // IP6EXT TCP6OPT TCP6 UDP6
-    for (i, v) in [2, v4, 2, v4, 2, v6, 2, v6].into_iter().enumerate() {
-        put_u32(&mut b, 4 + 4 * i, v);
-    }
-    // LSOv2: ip4 encap/maxsz/minsegs, ip6 encap/maxsz/minsegs/opts.
-    for (i, v) in [2, 62780, 2, 2, 62780, 2, 0x5].into_iter().enumerate() {
-        put_u32(&mut b, 80 + 4 * i, v);
-    }
+    let caps = NdisOffload {
+        csum: CsumOffload {
+            ip4_txenc: encap::E8023,
+            ip4_txcsum: csum::ALL4,
+            ip4_rxenc: encap::E8023,
+            ip4_rxcsum: csum::ALL4,
+            ip6_txenc: encap::E8023,
+            ip6_txcsum: csum::ALL6,
+            ip6_rxenc: encap::E8023,
+            ip6_rxcsum: csum::ALL6,
+        },
+        lsov2: LsoV2Offload {
+            ip4_encap: encap::E8023,
+            ip4_maxsz: LSO_MAX_SIZE,
+            ip4_minsg: 2,
+            ip6_encap: encap::E8023,
+            ip6_maxsz: LSO_MAX_SIZE,
+            ip6_minsg: 2,
+            ip6_opts: lsov2_opts::IP6EXT | lsov2_opts::TCP6OPT,
+        },
+        ..NdisOffload::default()
+    };
+    let mut b = vec![0u8; core::mem::size_of::<NdisOffload>()];
+    let n = caps.emit(&mut b, rev).unwrap_or(0);
+    b.truncate(n);
     b
 }
+
+/// Largest LSOv2 send the host accepts (OpenVMM).
+const LSO_MAX_SIZE: u32 = 62780;
 
 fn utf16z(s: &str) -> Vec<u8> {
     s.encode_utf16()
@@ -96,7 +117,7 @@ pub(crate) fn query(dev: &Device, oid: u32, _input: &[u8]) -> (u32, Vec<u8>) {
         o::GEN_VENDOR_DESCRIPTION => b"hv-emu synthetic NIC\0".to_vec(),
         o::GEN_CURRENT_PACKET_FILTER => u32v(st.filter),
         o::GEN_MEDIA_CONNECT_STATUS => u32v(if st.link_up { 0 } else { 1 }),
-        o::GEN_MAXIMUM_SEND_PACKETS => u32v(r::MAX_PACKETS_PER_MESSAGE),
+        o::GEN_MAXIMUM_SEND_PACKETS => u32v(super::rndis::MAX_PACKETS_PER_MESSAGE),
         o::GEN_XMIT_OK | o::GEN_RCV_OK => {
             drop(st);
             let chans = dev.channels();
@@ -109,7 +130,7 @@ pub(crate) fn query(dev: &Device, oid: u32, _input: &[u8]) -> (u32, Vec<u8>) {
                 ctr.load(std::sync::atomic::Ordering::Relaxed)
             };
             return (
-                r::STATUS_SUCCESS,
+                st_::SUCCESS,
                 chans
                     .iter()
                     .map(|ch| c(ch))
@@ -119,45 +140,46 @@ pub(crate) fn query(dev: &Device, oid: u32, _input: &[u8]) -> (u32, Vec<u8>) {
             );
         }
         o::GEN_FRIENDLY_NAME => utf16z("hv-emu synthetic NIC"),
-        o::P802_3_PERMANENT_ADDRESS => dev.cfg.mac.to_vec(),
-        o::P802_3_CURRENT_ADDRESS => st.current_mac.to_vec(),
-        o::P802_3_MULTICAST_LIST => Vec::new(),
-        o::P802_3_MAXIMUM_LIST_SIZE => u32v(32),
-        o::P802_3_RCV_ERROR_ALIGNMENT
-        | o::P802_3_XMIT_ONE_COLLISION
-        | o::P802_3_XMIT_MORE_COLLISIONS => u32v(0),
+        o::E802_3_PERMANENT_ADDRESS => dev.cfg.mac.to_vec(),
+        o::E802_3_CURRENT_ADDRESS => st.current_mac.to_vec(),
+        o::E802_3_MULTICAST_LIST => Vec::new(),
+        o::E802_3_MAXIMUM_LIST_SIZE => u32v(32),
+        o::E802_3_RCV_ERROR_ALIGNMENT
+        | o::E802_3_XMIT_ONE_COLLISION
+        | o::E802_3_XMIT_MORE_COLLISIONS => u32v(0),
         o::TCP_OFFLOAD_HARDWARE_CAPABILITIES | o::TCP_OFFLOAD_CURRENT_CONFIG => {
             offload_caps(st.version)
         }
         o::OFFLOAD_ENCAPSULATION => {
-            let mut b = vec![0u8; 28];
-            b[0] = 0xA8;
-            b[1] = 1;
-            put_u16(&mut b, 2, 28);
-            for (i, v) in [1, 2, 14, 1, 2, 14].into_iter().enumerate() {
-                put_u32(&mut b, 4 + 4 * i, v);
+            // NDIS_OFFLOAD_ENCAPSULATION rev 1: IPv4 and IPv6 enabled, 802.3, 14-byte header.
+            let mut b = NdisObjectHeader::new(object_type::OFFLOAD_ENCAPSULATION, 1, 28)
+                .as_bytes()
+                .to_vec();
+            for v in [1u32, encap::E8023, 14, 1, encap::E8023, 14] {
+                b.extend_from_slice(&v.to_le_bytes());
             }
             b
         }
         o::GEN_RECEIVE_SCALE_CAPABILITIES => {
             // A 128-entry table even for one queue: DPDK misbehaves on 0 (OpenVMM).
-            let mut b = vec![0u8; 20];
-            b[0] = 0x88;
-            b[1] = 2;
-            put_u16(&mut b, 2, 18);
-            put_u32(
-                &mut b,
-                4,
-                0x0800_0000 | 0x100 | 0x200 | 0x400 | hash::FUNCTION_TOEPLITZ,
-            );
-            put_u32(&mut b, 8, u32::from(dev.cfg.max_queues));
-            put_u32(&mut b, 12, u32::from(dev.cfg.max_queues));
-            put_u16(&mut b, 16, 128);
+            let caps = NdisRssCaps {
+                capabilities: rss_caps::USING_MSI_X
+                    | rss_caps::HASH_TYPE_TCP_IPV4
+                    | rss_caps::HASH_TYPE_TCP_IPV6
+                    | rss_caps::HASH_TYPE_TCP_IPV6_EX
+                    | rss_caps::TOEPLITZ,
+                num_int_msg: u32::from(dev.cfg.max_queues),
+                num_recv_queues: u32::from(dev.cfg.max_queues),
+                num_indirection_entries: ndis::RSS_MAX_TABLE_ENTRIES as u16,
+                ..NdisRssCaps::default()
+            };
+            let mut b = vec![0u8; core::mem::size_of::<NdisRssCaps>()];
+            let _ = caps.emit(&mut b);
             b
         }
-        _ => return (r::STATUS_NOT_SUPPORTED, Vec::new()),
+        _ => return (st_::NOT_SUPPORTED, Vec::new()),
     };
-    (r::STATUS_SUCCESS, data)
+    (st_::SUCCESS, data)
 }
 
 /// Apply a SET: returns the RNDIS status.
@@ -166,134 +188,115 @@ pub(crate) fn set(dev: &Device, oid: u32, input: &[u8]) -> u32 {
     st.oids_set.push(oid);
     match oid {
         o::GEN_CURRENT_PACKET_FILTER => {
-            let Some(f) = u32_at(input, 0) else {
-                return r::STATUS_INVALID_LENGTH;
+            let Some(f) = input.get(..4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]])) else {
+                return st_::INVALID_LENGTH;
             };
             st.filter = f;
             st.filters.push(f);
-            r::STATUS_SUCCESS
+            st_::SUCCESS
         }
         o::TCP_OFFLOAD_PARAMETERS => {
-            if input.len() < 20 {
-                return r::STATUS_INVALID_LENGTH;
-            }
-            if input[0] != 0x80 {
-                return r::STATUS_INVALID_DATA;
-            }
+            let q = match NdisOffloadParams::parse(input) {
+                Ok(q) => q,
+                Err(e) => return invalid(e),
+            };
             let p = &mut st.offload;
             p.sets += 1;
-            p.revision = input[1];
-            p.ipv4_checksum = input[4];
-            p.tcp_ipv4_checksum = input[5];
-            p.udp_ipv4_checksum = input[6];
-            p.tcp_ipv6_checksum = input[7];
-            p.udp_ipv6_checksum = input[8];
-            p.lso_v1 = input[9];
-            p.lso_v2_ipv4 = input[11];
-            p.lso_v2_ipv6 = input[12];
-            if input.len() >= 24 {
-                p.rsc_ipv4 = input[22];
-                p.rsc_ipv6 = input[23];
-            }
-            r::STATUS_SUCCESS
+            p.revision = q.header.revision;
+            p.ipv4_checksum = q.ip_v4_csum;
+            p.tcp_ipv4_checksum = q.tcp_ip_v4_csum;
+            p.udp_ipv4_checksum = q.udp_ip_v4_csum;
+            p.tcp_ipv6_checksum = q.tcp_ip_v6_csum;
+            p.udp_ipv6_checksum = q.udp_ip_v6_csum;
+            p.lso_v1 = q.lso_v1;
+            p.lso_v2_ipv4 = q.lso_v2_ipv4;
+            p.lso_v2_ipv6 = q.lso_v2_ipv6;
+            p.rsc_ipv4 = q.rsc_ipv4;
+            p.rsc_ipv6 = q.rsc_ipv6;
+            st_::SUCCESS
         }
         o::OFFLOAD_ENCAPSULATION => {
             if input.len() < 28 {
-                return r::STATUS_INVALID_LENGTH;
+                return st_::INVALID_LENGTH;
             }
             st.offload.encapsulation_sets += 1;
-            r::STATUS_SUCCESS
+            st_::SUCCESS
         }
         o::GEN_RECEIVE_SCALE_PARAMETERS => set_rss(&mut st.rss, input),
         o::GEN_RNDIS_CONFIG_PARAMETER => match config_parameter(input) {
             Some(p) => {
                 st.offload.config_parameters.push(p);
-                r::STATUS_SUCCESS
+                st_::SUCCESS
             }
-            None => r::STATUS_INVALID_DATA,
+            None => st_::INVALID_DATA,
         },
-        o::P802_3_MULTICAST_LIST => {
+        o::E802_3_MULTICAST_LIST => {
             if !input.len().is_multiple_of(6) {
-                return r::STATUS_INVALID_LENGTH;
+                return st_::INVALID_LENGTH;
             }
-            r::STATUS_SUCCESS
+            st_::SUCCESS
         }
-        o::GEN_NETWORK_LAYER_ADDRESSES => r::STATUS_SUCCESS,
-        _ => r::STATUS_NOT_SUPPORTED,
+        o::GEN_NETWORK_LAYER_ADDRESSES => st_::SUCCESS,
+        _ => st_::NOT_SUPPORTED,
+    }
+}
+
+/// The RNDIS status for a payload that does not parse: too short, or malformed.
+fn invalid(e: ProtoError) -> u32 {
+    match e {
+        ProtoError::Truncated { .. } => st_::INVALID_LENGTH,
+        _ => st_::INVALID_DATA,
     }
 }
 
 fn set_rss(rss: &mut super::RssState, b: &[u8]) -> u32 {
-    if b.len() < 40 {
-        return r::STATUS_INVALID_LENGTH;
-    }
-    if b[0] != 0x89 {
-        return r::STATUS_INVALID_DATA;
-    }
-    let flags = u16_at(b, 4).unwrap_or(0);
-    let hash_info = u32_at(b, 8).unwrap_or(0);
-    let (tsize, toff) = (
-        u16_at(b, 12).unwrap_or(0) as usize,
-        u32_at(b, 16).unwrap_or(0) as usize,
-    );
-    let (ksize, koff) = (
-        u16_at(b, 20).unwrap_or(0) as usize,
-        u32_at(b, 24).unwrap_or(0) as usize,
-    );
+    let p = match RssParams::parse(b) {
+        Ok(p) => p,
+        Err(e) => return invalid(e),
+    };
+    let flags = p.params.flags;
     rss.sets += 1;
-    if flags & 0x10 != 0 {
+    if flags & rss_flags::DISABLE_RSS != 0 {
         rss.enabled = false;
-        return r::STATUS_SUCCESS;
+        return st_::SUCCESS;
     }
-    if flags & 0x4 == 0 && tsize > 0 {
-        if tsize % 4 != 0 || tsize / 4 > 128 || toff.checked_add(tsize).is_none_or(|e| e > b.len())
-        {
-            return r::STATUS_INVALID_DATA;
-        }
-        let entries: Vec<u32> = (0..tsize / 4)
-            .map(|i| u32_at(b, toff + 4 * i).unwrap_or(0))
+    if flags & rss_flags::ITABLE_UNCHANGED == 0 && p.table_len() > 0 {
+        let n = p.table_len();
+        rss.table = (0..ndis::RSS_MAX_TABLE_ENTRIES)
+            .map(|i| p.table_entry(i % n).unwrap_or(0))
             .collect();
-        rss.table = (0..128).map(|i| entries[i % entries.len()]).collect();
     }
-    if flags & 0x8 == 0 && ksize > 0 {
-        if ksize != 40 || koff.checked_add(ksize).is_none_or(|e| e > b.len()) {
-            return r::STATUS_INVALID_DATA;
+    if flags & rss_flags::HASH_KEY_UNCHANGED == 0 && !p.key.is_empty() {
+        if p.key.len() != ndis::RSS_KEY_LEN {
+            return st_::INVALID_DATA;
         }
-        rss.key = b[koff..koff + ksize].to_vec();
+        rss.key = p.key.to_vec();
     }
-    if flags & 0x2 == 0 {
-        rss.hash_info = hash_info;
+    if flags & rss_flags::HASH_INFO_UNCHANGED == 0 {
+        rss.hash_info = p.params.hash_info;
     }
-    rss.enabled = rss.hash_info & hash::TYPE_MASK != 0;
-    r::STATUS_SUCCESS
+    rss.enabled = rss.hash_info & hash_info::TYPE_MASK != 0;
+    st_::SUCCESS
 }
 
-/// Decode an RNDIS_CONFIG_PARAMETER_INFO: "name=value" (strings are UTF-16, offsets from its start).
+/// Decode an RNDIS_CONFIG_PARAMETER_INFO as "name=value" (strings are UTF-16, integers a u32).
 fn config_parameter(b: &[u8]) -> Option<String> {
-    let (noff, nlen, ty, voff, vlen) = (
-        u32_at(b, 0)?,
-        u32_at(b, 4)?,
-        u32_at(b, 8)?,
-        u32_at(b, 12)?,
-        u32_at(b, 16)?,
-    );
-    let utf16 = |off: u32, len: u32| -> Option<String> {
-        let s = b.get(off as usize..(off as usize).checked_add(len as usize)?)?;
+    let p = ConfigParameter::parse(b).ok()?;
+    let utf16 = |s: &[u8]| {
         let units: Vec<u16> = s
             .chunks_exact(2)
             .map(|c| u16::from_le_bytes([c[0], c[1]]))
             .collect();
-        Some(
-            String::from_utf16_lossy(&units)
-                .trim_end_matches('\0')
-                .to_string(),
-        )
+        String::from_utf16_lossy(&units)
+            .trim_end_matches('\0')
+            .to_string()
     };
-    let name = utf16(noff, nlen)?;
-    let value = if ty == 2 {
-        utf16(voff, vlen)?
+    let name = utf16(p.name);
+    let value = if p.param_type == CONFIG_PARAM_TYPE_STRING {
+        utf16(p.value)
     } else {
-        u32_at(b, voff as usize)?.to_string()
+        let v = p.value.get(..4)?;
+        u32::from_le_bytes([v[0], v[1], v[2], v[3]]).to_string()
     };
     Some(format!("{name}={value}"))
 }
