@@ -12,7 +12,6 @@ pub mod stats;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 pub mod tree;
-pub mod wire;
 
 pub use backend::{Backend, BackendConfig, GeneratorConfig};
 pub use emulator::{Emulator, EmulatorConfig, EmulatorError};

@@ -3,7 +3,10 @@
 //! this crate's tests and, behind the `testing` feature, for other crates' tests.
 
 use crate::tree::DeviceTree;
-use crate::wire::{nvsp, put_u32, rndis as r, u32_at};
+use netvsc_proto::nvsp::{
+    self, NvspMessage, SendRndisPkt, SendRndisPktComplete, msg_type as nt, status,
+};
+use netvsc_proto::rndis::{self as r, RndisMessage};
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 use vmbus_ring::{
@@ -22,6 +25,12 @@ pub struct HostPacket {
     /// Transfer-page ranges (byte_count, byte_offset).
     pub ranges: Vec<(u32, u32)>,
     pub payload: Vec<u8>,
+}
+
+/// Little-endian u32 at `off` (the fake guest reads replies field by field, as a test wants to).
+fn u32_at(b: &[u8], off: usize) -> Option<u32> {
+    let v = b.get(off..off.checked_add(4)?)?;
+    Some(u32::from_le_bytes([v[0], v[1], v[2], v[3]]))
 }
 
 impl HostPacket {
@@ -162,19 +171,21 @@ impl FakeGuest {
 
     /// Send an NVSP message of `fields` (u32 each), padded to 40 bytes.
     pub fn send_nvsp(&mut self, fields: &[u32], completion_requested: bool) -> u64 {
-        let mut m = [0u8; 40];
-        for (i, f) in fields.iter().enumerate() {
-            put_u32(&mut m, 4 * i, *f);
+        let mut m = [0u8; nvsp::MESSAGE_LEN];
+        for (chunk, f) in m.chunks_exact_mut(4).zip(fields) {
+            chunk.copy_from_slice(&f.to_le_bytes());
         }
         self.send_raw(&m, completion_requested)
     }
 
     /// Send a GPA-direct packet carrying NVSP 107 over `ranges`.
     pub fn send_gpa(&mut self, ranges: &[GpaRange], channel_type: u32) -> u64 {
-        let mut m = [0u8; 40];
-        put_u32(&mut m, 0, nvsp::SEND_RNDIS_PKT);
-        put_u32(&mut m, 4, channel_type);
-        put_u32(&mut m, 8, nvsp::NO_SECTION);
+        let m = NvspMessage::SendRndisPkt(SendRndisPkt {
+            channel_type,
+            send_buf_section_index: nvsp::SECTION_INDEX_NONE,
+            send_buf_section_size: 0,
+        })
+        .to_bytes();
         let trans_id = self.next_trans;
         self.next_trans += 1;
         self.write(&OutgoingPacket {
@@ -188,9 +199,10 @@ impl FakeGuest {
 
     /// Complete a transfer-page packet with NVSP 108 SUCCESS.
     pub fn complete(&mut self, trans_id: u64) {
-        let mut m = [0u8; 40];
-        put_u32(&mut m, 0, nvsp::SEND_RNDIS_PKT_COMPLETE);
-        put_u32(&mut m, 4, nvsp::STATUS_SUCCESS);
+        let m = NvspMessage::SendRndisPktComplete(SendRndisPktComplete {
+            status: status::SUCCESS,
+        })
+        .to_bytes();
         self.write(&OutgoingPacket {
             kind: OutgoingKind::Completion,
             trans_id,
@@ -263,10 +275,10 @@ impl FakeGuest {
 
     /// NVSP INIT with `version`; returns the INIT_COMPLETE status.
     pub fn init(&mut self, version: u32) -> u32 {
-        let t = self.send_nvsp(&[nvsp::INIT, version, version], true);
+        let t = self.send_nvsp(&[nt::INIT, version, version], true);
         let c = self.expect_completion(t);
-        assert_eq!(c.nvsp_type(), nvsp::INIT_COMPLETE);
-        if c.u32(12) == nvsp::STATUS_SUCCESS {
+        assert_eq!(c.nvsp_type(), nt::INIT_COMPLETE);
+        if c.u32(12) == status::SUCCESS {
             self.version = version;
         }
         c.u32(12)
@@ -275,28 +287,27 @@ impl FakeGuest {
     /// INIT, NDIS_CONFIG, NDIS_VER, receive and send buffers, as DPDK does (no completion asked
     /// for NDIS_CONFIG/NDIS_VER).
     pub fn handshake(&mut self, version: u32) {
-        assert_eq!(
-            self.init(version),
-            nvsp::STATUS_SUCCESS,
-            "INIT {version:#x}"
-        );
-        if version >= nvsp::V2 {
-            self.send_nvsp(&[nvsp::SEND_NDIS_CONFIG, 1514, 0, 0x8, 0], false);
+        assert_eq!(self.init(version), status::SUCCESS, "INIT {version:#x}");
+        if version >= nvsp::VERSION_2 {
+            let caps = nvsp::ndis_config_caps::IEEE8021Q as u32;
+            self.send_nvsp(&[nt::SEND_NDIS_CONFIG, 1514, 0, caps, 0], false);
         }
-        let (major, minor) = if version > nvsp::V4 { (6, 30) } else { (6, 1) };
-        self.send_nvsp(&[nvsp::SEND_NDIS_VER, major, minor], false);
-        let t = self.send_nvsp(&[nvsp::SEND_RECV_BUF, self.recv_gpadl, 0xCAFE], true);
+        let (major, minor) = nvsp::ndis_version_for(version);
+        self.send_nvsp(&[nt::SEND_NDIS_VER, major, minor], false);
+        let id = u32::from(nvsp::RECV_BUF_ID);
+        let t = self.send_nvsp(&[nt::SEND_RECV_BUF, self.recv_gpadl, id], true);
         let c = self.expect_completion(t);
         assert_eq!(
             (c.nvsp_type(), c.u32(4), c.u32(8)),
-            (nvsp::SEND_RECV_BUF_COMPLETE, nvsp::STATUS_SUCCESS, 1)
+            (nt::SEND_RECV_BUF_COMPLETE, status::SUCCESS, 1)
         );
         self.sub_alloc_size = c.u32(16);
-        let t = self.send_nvsp(&[nvsp::SEND_SEND_BUF, self.send_gpadl, 0xFACE], true);
+        let id = u32::from(nvsp::SEND_BUF_ID);
+        let t = self.send_nvsp(&[nt::SEND_SEND_BUF, self.send_gpadl, id], true);
         let c = self.expect_completion(t);
         assert_eq!(
             (c.nvsp_type(), c.u32(4)),
-            (nvsp::SEND_SEND_BUF_COMPLETE, nvsp::STATUS_SUCCESS)
+            (nt::SEND_SEND_BUF_COMPLETE, status::SUCCESS)
         );
         self.section_size = c.u32(8);
     }
@@ -308,7 +319,7 @@ impl FakeGuest {
             .write(off, data)
             .expect("section in send buffer");
         self.send_nvsp(
-            &[nvsp::SEND_RNDIS_PKT, channel_type, index, data.len() as u32],
+            &[nt::SEND_RNDIS_PKT, channel_type, index, data.len() as u32],
             true,
         )
     }
@@ -330,12 +341,13 @@ impl FakeGuest {
     /// Send an RNDIS control message and return the host's reply (the control packet is completed).
     pub fn rndis_request(&mut self, msg: &[u8]) -> Vec<u8> {
         let ty = u32_at(msg, 0).unwrap_or(0);
-        let t = self.send_section(0, msg, nvsp::CHANNEL_CONTROL);
+        let t = self.send_section(0, msg, nvsp::CHANNEL_TYPE_CONTROL);
         let c = self.expect_completion(t);
-        assert_eq!(c.u32(4), nvsp::STATUS_SUCCESS, "RNDIS send status");
-        let want = ty | r::COMPLETION;
+        assert_eq!(c.u32(4), status::SUCCESS, "RNDIS send status");
+        // Completions have the request type with bit 31 set.
+        let want = ty | 0x8000_0000;
         let p = self.expect("RNDIS reply", |p| {
-            p.kind == 7 && p.u32(4) == nvsp::CHANNEL_CONTROL
+            p.kind == 7 && p.u32(4) == nvsp::CHANNEL_TYPE_CONTROL
         });
         let msgs = self.messages(&p);
         self.complete(p.trans_id);
@@ -351,20 +363,14 @@ impl FakeGuest {
 
     /// RNDIS INITIALIZE; returns the INITIALIZE_CMPLT.
     pub fn rndis_init(&mut self) -> Vec<u8> {
-        let mut m = vec![0u8; 24];
         let id = self.req_id();
-        for (i, v) in [r::INITIALIZE, 24, id, 1, 0, 0x4000]
-            .into_iter()
-            .enumerate()
-        {
-            put_u32(&mut m, 4 * i, v);
-        }
-        self.rndis_request(&m)
+        self.rndis_request(&emit(&RndisMessage::initialize(id, 0x4000)))
     }
 
     /// QUERY `oid` with input `info`: (status, data).
     pub fn query(&mut self, oid: u32, info: &[u8]) -> (u32, Vec<u8>) {
-        let m = self.oid_msg(r::QUERY, oid, info);
+        let id = self.req_id();
+        let m = emit(&RndisMessage::query(id, oid, info));
         let reply = self.rndis_request(&m);
         let status = u32_at(&reply, 12).unwrap_or(u32::MAX);
         let len = u32_at(&reply, 16).unwrap_or(0) as usize;
@@ -380,22 +386,10 @@ impl FakeGuest {
 
     /// SET `oid` to `data`: status.
     pub fn set(&mut self, oid: u32, data: &[u8]) -> u32 {
-        let m = self.oid_msg(r::SET, oid, data);
+        let id = self.req_id();
+        let m = emit(&RndisMessage::set(id, oid, data));
         let reply = self.rndis_request(&m);
         u32_at(&reply, 12).unwrap_or(u32::MAX)
-    }
-
-    fn oid_msg(&mut self, ty: u32, oid: u32, info: &[u8]) -> Vec<u8> {
-        let mut m = vec![0u8; 28 + info.len()];
-        let id = self.req_id();
-        for (i, v) in [ty, m.len() as u32, id, oid, info.len() as u32, 20, 0]
-            .into_iter()
-            .enumerate()
-        {
-            put_u32(&mut m, 4 * i, v);
-        }
-        m[28..].copy_from_slice(info);
-        m
     }
 
     /// Collect data frames from transfer-page packets for up to `timeout` until `n` arrived;
@@ -405,7 +399,7 @@ impl FakeGuest {
         let mut out = Vec::new();
         while out.len() < n && Instant::now() < deadline {
             let Some(p) = self.wait_for(Duration::from_millis(20), &mut |p| {
-                p.kind == 7 && p.u32(4) == nvsp::CHANNEL_DATA
+                p.kind == 7 && p.u32(4) == nvsp::CHANNEL_TYPE_DATA
             }) else {
                 continue;
             };
@@ -420,52 +414,39 @@ impl FakeGuest {
     }
 }
 
-/// Parse a host RNDIS PACKET message into frame + PPIs.
+/// Encode a guest RNDIS message.
+fn emit(msg: &RndisMessage<'_>) -> Vec<u8> {
+    let mut m = vec![0u8; msg.encoded_len()];
+    msg.emit(&mut m).expect("buffer sized by encoded_len");
+    m
+}
+
+/// Parse a host RNDIS PACKET message into frame + PPIs (type, first u32 of the value).
 pub fn parse_rx_packet(m: &[u8]) -> Option<RxFrame> {
-    if u32_at(m, 0)? != r::PACKET || u32_at(m, 4)? as usize > m.len() {
+    let RndisMessage::Packet(p) = RndisMessage::parse(m).ok()? else {
         return None;
-    }
-    let doff = 8 + u32_at(m, 8)? as usize;
-    let dlen = u32_at(m, 12)? as usize;
-    let poff = 8 + u32_at(m, 28)? as usize;
-    let plen = u32_at(m, 32)? as usize;
+    };
     let mut ppis = Vec::new();
-    let mut o = poff;
-    while plen > 0 && o + 12 <= poff + plen {
-        let size = u32_at(m, o)? as usize;
-        ppis.push((
-            u32_at(m, o + 4)?,
-            u32_at(m, o + u32_at(m, o + 8)? as usize)?,
-        ));
-        if size == 0 {
-            return None;
-        }
-        o += size;
+    for e in p.ppis() {
+        let e = e.ok()?;
+        ppis.push((e.ppi_type, u32_at(e.data, 0)?));
     }
     Some(RxFrame {
-        frame: m.get(doff..doff + dlen)?.to_vec(),
+        frame: p.data.to_vec(),
         ppis,
     })
 }
 
 /// Build a guest RNDIS PACKET message with `ppis` (type, u32 value) and `frame`.
 pub fn build_tx_packet(frame: &[u8], ppis: &[(u32, u32)]) -> Vec<u8> {
-    let plen = 16 * ppis.len();
-    let len = 44 + plen + frame.len();
-    let mut m = vec![0u8; len];
-    put_u32(&mut m, 0, r::PACKET);
-    put_u32(&mut m, 4, len as u32);
-    put_u32(&mut m, 8, (36 + plen) as u32);
-    put_u32(&mut m, 12, frame.len() as u32);
-    put_u32(&mut m, 28, 36);
-    put_u32(&mut m, 32, plen as u32);
-    for (i, (ty, v)) in ppis.iter().enumerate() {
-        let o = 44 + 16 * i;
-        put_u32(&mut m, o, 16);
-        put_u32(&mut m, o + 4, *ty);
-        put_u32(&mut m, o + 8, 12);
-        put_u32(&mut m, o + 12, *v);
-    }
-    m[44 + plen..].copy_from_slice(frame);
+    let values: Vec<[u8; 4]> = ppis.iter().map(|(_, v)| v.to_le_bytes()).collect();
+    let list: Vec<(u32, &[u8])> = ppis
+        .iter()
+        .zip(&values)
+        .map(|((ty, _), v)| (*ty, &v[..]))
+        .collect();
+    let mut m = vec![0u8; r::PACKET_HEADER_LEN + 16 * ppis.len() + frame.len()];
+    let len = r::emit_packet(&mut m, &list, frame).expect("buffer sized for the packet");
+    debug_assert_eq!(len, m.len());
     m
 }

@@ -4,9 +4,16 @@
 use hv_emu::backend::{CaptureHandle, build_flow_frame};
 use hv_emu::host::frame;
 use hv_emu::testing::{FakeGuest, build_tx_packet};
-use hv_emu::wire::{nvsp, oid, ppi, rndis as r, u32_at};
 use hv_emu::{BackendConfig, Emulator, EmulatorConfig, GeneratorConfig};
+use netvsc_proto::nvsp::{self, msg_type as nt, status as ns};
+use netvsc_proto::ppi::{self, RxChecksumInfo, TxChecksumInfo, VlanInfo};
+use netvsc_proto::{oid, rndis as r};
 use std::time::Duration;
+
+/// Little-endian u32 at `off` of a reply, read independently of the host's encoder.
+fn u32_at(b: &[u8], off: usize) -> Option<u32> {
+    Some(u32::from_le_bytes(b.get(off..off + 4)?.try_into().ok()?))
+}
 
 const MAC: [u8; 6] = [0x00, 0x15, 0x5d, 0x00, 0x00, 0x01];
 
@@ -24,7 +31,7 @@ fn emu(f: impl FnOnce(&mut EmulatorConfig)) -> (tempfile::TempDir, Emulator) {
 
 fn ready_guest(e: &Emulator, filter: u32) -> FakeGuest {
     let mut g = FakeGuest::attach(e.tree());
-    g.handshake(nvsp::V61);
+    g.handshake(nvsp::VERSION_61);
     g.rndis_init();
     assert_eq!(
         g.set(oid::GEN_CURRENT_PACKET_FILTER, &filter.to_le_bytes()),
@@ -55,7 +62,10 @@ fn tx_applies_vlan_checksum_and_lso() {
     f1[25] = 0;
     f1[50] = 0;
     f1[51] = 0;
-    let csum = ppi::TX_IS_IPV4 | ppi::TX_TCP_CSUM | ppi::TX_IP_HDR_CSUM | (34 << 16);
+    let csum = TxChecksumInfo::IS_IPV4
+        | TxChecksumInfo::TCP_CSUM
+        | TxChecksumInfo::IP_HDR_CSUM
+        | (34 << 16);
     // VLAN: untagged frame + PPI → tagged on the wire.
     let f2 = build_flow_frame([2; 6], 1, 100);
     // LSO: 4000-byte payload, MSS 1448, IPv4 total length zeroed as guests do.
@@ -66,9 +76,9 @@ fn tx_applies_vlan_checksum_and_lso() {
     // Aggregate three messages in one section (each padded to 8 like DPDK).
     let mut section = Vec::new();
     for m in [
-        build_tx_packet(&f1, &[(ppi::CHECKSUM, csum)]),
-        build_tx_packet(&f2, &[(ppi::IEEE_8021Q, 0x2064)]),
-        build_tx_packet(&f3, &[(ppi::LSO, lso)]),
+        build_tx_packet(&f1, &[(ppi::TCPIP_CHKSUM, csum)]),
+        build_tx_packet(&f2, &[(ppi::IEEE_8021Q, VlanInfo::from_tci(0x2064).0)]),
+        build_tx_packet(&f3, &[(ppi::TCP_LARGESEND, lso)]),
     ] {
         let mut m = m;
         let padded = m.len().div_ceil(8) * 8;
@@ -79,7 +89,7 @@ fn tx_applies_vlan_checksum_and_lso() {
     }
     assert!(section.len() <= 6144);
     let t = g.send_section(5, &section, 0);
-    assert_eq!(g.expect_completion(t).u32(4), nvsp::STATUS_SUCCESS);
+    assert_eq!(g.expect_completion(t).u32(4), ns::SUCCESS);
     let sent = cap.sent();
     assert_eq!(
         sent.len(),
@@ -127,7 +137,7 @@ fn gpa_direct_send_reads_guest_memory() {
         pfn: addr / 4096,
     };
     let t = g.send_gpa(&[range], 0);
-    assert_eq!(g.expect_completion(t).u32(4), nvsp::STATUS_SUCCESS);
+    assert_eq!(g.expect_completion(t).u32(4), ns::SUCCESS);
     assert_eq!(cap.sent(), vec![f]);
     // A bad address is a counted error and a FAIL status, not a crash.
     let t = g.send_gpa(
@@ -138,7 +148,7 @@ fn gpa_direct_send_reads_guest_memory() {
         }],
         0,
     );
-    assert_eq!(g.expect_completion(t).u32(4), nvsp::STATUS_FAIL);
+    assert_eq!(g.expect_completion(t).u32(4), ns::FAILURE);
     assert_eq!(e.stats().protocol_errors["gpaReadFailed"], 1);
 }
 
@@ -160,14 +170,17 @@ fn rx_delivers_with_ppis_and_reclaims_only_on_completion() {
     assert_eq!(rx.len(), 2);
     assert_eq!(rx[0].frame, plain);
     assert_eq!(
-        rx[0].ppi(ppi::CHECKSUM),
-        Some(ppi::RX_IP_OK | ppi::RX_TCP_OK)
+        rx[0].ppi(ppi::TCPIP_CHKSUM),
+        Some(RxChecksumInfo::IP_OK | RxChecksumInfo::TCP_OK)
     );
     assert_eq!(rx[1].frame, build_flow_frame(MAC, 1, 128), "tag stripped");
-    assert_eq!(rx[1].ppi(ppi::IEEE_8021Q), Some(5));
     assert_eq!(
-        rx[1].ppi(ppi::CHECKSUM),
-        Some(ppi::RX_IP_OK | ppi::RX_UDP_OK)
+        rx[1].ppi(ppi::IEEE_8021Q).map(|v| VlanInfo(v).tci()),
+        Some(5)
+    );
+    assert_eq!(
+        rx[1].ppi(ppi::TCPIP_CHKSUM),
+        Some(RxChecksumInfo::IP_OK | RxChecksumInfo::UDP_OK)
     );
     wait(|| e.stats().recv_outstanding == 0);
     // A guest that stops completing: `data` frames fit, the rest are dropped as noRxBuffer.
@@ -235,16 +248,16 @@ fn subchannels_open_and_rss_spreads_generated_flows() {
         });
     });
     let mut g = FakeGuest::attach(e.tree());
-    g.handshake(nvsp::V61);
+    g.handshake(nvsp::VERSION_61);
     g.rndis_init();
-    let t = g.send_nvsp(&[nvsp::SUBCHANNEL, 1, 3], true);
+    let t = g.send_nvsp(&[nt::SUBCHANNEL, 1, 3], true);
     let c = g.expect_completion(t);
     assert_eq!(
         (c.nvsp_type(), c.u32(4), c.u32(8)),
-        (nvsp::SUBCHANNEL, nvsp::STATUS_SUCCESS, 3)
+        (nt::SUBCHANNEL, ns::SUCCESS, 3)
     );
     let table = g.expect("indirection table", |p| {
-        p.nvsp_type() == nvsp::SEND_INDIRECTION_TABLE
+        p.nvsp_type() == nt::SEND_INDIRECTION_TABLE
     });
     assert_eq!((table.u32(4), table.u32(8)), (16, 12));
     assert_eq!(
@@ -282,7 +295,7 @@ fn subchannels_open_and_rss_spreads_generated_flows() {
     for i in 0..128u32 {
         params[40 + 4 * i as usize..44 + 4 * i as usize].copy_from_slice(&(i % 4).to_le_bytes());
     }
-    params[552..592].copy_from_slice(&hv_emu::wire::hash::DEFAULT_KEY);
+    params[552..592].copy_from_slice(&netvsc_proto::toeplitz::STANDARD_KEY);
     assert_eq!(g.set(oid::GEN_RECEIVE_SCALE_PARAMETERS, &params), 0);
     assert_eq!(
         g.set(oid::GEN_CURRENT_PACKET_FILTER, &0xDu32.to_le_bytes()),
@@ -316,7 +329,7 @@ fn subchannels_open_and_rss_spreads_generated_flows() {
     let mut input = [0u8; 36];
     let (len, _) = frame::rss_input(&f, info, &mut input).unwrap();
     assert_ne!(
-        frame::toeplitz(&hv_emu::wire::hash::DEFAULT_KEY, &input[..len]),
+        netvsc_proto::toeplitz::hash(&netvsc_proto::toeplitz::STANDARD_KEY, &input[..len]),
         0
     );
 }
@@ -327,13 +340,16 @@ fn link_indications_reach_the_guest() {
     let mut g = ready_guest(&e, 0xD);
     e.set_link(false);
     let p = g.expect("status", |p| {
-        p.kind == 7 && p.u32(4) == nvsp::CHANNEL_CONTROL
+        p.kind == 7 && p.u32(4) == nvsp::CHANNEL_TYPE_CONTROL
     });
     let m = g.messages(&p).remove(0);
     g.complete(p.trans_id);
     assert_eq!(
         (u32_at(&m, 0), u32_at(&m, 8)),
-        (Some(r::INDICATE_STATUS), Some(r::STATUS_MEDIA_DISCONNECT))
+        (
+            Some(r::msg_type::INDICATE_STATUS),
+            Some(r::status::MEDIA_DISCONNECT)
+        )
     );
     assert_eq!(
         g.query(oid::GEN_MEDIA_CONNECT_STATUS, &[]).1,
@@ -341,20 +357,23 @@ fn link_indications_reach_the_guest() {
     );
     e.set_link_speed(400_000_000);
     let p = g.expect("speed", |p| {
-        p.kind == 7 && p.u32(4) == nvsp::CHANNEL_CONTROL
+        p.kind == 7 && p.u32(4) == nvsp::CHANNEL_TYPE_CONTROL
     });
     let m = g.messages(&p).remove(0);
     g.complete(p.trans_id);
-    assert_eq!(u32_at(&m, 8), Some(r::STATUS_LINK_SPEED_CHANGE));
+    assert_eq!(u32_at(&m, 8), Some(r::status::LINK_SPEED_CHANGE));
     assert_eq!(
         u32_at(&m, 8 + u32_at(&m, 16).unwrap() as usize),
         Some(400_000_000)
     );
     e.set_link(true);
     let p = g.expect("status", |p| {
-        p.kind == 7 && p.u32(4) == nvsp::CHANNEL_CONTROL
+        p.kind == 7 && p.u32(4) == nvsp::CHANNEL_TYPE_CONTROL
     });
-    assert_eq!(u32_at(&g.messages(&p)[0], 8), Some(r::STATUS_MEDIA_CONNECT));
+    assert_eq!(
+        u32_at(&g.messages(&p)[0], 8),
+        Some(r::status::MEDIA_CONNECT)
+    );
 }
 
 #[test]

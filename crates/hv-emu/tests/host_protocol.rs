@@ -1,9 +1,15 @@
 //! NVSP/RNDIS control plane of the host, driven by the scripted fake guest over a real tree.
 
 use hv_emu::testing::FakeGuest;
-use hv_emu::wire::{nvsp, oid, rndis as r, u32_at};
 use hv_emu::{Emulator, EmulatorConfig};
+use netvsc_proto::nvsp::{self, msg_type as nt, status as ns};
+use netvsc_proto::{oid, rndis as r};
 use std::time::Duration;
+
+/// Little-endian u32 at `off` of a reply, read independently of the host's encoder.
+fn u32_at(b: &[u8], off: usize) -> Option<u32> {
+    Some(u32::from_le_bytes(b.get(off..off + 4)?.try_into().ok()?))
+}
 
 fn emu(f: impl FnOnce(&mut EmulatorConfig)) -> (tempfile::TempDir, Emulator) {
     let dir = tempfile::tempdir_in("/dev/shm")
@@ -22,12 +28,12 @@ fn each_of_the_six_versions_is_accepted_and_others_are_not() {
     for v in nvsp::VERSIONS {
         let (_d, e) = emu(|_| {});
         let mut g = FakeGuest::attach(e.tree());
-        let t = g.send_nvsp(&[nvsp::INIT, v, v], true);
+        let t = g.send_nvsp(&[nt::INIT, v, v], true);
         let c = g.expect_completion(t);
-        assert_eq!(c.nvsp_type(), nvsp::INIT_COMPLETE);
-        assert_eq!(c.u32(12), nvsp::STATUS_SUCCESS, "version {v:#x}");
+        assert_eq!(c.nvsp_type(), nt::INIT_COMPLETE);
+        assert_eq!(c.u32(12), ns::SUCCESS, "version {v:#x}");
         assert_eq!(c.u32(8), 34, "max_mdl_chain_len");
-        let len: usize = if v == nvsp::V61 { 40 } else { 28 };
+        let len: usize = if v == nvsp::VERSION_61 { 40 } else { 28 };
         assert_eq!(
             c.payload.len(),
             len.div_ceil(8) * 8,
@@ -37,20 +43,20 @@ fn each_of_the_six_versions_is_accepted_and_others_are_not() {
     }
     let (_d, e) = emu(|_| {});
     let mut g = FakeGuest::attach(e.tree());
-    assert_eq!(g.init(0x50001), nvsp::STATUS_NONE);
+    assert_eq!(g.init(0x50001), ns::NONE);
     assert_eq!(e.stats().nvsp_version, None);
     // Restricted host: 6.1 refused, 5 accepted (a guest falls back).
-    let (_d, e) = emu(|c| c.accept_versions = Some(vec![nvsp::V5]));
+    let (_d, e) = emu(|c| c.accept_versions = Some(vec![nvsp::VERSION_5]));
     let mut g = FakeGuest::attach(e.tree());
-    assert_ne!(g.init(nvsp::V61), nvsp::STATUS_SUCCESS);
-    assert_eq!(g.init(nvsp::V5), nvsp::STATUS_SUCCESS);
+    assert_ne!(g.init(nvsp::VERSION_61), ns::SUCCESS);
+    assert_eq!(g.init(nvsp::VERSION_5), ns::SUCCESS);
 }
 
 #[test]
 fn handshake_sizes_and_no_unrequested_completions() {
     let (_d, e) = emu(|_| {});
     let mut g = FakeGuest::attach(e.tree());
-    g.handshake(nvsp::V61);
+    g.handshake(nvsp::VERSION_61);
     assert_eq!(g.sub_alloc_size, 256 + 1514 + 36);
     assert_eq!(g.section_size, 6144);
     // NDIS_CONFIG and NDIS_VER went without the flag: nothing else may be in the ring.
@@ -66,25 +72,25 @@ fn handshake_sizes_and_no_unrequested_completions() {
         (6, 30)
     );
     // Wrong GPADL → FAIL.
-    let t = g.send_nvsp(&[nvsp::SEND_RECV_BUF, 12345, 0xCAFE], true);
-    assert_eq!(g.expect_completion(t).u32(4), nvsp::STATUS_FAIL);
-    let t = g.send_nvsp(&[nvsp::SEND_SEND_BUF, 12345, 0xFACE], true);
-    assert_eq!(g.expect_completion(t).u32(4), nvsp::STATUS_FAIL);
+    let t = g.send_nvsp(&[nt::SEND_RECV_BUF, 12345, 0xCAFE], true);
+    assert_eq!(g.expect_completion(t).u32(4), ns::FAILURE);
+    let t = g.send_nvsp(&[nt::SEND_SEND_BUF, 12345, 0xFACE], true);
+    assert_eq!(g.expect_completion(t).u32(4), ns::FAILURE);
     assert_eq!(e.stats().protocol_errors["wrongRecvGpadl"], 1);
     // Switch data path: recorded, completed only when asked.
-    let t = g.send_nvsp(&[nvsp::SWITCH_DATA_PATH, 1], true);
+    let t = g.send_nvsp(&[nt::SWITCH_DATA_PATH, 1], true);
     assert!(g.expect_completion(t).payload.is_empty());
-    g.send_nvsp(&[nvsp::SWITCH_DATA_PATH, 0], false);
+    g.send_nvsp(&[nt::SWITCH_DATA_PATH, 0], false);
     std::thread::sleep(Duration::from_millis(20));
     assert_eq!(e.stats().data_path, vec![1, 0]);
     // VF association goes to the guest with the fixed transaction id.
     assert!(e.send_vf_association(true, 7));
     let p = g.expect("VF association", |p| {
-        p.nvsp_type() == nvsp::SEND_VF_ASSOCIATION
+        p.nvsp_type() == nt::SEND_VF_ASSOCIATION
     });
     assert_eq!(
         (p.trans_id, p.u32(4), p.u32(8)),
-        (nvsp::VF_ASSOCIATION_TRANS_ID, 1, 7)
+        (nvsp::TRANS_ID_VF_ASSOCIATION, 1, 7)
     );
 }
 
@@ -92,7 +98,7 @@ fn handshake_sizes_and_no_unrequested_completions() {
 fn rndis_init_queries_sets_and_errors() {
     let (_d, e) = emu(|_| {});
     let mut g = FakeGuest::attach(e.tree());
-    g.handshake(nvsp::V61);
+    g.handshake(nvsp::VERSION_61);
     let init = g.rndis_init();
     assert_eq!(init.len(), 52);
     let f = |o| u32_at(&init, o).unwrap();
@@ -100,8 +106,8 @@ fn rndis_init_queries_sets_and_errors() {
         (f(12), f(16), f(24), f(28), f(32), f(36), f(40)),
         (0, 1, 1, 0, 8, 0xEFFF_FFFF, 3)
     );
-    let (st, mac) = g.query(oid::P802_3_PERMANENT_ADDRESS, &[]);
-    assert_eq!((st, mac), (r::STATUS_SUCCESS, e.config().mac.to_vec()));
+    let (st, mac) = g.query(oid::E802_3_PERMANENT_ADDRESS, &[]);
+    assert_eq!((st, mac), (r::status::SUCCESS, e.config().mac.to_vec()));
     assert_eq!(
         g.query(oid::GEN_MAXIMUM_FRAME_SIZE, &[]).1,
         1500u32.to_le_bytes()
@@ -117,10 +123,10 @@ fn rndis_init_queries_sets_and_errors() {
     let (st, caps) = g.query(oid::TCP_OFFLOAD_HARDWARE_CAPABILITIES, &[0xA7, 3, 156, 0]);
     assert_eq!((st, caps.len(), caps[0], caps[1]), (0, 156, 0xA7, 3));
     let (st, rss) = g.query(oid::GEN_RECEIVE_SCALE_CAPABILITIES, &[0x88, 2, 18, 0]);
-    assert_eq!(st, 0);
+    assert_eq!((st, rss.len()), (0, 18), "the 18-byte revision-2 object");
     assert_eq!(u32_at(&rss, 12), Some(8));
     assert_eq!(u16::from_le_bytes([rss[16], rss[17]]), 128);
-    assert_eq!(g.query(0x0BAD_0BAD, &[]).0, r::STATUS_NOT_SUPPORTED);
+    assert_eq!(g.query(0x0BAD_0BAD, &[]).0, r::status::NOT_SUPPORTED);
     // SETs: filter, short filter, offload params, unknown.
     assert_eq!(
         g.set(oid::GEN_CURRENT_PACKET_FILTER, &0xDu32.to_le_bytes()),
@@ -128,7 +134,7 @@ fn rndis_init_queries_sets_and_errors() {
     );
     assert_eq!(
         g.set(oid::GEN_CURRENT_PACKET_FILTER, &[1, 0]),
-        r::STATUS_INVALID_LENGTH
+        r::status::INVALID_LENGTH
     );
     let mut off = vec![0u8; 28];
     off[..4].copy_from_slice(&[0x80, 3, 28, 0]);
@@ -138,16 +144,16 @@ fn rndis_init_queries_sets_and_errors() {
     assert_eq!(g.set(oid::TCP_OFFLOAD_PARAMETERS, &off), 0);
     assert_eq!(
         g.set(oid::TCP_OFFLOAD_PARAMETERS, &off[..10]),
-        r::STATUS_INVALID_LENGTH
+        r::status::INVALID_LENGTH
     );
-    assert_eq!(g.set(0x0BAD_0BAD, &[0; 4]), r::STATUS_NOT_SUPPORTED);
+    assert_eq!(g.set(0x0BAD_0BAD, &[0; 4]), r::status::NOT_SUPPORTED);
     assert_eq!(
         g.set(oid::GEN_CURRENT_PACKET_FILTER, &0x20u32.to_le_bytes()),
         0
     );
     // KEEPALIVE answered; HALT not.
     let mut ka = vec![0u8; 12];
-    ka[..4].copy_from_slice(&r::KEEPALIVE.to_le_bytes());
+    ka[..4].copy_from_slice(&r::msg_type::KEEPALIVE.to_le_bytes());
     ka[4] = 12;
     ka[8] = 9;
     let reply = g.rndis_request(&ka);
@@ -168,25 +174,25 @@ fn malformed_messages_are_counted_not_fatal() {
     let (_d, e) = emu(|_| {});
     let mut g = FakeGuest::attach(e.tree());
     g.send_raw(&[1, 0], false); // INIT cut short (padded to 8 bytes by the ring)
-    g.send_nvsp(&[nvsp::SEND_RECV_BUF, 1], false); // before INIT
-    g.handshake(nvsp::V5);
+    g.send_nvsp(&[nt::SEND_RECV_BUF, 1], false); // before INIT
+    g.handshake(nvsp::VERSION_5);
     g.send_nvsp(&[999], false);
     // RNDIS: length beyond the section, zero length, bad packet offsets, bad PPI.
     let t = g.send_section(1, &[1, 0, 0, 0, 0xFF, 0, 0, 0], 0);
-    assert_eq!(g.expect_completion(t).u32(4), nvsp::STATUS_FAIL);
+    assert_eq!(g.expect_completion(t).u32(4), ns::FAILURE);
     let mut bad = hv_emu::testing::build_tx_packet(&[0u8; 60], &[(6, 5)]);
     bad[8..12].copy_from_slice(&0xFFFF_FFF0u32.to_le_bytes());
     let t = g.send_section(2, &bad, 0);
-    assert_eq!(g.expect_completion(t).u32(4), nvsp::STATUS_FAIL);
+    assert_eq!(g.expect_completion(t).u32(4), ns::FAILURE);
     let mut bad = hv_emu::testing::build_tx_packet(&[0u8; 60], &[(6, 5)]);
     bad[44..48].copy_from_slice(&3u32.to_le_bytes());
     let t = g.send_section(3, &bad, 0);
-    assert_eq!(g.expect_completion(t).u32(4), nvsp::STATUS_FAIL);
+    assert_eq!(g.expect_completion(t).u32(4), ns::FAILURE);
     // Section out of range; subchannel request beyond max_queues; unknown completion.
-    let t = g.send_nvsp(&[nvsp::SEND_RNDIS_PKT, 0, 1 << 30, 64], true);
-    assert_eq!(g.expect_completion(t).u32(4), nvsp::STATUS_FAIL);
-    let t = g.send_nvsp(&[nvsp::SUBCHANNEL, 1, 8], true);
-    assert_eq!(g.expect_completion(t).u32(4), nvsp::STATUS_FAIL);
+    let t = g.send_nvsp(&[nt::SEND_RNDIS_PKT, 0, 1 << 30, 64], true);
+    assert_eq!(g.expect_completion(t).u32(4), ns::FAILURE);
+    let t = g.send_nvsp(&[nt::SUBCHANNEL, 1, 8], true);
+    assert_eq!(g.expect_completion(t).u32(4), ns::FAILURE);
     g.complete(4242);
     // Still alive: a normal request works.
     g.rndis_init();
@@ -214,7 +220,7 @@ fn malformed_messages_are_counted_not_fatal() {
 fn silent_host_never_answers() {
     let (_d, e) = emu(|c| c.silent = true);
     let mut g = FakeGuest::attach(e.tree());
-    g.send_nvsp(&[nvsp::INIT, nvsp::V61, nvsp::V61], true);
+    g.send_nvsp(&[nt::INIT, nvsp::VERSION_61, nvsp::VERSION_61], true);
     assert!(
         g.wait_for(Duration::from_millis(100), &mut |_| true)
             .is_none()

@@ -1,10 +1,10 @@
 //! Ethernet/IP/TCP/UDP work the host does on frames: checksums, VLAN tags, TCP segmentation
-//! (LSOv2), receive checksum validation and the RSS tuple + Toeplitz hash.
+//! (LSOv2), receive checksum validation and the RSS hash input (hashed with `netvsc_proto::toeplitz`).
 //!
 //! All functions bound every offset against the frame they were given; a frame they cannot make
 //! sense of is reported as `None`/`false`, never a panic.
 
-use crate::wire::hash;
+use netvsc_proto::ndis::hash_info as hash;
 
 /// Ethernet header length without a VLAN tag.
 pub const ETH_LEN: usize = 14;
@@ -305,25 +305,6 @@ pub fn rss_input(f: &[u8], hash_info: u32, buf: &mut [u8; 36]) -> Option<(usize,
     None
 }
 
-/// Toeplitz hash of `input` under a 40-byte `key` (the standard RSS hash).
-pub fn toeplitz(key: &[u8], input: &[u8]) -> u32 {
-    let mut result = 0u32;
-    let key_bit = |i: usize| -> u32 {
-        let byte = key.get(i / 8).copied().unwrap_or(0);
-        u32::from((byte >> (7 - (i % 8))) & 1)
-    };
-    let mut window: u32 = (0..32).fold(0, |w, i| (w << 1) | key_bit(i));
-    for (bi, byte) in input.iter().enumerate() {
-        for bit in 0..8 {
-            if byte & (0x80 >> bit) != 0 {
-                result ^= window;
-            }
-            window = (window << 1) | key_bit(bi * 8 + bit + 32);
-        }
-    }
-    result
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -351,11 +332,21 @@ mod tests {
     }
 
     #[test]
-    fn toeplitz_matches_the_microsoft_verification_vector() {
+    fn rss_input_of_the_microsoft_verification_flow_hashes_to_its_vector() {
         // RSS verification suite: 66.9.149.187:2794 → 161.142.100.80:1766, IPv4 with TCP.
-        let input = [66, 9, 149, 187, 161, 142, 100, 80, 0x0a, 0xea, 0x06, 0xe6];
-        assert_eq!(toeplitz(&hash::DEFAULT_KEY, &input), 0x51cc_c178);
-        assert_eq!(toeplitz(&hash::DEFAULT_KEY, &input[..8]), 0x323e_8fc2);
+        let mut f = tcp4(0);
+        f[26..30].copy_from_slice(&[66, 9, 149, 187]);
+        f[30..34].copy_from_slice(&[161, 142, 100, 80]);
+        f[34..36].copy_from_slice(&2794u16.to_be_bytes());
+        f[36..38].copy_from_slice(&1766u16.to_be_bytes());
+        let key = &netvsc_proto::toeplitz::STANDARD_KEY;
+        let mut buf = [0u8; 36];
+        let (len, ty) = rss_input(&f, hash::TCP_IPV4 | hash::IPV4, &mut buf).unwrap();
+        assert_eq!((len, ty), (12, hash::TCP_IPV4));
+        assert_eq!(netvsc_proto::toeplitz::hash(key, &buf[..len]), 0x51cc_c178);
+        let (len, ty) = rss_input(&f, hash::IPV4, &mut buf).unwrap();
+        assert_eq!((len, ty), (8, hash::IPV4));
+        assert_eq!(netvsc_proto::toeplitz::hash(key, &buf[..len]), 0x323e_8fc2);
     }
 
     #[test]

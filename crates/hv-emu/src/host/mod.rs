@@ -21,6 +21,7 @@ pub use state::{DeviceState, OffloadState, RecvBufInfo, RssState};
 
 use crate::backend::Backend;
 use crate::stats::Counters;
+use netvsc_proto::nvsp::{self as proto_nvsp, NvspMessage, VfAssociation};
 use pool::RecvPool;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -216,9 +217,9 @@ impl Device {
         };
         if ready {
             let status = if up {
-                crate::wire::rndis::STATUS_MEDIA_CONNECT
+                netvsc_proto::rndis::status::MEDIA_CONNECT
             } else {
-                crate::wire::rndis::STATUS_MEDIA_DISCONNECT
+                netvsc_proto::rndis::status::MEDIA_DISCONNECT
             };
             self.queue_control(rndis::indicate_status(status, None));
         }
@@ -233,7 +234,7 @@ impl Device {
         };
         if ready {
             self.queue_control(rndis::indicate_status(
-                crate::wire::rndis::STATUS_LINK_SPEED_CHANGE,
+                netvsc_proto::rndis::status::LINK_SPEED_CHANGE,
                 Some(speed),
             ));
         }
@@ -242,23 +243,19 @@ impl Device {
     /// Send NVSP SEND_VF_ASSOCIATION (v4+) on the primary channel.
     pub fn send_vf_association(&self, allocated: bool, serial: u32) -> bool {
         let version = lock(&self.state).version;
-        if version < crate::wire::nvsp::V4 {
+        if version < proto_nvsp::VERSION_4 {
             return false;
         }
         let Some(ch) = self.channel(0) else {
             return false;
         };
-        let mut msg = [0u8; 40];
-        crate::wire::put_u32(&mut msg, 0, crate::wire::nvsp::SEND_VF_ASSOCIATION);
-        crate::wire::put_u32(&mut msg, 4, u32::from(allocated));
-        crate::wire::put_u32(&mut msg, 8, serial);
-        let len = crate::wire::nvsp::message_len(version);
-        ch.send_inband(
-            self,
-            crate::wire::nvsp::VF_ASSOCIATION_TRANS_ID,
-            true,
-            &msg[..len],
-        )
+        let msg = NvspMessage::VfAssociation(VfAssociation {
+            allocated: u32::from(allocated),
+            serial,
+        })
+        .to_bytes();
+        let len = proto_nvsp::host_reply_len(version);
+        ch.send_inband(self, proto_nvsp::TRANS_ID_VF_ASSOCIATION, true, &msg[..len])
     }
 }
 

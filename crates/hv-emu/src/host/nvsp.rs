@@ -5,8 +5,16 @@ use super::{Channel, Device, lock, rndis, tx};
 use crate::host::pool::RESERVED;
 use crate::host::state::RecvBufInfo;
 use crate::stats::add;
-use crate::wire::{nvsp, put_u32, u16_at, u32_at, u64_at};
+use netvsc_proto::nvsp::{
+    self, InitComplete, NvspMessage, OidQueryExComplete, RecvBufSection, SendIndirectionTable,
+    SendRecvBufComplete, SendRndisPkt, SendSendBufComplete, Subchannel, msg_type as t, status,
+};
 use vmbus_ring::{IncomingPacket, PacketKind};
+
+/// Send-buffer section size this host hands out (the largest a real host uses).
+pub(crate) const SEND_SECTION_SIZE: u32 = 6144;
+/// INIT_COMPLETE `max_mdl_chain_len` (OpenVMM).
+const MAX_MDL_CHAIN_LEN: u32 = 34;
 
 /// Per-worker scratch buffers, reused for every message.
 pub(crate) struct Ctx {
@@ -43,7 +51,7 @@ pub(crate) fn handle_packet(dev: &Device, ch: &Channel, ctx: &mut Ctx, pkt: &Inc
 
 /// The guest completed a transfer-page packet (or a host-initiated request).
 fn handle_guest_completion(dev: &Device, ch: &Channel, trans_id: u64) {
-    if trans_id >= nvsp::VF_ASSOCIATION_TRANS_ID {
+    if trans_id >= nvsp::TRANS_ID_VF_ASSOCIATION {
         return; // VF association / data-path switch: completion optional, nothing to free
     }
     let freed_control = {
@@ -63,21 +71,40 @@ fn handle_guest_completion(dev: &Device, ch: &Channel, trans_id: u64) {
     }
 }
 
-fn reply(dev: &Device, ch: &Channel, pkt: &IncomingPacket<'_>, fields: &[u32]) {
+/// Answer with an NVSP completion message in the reply length of the negotiated version.
+fn reply(dev: &Device, ch: &Channel, pkt: &IncomingPacket<'_>, msg: NvspMessage) {
     if !pkt.completion_requested {
         return;
     }
     let version = lock(&dev.state).version;
-    let mut msg = [0u8; 40];
-    for (i, f) in fields.iter().enumerate() {
-        put_u32(&mut msg, 4 * i, *f);
+    send_reply(ch, dev, pkt.trans_id, msg, nvsp::host_reply_len(version));
+}
+
+fn send_reply(ch: &Channel, dev: &Device, trans_id: u64, msg: NvspMessage, len: usize) {
+    let mut buf = [0u8; nvsp::MESSAGE_LEN];
+    if msg.emit(&mut buf, len).is_ok() {
+        ch.send_completion(dev, trans_id, &buf[..len]);
     }
-    ch.send_completion(dev, pkt.trans_id, &msg[..nvsp::message_len(version)]);
 }
 
 fn empty_completion(dev: &Device, ch: &Channel, pkt: &IncomingPacket<'_>) {
     if pkt.completion_requested {
         ch.send_completion(dev, pkt.trans_id, &[]);
+    }
+}
+
+/// Protocol-error kind for a message of type `ty` too short for its body.
+fn too_short(ty: u32) -> &'static str {
+    match ty {
+        t::INIT => "initTooShort",
+        t::SEND_NDIS_CONFIG => "ndisConfigTooShort",
+        t::SEND_NDIS_VER => "ndisVersionTooShort",
+        t::SEND_RECV_BUF => "recvBufTooShort",
+        t::SEND_SEND_BUF => "sendBufTooShort",
+        t::SWITCH_DATA_PATH => "switchDataPathTooShort",
+        t::SUBCHANNEL => "subchannelTooShort",
+        t::SEND_RNDIS_PKT => "rndisPktTooShort",
+        _ => "nvspTooShort",
     }
 }
 
@@ -89,106 +116,95 @@ fn handle_message(
     msg: &[u8],
     gpa: Option<vmbus_ring::GpaRanges<'_>>,
 ) {
-    let Some(ty) = u32_at(msg, 0) else {
+    let Some(ty) = msg
+        .get(..4)
+        .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    else {
         dev.proto_error("nvspTooShort");
         return;
     };
-    if gpa.is_some() && ty != nvsp::SEND_RNDIS_PKT {
+    if gpa.is_some() && ty != t::SEND_RNDIS_PKT {
         dev.proto_error("gpaDirectNotRndis");
         return;
     }
     let primary = ch.index == 0;
-    match ty {
-        nvsp::SEND_RNDIS_PKT => send_rndis_pkt(dev, ch, ctx, pkt, msg, gpa),
-        _ if !primary => dev.proto_error("controlOnSubchannel"),
-        nvsp::INIT => init(dev, ch, pkt, msg),
-        _ if lock(&dev.state).version == 0 => dev.proto_error("beforeInit"),
-        nvsp::SEND_NDIS_CONFIG => {
-            let (Some(mtu), Some(caps)) = (u32_at(msg, 4), u64_at(msg, 12)) else {
-                dev.proto_error("ndisConfigTooShort");
-                return;
-            };
+    let gated = match ty {
+        t::SEND_RNDIS_PKT | t::INIT => None,
+        _ if !primary => Some("controlOnSubchannel"),
+        _ if lock(&dev.state).version == 0 => Some("beforeInit"),
+        _ => None,
+    };
+    if let Some(kind) = gated {
+        dev.proto_error(kind);
+        return;
+    }
+    let parsed = match NvspMessage::parse(msg) {
+        Ok(m) => m,
+        Err(_) => {
+            dev.proto_error(too_short(ty));
+            return;
+        }
+    };
+    match parsed {
+        NvspMessage::SendRndisPkt(p) => send_rndis_pkt(dev, ch, ctx, pkt, &p, gpa),
+        NvspMessage::Init(i) => init(dev, ch, pkt, i.min_version),
+        NvspMessage::SendNdisConfig(c) => {
             {
                 let mut st = lock(&dev.state);
-                st.ndis_config = Some((mtu, caps));
-                st.frame_mtu = if (1514..=9216).contains(&mtu) {
-                    mtu
+                st.ndis_config = Some((c.mtu, c.capabilities()));
+                st.frame_mtu = if (1514..=9216).contains(&c.mtu) {
+                    c.mtu
                 } else {
                     1514
                 };
             }
             empty_completion(dev, ch, pkt);
         }
-        nvsp::SEND_NDIS_VER => {
-            let (Some(major), Some(minor)) = (u32_at(msg, 4), u32_at(msg, 8)) else {
-                dev.proto_error("ndisVersionTooShort");
-                return;
-            };
-            lock(&dev.state).ndis_version = Some((major, minor));
+        NvspMessage::SendNdisVersion(v) => {
+            lock(&dev.state).ndis_version = Some((v.ndis_major, v.ndis_minor));
             empty_completion(dev, ch, pkt);
         }
-        nvsp::SEND_RECV_BUF => send_recv_buf(dev, ch, pkt, msg),
-        nvsp::SEND_SEND_BUF => {
-            let Some(gpadl) = u32_at(msg, 4) else {
-                dev.proto_error("sendBufTooShort");
-                return;
-            };
-            let ok = gpadl == dev.mem.send_gpadl;
+        NvspMessage::SendRecvBuf(b) => send_recv_buf(dev, ch, pkt, b.gpadl, b.id),
+        NvspMessage::SendSendBuf(b) => {
+            let ok = b.gpadl == dev.mem.send_gpadl;
             if ok {
                 lock(&dev.state).send_sections =
-                    Some((dev.mem.send_buf.len() / nvsp::SEND_SECTION_SIZE as usize) as u32);
+                    Some((dev.mem.send_buf.len() / SEND_SECTION_SIZE as usize) as u32);
             } else {
                 dev.proto_error("wrongSendGpadl");
             }
-            let status = if ok {
-                nvsp::STATUS_SUCCESS
-            } else {
-                nvsp::STATUS_FAIL
+            let done = SendSendBufComplete {
+                status: if ok { status::SUCCESS } else { status::FAILURE },
+                section_size: if ok { SEND_SECTION_SIZE } else { 0 },
             };
-            let size = if ok { nvsp::SEND_SECTION_SIZE } else { 0 };
-            reply(dev, ch, pkt, &[nvsp::SEND_SEND_BUF_COMPLETE, status, size]);
+            reply(dev, ch, pkt, NvspMessage::SendSendBufComplete(done));
         }
-        nvsp::REVOKE_RECV_BUF => {
+        NvspMessage::RevokeRecvBuf(_) => {
             lock(&dev.state).recv = None;
             empty_completion(dev, ch, pkt);
         }
-        nvsp::REVOKE_SEND_BUF => {
+        NvspMessage::RevokeSendBuf(_) => {
             lock(&dev.state).send_sections = None;
             empty_completion(dev, ch, pkt);
         }
-        nvsp::SUBCHANNEL => subchannel(dev, ch, pkt, msg),
-        nvsp::SWITCH_DATA_PATH => {
-            let Some(path) = u32_at(msg, 4) else {
-                dev.proto_error("switchDataPathTooShort");
-                return;
-            };
-            lock(&dev.state).data_path.push(path);
+        NvspMessage::Subchannel(s) => subchannel(dev, ch, pkt, s),
+        NvspMessage::SwitchDataPath(p) => {
+            lock(&dev.state).data_path.push(p.active_datapath);
             empty_completion(dev, ch, pkt);
         }
-        nvsp::OID_QUERY_EX => {
+        NvspMessage::OidQueryEx(_) => {
             dev.proto_error("oidQueryExUnsupported");
-            reply(
-                dev,
-                ch,
-                pkt,
-                &[
-                    nvsp::OID_QUERY_EX_COMPLETE,
-                    crate::wire::rndis::STATUS_NOT_SUPPORTED,
-                    0,
-                ],
-            );
+            let done = OidQueryExComplete {
+                status: netvsc_proto::rndis::status::NOT_SUPPORTED,
+                bytes: 0,
+            };
+            reply(dev, ch, pkt, NvspMessage::OidQueryExComplete(done));
         }
-        _ => {
-            dev.proto_error("unknownNvspType");
-        }
+        _ => dev.proto_error("unknownNvspType"),
     }
 }
 
-fn init(dev: &Device, ch: &Channel, pkt: &IncomingPacket<'_>, msg: &[u8]) {
-    let (Some(min), Some(_max)) = (u32_at(msg, 4), u32_at(msg, 8)) else {
-        dev.proto_error("initTooShort");
-        return;
-    };
+fn init(dev: &Device, ch: &Channel, pkt: &IncomingPacket<'_>, min: u32) {
     let allowed = nvsp::VERSIONS.contains(&min)
         && dev
             .cfg
@@ -210,32 +226,46 @@ fn init(dev: &Device, ch: &Channel, pkt: &IncomingPacket<'_>, msg: &[u8]) {
     if !pkt.completion_requested {
         return;
     }
-    let mut reply = [0u8; 40];
-    put_u32(&mut reply, 0, nvsp::INIT_COMPLETE);
-    put_u32(&mut reply, 4, if min == nvsp::V1 { 2 } else { 0xFFFF_FFFF });
-    put_u32(&mut reply, 8, nvsp::MAX_MDL_CHAIN_LEN);
-    put_u32(
-        &mut reply,
-        12,
-        if allowed {
-            nvsp::STATUS_SUCCESS
+    let done = InitComplete {
+        negotiated_version: if min == nvsp::VERSION_1 {
+            2
         } else {
-            nvsp::STATUS_NONE
+            0xFFFF_FFFF
         },
-    );
-    let len = nvsp::message_len(if allowed { min } else { 0 });
-    ch.send_completion(dev, pkt.trans_id, &reply[..len]);
+        max_mdl_chain_len: MAX_MDL_CHAIN_LEN,
+        status: if allowed {
+            status::SUCCESS
+        } else {
+            status::NONE
+        },
+    };
+    let len = nvsp::host_reply_len(if allowed { min } else { 0 });
+    send_reply(ch, dev, pkt.trans_id, NvspMessage::InitComplete(done), len);
 }
 
-fn send_recv_buf(dev: &Device, ch: &Channel, pkt: &IncomingPacket<'_>, msg: &[u8]) {
-    let (Some(gpadl), Some(id)) = (u32_at(msg, 4), u16_at(msg, 8)) else {
-        dev.proto_error("recvBufTooShort");
-        return;
+fn recv_buf_complete(status: u32, sub: u32, count: u32) -> NvspMessage {
+    let section = RecvBufSection {
+        offset: 0,
+        sub_alloc_size: sub,
+        num_sub_allocs: count,
+        end_offset: sub * count,
     };
+    NvspMessage::SendRecvBufComplete(SendRecvBufComplete {
+        status,
+        num_sections: u32::from(status == status::SUCCESS),
+        section: if status == status::SUCCESS {
+            section
+        } else {
+            RecvBufSection::default()
+        },
+    })
+}
+
+fn send_recv_buf(dev: &Device, ch: &Channel, pkt: &IncomingPacket<'_>, gpadl: u32, id: u16) {
     let mut st = lock(&dev.state);
     let fail = if gpadl != dev.mem.recv_gpadl {
         Some("wrongRecvGpadl")
-    } else if st.version >= nvsp::V2 && st.ndis_config.is_none() {
+    } else if st.version >= nvsp::VERSION_2 && st.ndis_config.is_none() {
         Some("recvBufBeforeNdisConfig")
     } else {
         None
@@ -246,12 +276,7 @@ fn send_recv_buf(dev: &Device, ch: &Channel, pkt: &IncomingPacket<'_>, msg: &[u8
     if let Some(kind) = fail {
         drop(st);
         dev.proto_error(kind);
-        reply(
-            dev,
-            ch,
-            pkt,
-            &[nvsp::SEND_RECV_BUF_COMPLETE, nvsp::STATUS_FAIL, 0],
-        );
+        reply(dev, ch, pkt, recv_buf_complete(status::FAILURE, 0, 0));
         return;
     }
     st.recv = Some(RecvBufInfo {
@@ -262,39 +287,24 @@ fn send_recv_buf(dev: &Device, ch: &Channel, pkt: &IncomingPacket<'_>, msg: &[u8
     let queues = 1 + u32::from(st.subchannels);
     drop(st);
     *lock(&dev.pool) = super::pool::RecvPool::new(count, queues);
-    reply(
-        dev,
-        ch,
-        pkt,
-        &[
-            nvsp::SEND_RECV_BUF_COMPLETE,
-            nvsp::STATUS_SUCCESS,
-            1,
-            0,
-            sub,
-            count,
-            sub * count,
-        ],
-    );
+    reply(dev, ch, pkt, recv_buf_complete(status::SUCCESS, sub, count));
     rndis::flush_control(dev);
 }
 
-fn subchannel(dev: &Device, ch: &Channel, pkt: &IncomingPacket<'_>, msg: &[u8]) {
-    let (Some(op), Some(n)) = (u32_at(msg, 4), u32_at(msg, 8)) else {
-        dev.proto_error("subchannelTooShort");
-        return;
-    };
+fn subchannel(dev: &Device, ch: &Channel, pkt: &IncomingPacket<'_>, req: Subchannel) {
+    let (op, n) = (req.op(), req.num_subchannels);
     let (version, existing) = {
         let st = lock(&dev.state);
         (st.version, st.subchannels)
     };
-    let ok = version >= nvsp::V5
-        && op == nvsp::SUBCHANNEL_ALLOCATE
+    let ok = version >= nvsp::VERSION_5
+        && op == nvsp::SUBCHANNEL_OP_ALLOCATE
         && n >= 1
         && n < u32::from(dev.cfg.max_queues);
     if !ok {
         dev.proto_error("subchannelRejected");
-        reply(dev, ch, pkt, &[nvsp::SUBCHANNEL, nvsp::STATUS_FAIL, 0]);
+        let done = Subchannel::complete(status::FAILURE, 0);
+        reply(dev, ch, pkt, NvspMessage::Subchannel(done));
         return;
     }
     // Create missing channels while the guest waits, then answer.
@@ -327,12 +337,17 @@ fn subchannel(dev: &Device, ch: &Channel, pkt: &IncomingPacket<'_>, msg: &[u8]) 
         drop(st);
         lock(&dev.pool).repartition(queues);
     }
-    let status = if total > 0 {
-        nvsp::STATUS_SUCCESS
+    let st = if total > 0 {
+        status::SUCCESS
     } else {
-        nvsp::STATUS_FAIL
+        status::FAILURE
     };
-    reply(dev, ch, pkt, &[nvsp::SUBCHANNEL, status, total]);
+    reply(
+        dev,
+        ch,
+        pkt,
+        NvspMessage::Subchannel(Subchannel::complete(st, total)),
+    );
     if total > 0 {
         send_indirection_table(dev, ch, total + 1);
     }
@@ -340,14 +355,15 @@ fn subchannel(dev: &Device, ch: &Channel, pkt: &IncomingPacket<'_>, msg: &[u8]) 
 
 /// SEND_INDIRECTION_TABLE: 16 entries, entry i → channel i mod n (OpenVMM), table at offset 12.
 fn send_indirection_table(dev: &Device, ch: &Channel, channels: u32) {
-    let mut msg = [0u8; 12 + 64];
-    put_u32(&mut msg, 0, nvsp::SEND_INDIRECTION_TABLE);
-    put_u32(&mut msg, 4, 16);
-    put_u32(&mut msg, 8, 12);
-    for i in 0..16u32 {
-        put_u32(&mut msg, 12 + 4 * i as usize, i % channels);
+    let mut entries = [0u32; nvsp::SEND_TABLE_SIZE];
+    for (i, e) in entries.iter_mut().enumerate() {
+        *e = i as u32 % channels;
     }
-    ch.send_inband(dev, 0, false, &msg);
+    let mut msg = [0u8; 12 + 4 * nvsp::SEND_TABLE_SIZE];
+    let offset = core::mem::size_of::<SendIndirectionTable>() as u32 + 4;
+    if let Ok(len) = nvsp::build_indirection_table(&mut msg, &entries, offset) {
+        ch.send_inband(dev, 0, false, &msg[..len]);
+    }
 }
 
 fn send_rndis_pkt(
@@ -355,15 +371,10 @@ fn send_rndis_pkt(
     ch: &Channel,
     ctx: &mut Ctx,
     pkt: &IncomingPacket<'_>,
-    msg: &[u8],
+    req: &SendRndisPkt,
     gpa: Option<vmbus_ring::GpaRanges<'_>>,
 ) {
-    let (Some(_channel_type), Some(index), Some(size)) =
-        (u32_at(msg, 4), u32_at(msg, 8), u32_at(msg, 12))
-    else {
-        dev.proto_error("rndisPktTooShort");
-        return;
-    };
+    let (index, size) = (req.send_buf_section_index, req.send_buf_section_size);
     let (version, sections) = {
         let st = lock(&dev.state);
         (st.version, st.send_sections)
@@ -374,13 +385,13 @@ fn send_rndis_pkt(
     }
     let mut data = std::mem::take(&mut ctx.data);
     data.clear();
-    let loaded = if index != nvsp::NO_SECTION {
+    let loaded = if index != nvsp::SECTION_INDEX_NONE {
         match sections {
-            Some(n) if index < n && size <= nvsp::SEND_SECTION_SIZE => {
+            Some(n) if index < n && size <= SEND_SECTION_SIZE => {
                 data.resize(size as usize, 0);
                 dev.mem
                     .send_buf
-                    .read(index as usize * nvsp::SEND_SECTION_SIZE as usize, &mut data)
+                    .read(index as usize * SEND_SECTION_SIZE as usize, &mut data)
                     .is_ok()
             }
             Some(_) => {
@@ -398,13 +409,14 @@ fn send_rndis_pkt(
         dev.proto_error("rndisPktWithoutData");
         false
     };
-    let status = if loaded && tx::process_rndis(dev, ch, ctx, &data) {
-        nvsp::STATUS_SUCCESS
+    let st = if loaded && tx::process_rndis(dev, ch, ctx, &data) {
+        status::SUCCESS
     } else {
-        nvsp::STATUS_FAIL
+        status::FAILURE
     };
     ctx.data = data;
-    reply(dev, ch, pkt, &[nvsp::SEND_RNDIS_PKT_COMPLETE, status]);
+    let done = nvsp::SendRndisPktComplete { status: st };
+    reply(dev, ch, pkt, NvspMessage::SendRndisPktComplete(done));
 }
 
 fn load_gpa(dev: &Device, ranges: vmbus_ring::GpaRanges<'_>, data: &mut Vec<u8>) -> bool {

@@ -173,8 +173,11 @@ pub(crate) fn query(dev: &Device, oid: u32, _input: &[u8]) -> (u32, Vec<u8>) {
                 num_indirection_entries: ndis::RSS_MAX_TABLE_ENTRIES as u16,
                 ..NdisRssCaps::default()
             };
+            // The answer is the 18-byte revision-2 object (the header's size), not the padded struct:
+            // DPDK 22.11 rejects a 20-byte answer and falls back to one queue.
             let mut b = vec![0u8; core::mem::size_of::<NdisRssCaps>()];
             let _ = caps.emit(&mut b);
+            b.truncate(usize::from(ndis::RSS_CAPS_SIZE));
             b
         }
         _ => return (st_::NOT_SUPPORTED, Vec::new()),
@@ -188,7 +191,10 @@ pub(crate) fn set(dev: &Device, oid: u32, input: &[u8]) -> u32 {
     st.oids_set.push(oid);
     match oid {
         o::GEN_CURRENT_PACKET_FILTER => {
-            let Some(f) = input.get(..4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]])) else {
+            let Some(f) = input
+                .get(..4)
+                .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            else {
                 return st_::INVALID_LENGTH;
             };
             st.filter = f;

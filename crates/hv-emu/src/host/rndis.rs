@@ -5,24 +5,37 @@
 
 use super::{Device, lock, oid};
 use crate::stats::add;
-use crate::wire::{nvsp, put_u32, rndis as r, u32_at};
+use netvsc_proto::nvsp::{self, NvspMessage, SendRndisPkt};
+use netvsc_proto::rndis::{
+    self as r, InitializeComplete, OidRequest, RndisMessage, msg_type as t, status,
+};
+use netvsc_proto::{ProtoError, ndis};
 use vmbus_ring::{OutgoingKind, OutgoingPacket, TransferRange};
+use zerocopy::FromBytes;
 
 const CONTROL_QUEUE_LIMIT: usize = 100 * 1024;
 
+/// INITIALIZE_CMPLT values a real host (OpenVMM) uses.
+pub(crate) const MAX_PACKETS_PER_MESSAGE: u32 = 8;
+const MAX_TRANSFER_SIZE: u32 = 0xEFFF_FFFF;
+/// log2 of the alignment of aggregated packets (8 bytes).
+const PACKET_ALIGNMENT_FACTOR: u32 = 3;
+
+/// Build a host → guest control message.
+fn build(msg: &RndisMessage<'_>) -> Vec<u8> {
+    let mut m = vec![0u8; msg.encoded_len()];
+    // The buffer is sized by `encoded_len`, so emitting cannot fail.
+    let _ = msg.emit(&mut m);
+    m
+}
+
 /// Build an INDICATE_STATUS message with an optional u32 payload.
 pub(crate) fn indicate_status(status: u32, value: Option<u32>) -> Vec<u8> {
-    let len = 20 + if value.is_some() { 4 } else { 0 };
-    let mut m = vec![0u8; len];
-    put_u32(&mut m, 0, r::INDICATE_STATUS);
-    put_u32(&mut m, 4, len as u32);
-    put_u32(&mut m, 8, status);
-    if let Some(v) = value {
-        put_u32(&mut m, 12, 4);
-        put_u32(&mut m, 16, 12);
-        put_u32(&mut m, 20, v);
-    }
-    m
+    let v = value.map(u32::to_le_bytes);
+    build(&RndisMessage::indicate_status(
+        status,
+        v.as_ref().map_or(&[][..], |b| &b[..]),
+    ))
 }
 
 impl Device {
@@ -65,10 +78,7 @@ pub(crate) fn flush_control(dev: &Device) {
             break;
         }
         lock(&dev.pool).link(&[idx]);
-        let mut nv = [0u8; 40];
-        put_u32(&mut nv, 0, nvsp::SEND_RNDIS_PKT);
-        put_u32(&mut nv, 4, nvsp::CHANNEL_CONTROL);
-        put_u32(&mut nv, 8, nvsp::NO_SECTION);
+        let nv = rndis_pkt_header(nvsp::CHANNEL_TYPE_CONTROL);
         let ranges = [TransferRange {
             byte_count: msg.len() as u32,
             byte_offset: offset,
@@ -80,7 +90,7 @@ pub(crate) fn flush_control(dev: &Device) {
             },
             trans_id: u64::from(idx),
             completion_requested: true,
-            payload: &[&nv[..nvsp::message_len(version)]],
+            payload: &[&nv[..nvsp::host_reply_len(version)]],
         };
         let mut out = lock(&ch.out);
         if ch.write_now(dev, &mut out, &pkt).is_err() {
@@ -93,92 +103,93 @@ pub(crate) fn flush_control(dev: &Device) {
     }
 }
 
-/// Handle one RNDIS control message (anything but PACKET).
+/// The NVSP SEND_RNDIS_PKT header of a host → guest transfer-page packet (no send section).
+pub(crate) fn rndis_pkt_header(channel_type: u32) -> [u8; nvsp::MESSAGE_LEN] {
+    NvspMessage::SendRndisPkt(SendRndisPkt {
+        channel_type,
+        send_buf_section_index: nvsp::SECTION_INDEX_NONE,
+        send_buf_section_size: 0,
+    })
+    .to_bytes()
+}
+
+/// Handle one RNDIS control message (anything but PACKET); `msg` is exactly the message.
 pub(crate) fn handle_control(dev: &Device, ty: u32, msg: &[u8]) {
-    let req_id = u32_at(msg, 8).unwrap_or(0);
-    match ty {
-        r::INITIALIZE => {
-            if msg.len() < 24 {
-                dev.proto_error("rndisInitTooShort");
-                return;
-            }
+    let parsed = match RndisMessage::parse(msg) {
+        Ok(m) => m,
+        Err(e) => return control_parse_error(dev, ty, msg, e),
+    };
+    match parsed {
+        RndisMessage::Initialize(req) => {
             {
                 let mut st = lock(&dev.state);
                 st.rndis_initialized = true;
                 st.rndis_halted = false;
             }
-            let mut m = vec![0u8; 52];
-            for (i, v) in [
-                r::INITIALIZE | r::COMPLETION,
-                52,
-                req_id,
-                r::STATUS_SUCCESS,
-                1,
-                0,
-                1, // connectionless
-                0, // 802.3
-                r::MAX_PACKETS_PER_MESSAGE,
-                r::MAX_TRANSFER_SIZE,
-                r::PACKET_ALIGNMENT_FACTOR,
-            ]
-            .into_iter()
-            .enumerate()
-            {
-                put_u32(&mut m, 4 * i, v);
-            }
-            dev.queue_control(m);
+            let done = InitializeComplete {
+                req_id: req.req_id,
+                status: status::SUCCESS,
+                major_version: r::MAJOR_VERSION,
+                minor_version: r::MINOR_VERSION,
+                dev_flags: r::DF_CONNECTIONLESS,
+                medium: ndis::MEDIUM_802_3,
+                max_pkt_per_msg: MAX_PACKETS_PER_MESSAGE,
+                max_xfer_size: MAX_TRANSFER_SIZE,
+                pkt_alignment_factor: PACKET_ALIGNMENT_FACTOR,
+                af_list_offset: 0,
+                af_list_size: 0,
+            };
+            dev.queue_control(build(&RndisMessage::InitializeComplete(done)));
         }
-        r::HALT => {
+        RndisMessage::Halt(_) => {
             let mut st = lock(&dev.state);
             st.rndis_halted = true;
             st.rndis_initialized = false;
         }
-        r::QUERY | r::SET => {
-            let (Some(oid), Some(len), Some(off)) =
-                (u32_at(msg, 12), u32_at(msg, 16), u32_at(msg, 20))
-            else {
-                dev.proto_error("rndisQueryTooShort");
-                return;
-            };
-            let start = 8usize.saturating_add(off as usize);
-            let input = match start.checked_add(len as usize) {
-                Some(end) if len == 0 || (off >= 20 && end <= msg.len()) => {
-                    &msg[start.min(msg.len())..end.min(msg.len())]
-                }
-                _ => {
-                    dev.proto_error("rndisInfoBufferOutOfBounds");
-                    reply_status(dev, ty, req_id, r::STATUS_INVALID_DATA);
-                    return;
-                }
-            };
-            if ty == r::QUERY {
-                let (status, data) = oid::query(dev, oid, input);
-                let mut m = vec![0u8; 24 + data.len()];
-                put_u32(&mut m, 0, r::QUERY | r::COMPLETION);
-                let mlen = m.len() as u32;
-                put_u32(&mut m, 4, mlen);
-                put_u32(&mut m, 8, req_id);
-                put_u32(&mut m, 12, status);
-                put_u32(&mut m, 16, data.len() as u32);
-                put_u32(&mut m, 20, if data.is_empty() { 0 } else { 16 });
-                m[24..].copy_from_slice(&data);
-                dev.queue_control(m);
-            } else {
-                let status = oid::set(dev, oid, input);
-                reply_status(dev, ty, req_id, status);
-            }
+        RndisMessage::Query { req, info } => {
+            let (st, data) = oid::query(dev, req.oid, info);
+            dev.queue_control(build(&RndisMessage::query_complete(req.req_id, st, &data)));
         }
-        r::KEEPALIVE => reply_status(dev, ty, req_id, r::STATUS_SUCCESS),
-        r::RESET | r::INDICATE_STATUS => dev.proto_error("rndisUnsupportedMessage"),
+        RndisMessage::Set { req, info } => {
+            let st = oid::set(dev, req.oid, info);
+            reply_status(dev, ty, req.req_id, st);
+        }
+        RndisMessage::Keepalive(k) => reply_status(dev, ty, k.req_id, status::SUCCESS),
+        RndisMessage::Reset(_) | RndisMessage::IndicateStatus { .. } => {
+            dev.proto_error("rndisUnsupportedMessage")
+        }
         _ => dev.proto_error("rndisUnknownMessage"),
     }
 }
 
-fn reply_status(dev: &Device, ty: u32, req_id: u32, status: u32) {
-    let mut m = vec![0u8; 16];
-    put_u32(&mut m, 0, ty | r::COMPLETION);
-    put_u32(&mut m, 4, 16);
-    put_u32(&mut m, 8, req_id);
-    put_u32(&mut m, 12, status);
-    dev.queue_control(m);
+/// Count a control message that does not parse; a QUERY/SET whose info buffer lies outside the message is
+/// answered INVALID_DATA (a host must complete every request it can identify).
+fn control_parse_error(dev: &Device, ty: u32, msg: &[u8], e: ProtoError) {
+    match ty {
+        t::INITIALIZE => dev.proto_error("rndisInitTooShort"),
+        t::QUERY | t::SET => match (
+            e,
+            msg.get(r::HEADER_LEN..).map(OidRequest::read_from_prefix),
+        ) {
+            (ProtoError::OutOfRange { .. }, Some(Ok((req, _)))) => {
+                dev.proto_error("rndisInfoBufferOutOfBounds");
+                reply_status(dev, ty, req.req_id, status::INVALID_DATA);
+            }
+            _ => dev.proto_error("rndisQueryTooShort"),
+        },
+        t::KEEPALIVE | t::HALT => dev.proto_error("rndisTooShort"),
+        _ => dev.proto_error("rndisUnknownMessage"),
+    }
+}
+
+/// Answer a request of type `ty` with a bare status.
+fn reply_status(dev: &Device, ty: u32, req_id: u32, st: u32) {
+    let msg = match ty {
+        t::KEEPALIVE => {
+            RndisMessage::KeepaliveComplete(r::KeepaliveComplete { req_id, status: st })
+        }
+        t::QUERY => RndisMessage::query_complete(req_id, st, &[]),
+        _ => RndisMessage::set_complete(req_id, st),
+    };
+    dev.queue_control(build(&msg));
 }

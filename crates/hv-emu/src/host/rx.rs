@@ -5,15 +5,18 @@
 //! No free sub-allocation or no ring space → the frame is dropped and counted, never overwritten.
 //! While the guest is not ready (no buffers, RNDIS not initialized, filter 0) the backend is not polled.
 
-use super::{Device, frame, lock};
+use super::{Device, frame, lock, rndis::rndis_pkt_header};
 use crate::stats::add;
-use crate::wire::{filter, hash, nvsp, ppi, put_u32, rndis as r};
+use netvsc_proto::ndis::hash_info as hash;
+use netvsc_proto::nvsp;
+use netvsc_proto::ppi::{self, PPI_U32_LEN, RxChecksumInfo, VlanInfo};
+use netvsc_proto::rndis::{PACKET_HEADER_LEN, PacketWriter};
+use netvsc_proto::{filter, toeplitz};
 use std::time::{Duration, Instant};
 use vmbus_ring::{OutgoingKind, OutgoingPacket, TransferRange};
 
 /// Ranges per transfer-page packet (NDIS ≥ 6.0 hosts).
 const MAX_RANGES: usize = 375;
-const PPI_LEN: usize = 16;
 
 /// What the pump needs from the device state, copied once per round.
 struct Snapshot {
@@ -93,18 +96,9 @@ fn snapshot(dev: &Device) -> Snapshot {
 }
 
 fn accepted(snap: &Snapshot, f: &[u8]) -> bool {
-    let fl = snap.filter;
-    if fl & filter::PROMISCUOUS != 0 {
-        return true;
-    }
-    let dst = &f[..6];
-    if dst == [0xFF; 6] {
-        fl & filter::BROADCAST != 0
-    } else if dst[0] & 1 != 0 {
-        fl & (filter::MULTICAST | filter::ALL_MULTICAST) != 0
-    } else {
-        fl & filter::DIRECTED != 0 && dst == snap.mac
-    }
+    let mut dst = [0u8; 6];
+    dst.copy_from_slice(&f[..6]);
+    filter::accepts(snap.filter, &dst, &snap.mac)
 }
 
 fn deliver(
@@ -134,7 +128,7 @@ fn deliver(
     let (hash_value, hash_type, chan) = match &snap.rss {
         Some((info, key, table)) => match frame::rss_input(f, *info, &mut input) {
             Some((len, ty)) => {
-                let h = frame::toeplitz(key, &input[..len]);
+                let h = toeplitz::hash(key, &input[..len]);
                 let c = table[(h & 127) as usize] as usize % snap.channels.max(1);
                 (h, ty, c)
             }
@@ -144,50 +138,42 @@ fn deliver(
     };
     let Some(ch) = dev.channel(chan) else { return };
     // RNDIS PACKET: header, PPIs (checksum, 802.1Q, hash value, hash info), frame.
-    let mut hdr = [0u8; r::PACKET_HEADER_LEN + 4 * PPI_LEN];
-    let mut nppi = 0;
-    let mut push_ppi = |ty: u32, value: u32| {
-        let o = r::PACKET_HEADER_LEN + nppi * PPI_LEN;
-        put_u32(&mut hdr, o, PPI_LEN as u32);
-        put_u32(&mut hdr, o + 4, ty);
-        put_u32(&mut hdr, o + 8, ppi::HEADER_LEN as u32);
-        put_u32(&mut hdr, o + 12, value);
-        nppi += 1;
+    let mut hdr = [0u8; PACKET_HEADER_LEN + 4 * PPI_U32_LEN];
+    let Ok(mut w) = PacketWriter::new(&mut hdr) else {
+        return;
     };
+    // Four 16-byte PPIs always fit `hdr`, so adding them cannot fail.
     if let Some((ip, l4)) = frame::verify(f) {
         let mut v = 0;
         match ip {
-            Some(true) => v |= ppi::RX_IP_OK,
-            Some(false) => v |= ppi::RX_IP_FAIL,
+            Some(true) => v |= RxChecksumInfo::IP_OK,
+            Some(false) => v |= RxChecksumInfo::IP_FAILED,
             None => {}
         }
         match l4 {
-            Some((true, ok)) => v |= if ok { ppi::RX_TCP_OK } else { ppi::RX_TCP_FAIL },
-            Some((false, ok)) => v |= if ok { ppi::RX_UDP_OK } else { ppi::RX_UDP_FAIL },
+            Some((true, true)) => v |= RxChecksumInfo::TCP_OK,
+            Some((true, false)) => v |= RxChecksumInfo::TCP_FAILED,
+            Some((false, true)) => v |= RxChecksumInfo::UDP_OK,
+            Some((false, false)) => v |= RxChecksumInfo::UDP_FAILED,
             None => {}
         }
-        push_ppi(ppi::CHECKSUM, v);
+        let _ = w.add_ppi_u32(ppi::TCPIP_CHKSUM, v);
     }
     if let Some(tci) = vlan {
-        push_ppi(ppi::IEEE_8021Q, u32::from(tci));
+        let _ = w.add_ppi_u32(ppi::IEEE_8021Q, VlanInfo::from_tci(tci).0);
     }
     if hash_type != 0 {
-        push_ppi(ppi::HASH_VALUE, hash_value);
-        push_ppi(ppi::HASH_INFO, hash_type | hash::FUNCTION_TOEPLITZ);
+        let _ = w.add_ppi_u32(ppi::NBL_HASH_VALUE, hash_value);
+        let _ = w.add_ppi_u32(ppi::NBL_HASH_INFO, hash_type | hash::FUNCTION_TOEPLITZ);
     }
-    let ppi_len = nppi * PPI_LEN;
-    let hdr_len = r::PACKET_HEADER_LEN + ppi_len;
-    let msg_len = hdr_len + f.len();
+    let hdr_len = w.data_start();
+    let Ok(msg_len) = w.finish_header(f.len()) else {
+        return;
+    };
     if msg_len > snap.sub_size as usize {
         add(&ch.counters.drop_too_large, 1);
         return;
     }
-    put_u32(&mut hdr, 0, r::PACKET);
-    put_u32(&mut hdr, 4, msg_len as u32);
-    put_u32(&mut hdr, 8, (36 + ppi_len) as u32);
-    put_u32(&mut hdr, 12, f.len() as u32);
-    put_u32(&mut hdr, 28, if nppi > 0 { 36 } else { 0 });
-    put_u32(&mut hdr, 32, ppi_len as u32);
     let Some(idx) = lock(&dev.pool).alloc(1 + chan) else {
         add(&ch.counters.drop_no_rx_buffer, 1);
         return;
@@ -219,10 +205,7 @@ fn flush(dev: &Device, snap: &Snapshot, chan: usize, b: &mut Batch) {
     let n = b.ranges.len() as u64;
     let Some(ch) = dev.channel(chan) else { return };
     lock(&dev.pool).link(&b.indices);
-    let mut nv = [0u8; 40];
-    put_u32(&mut nv, 0, nvsp::SEND_RNDIS_PKT);
-    put_u32(&mut nv, 4, nvsp::CHANNEL_DATA);
-    put_u32(&mut nv, 8, nvsp::NO_SECTION);
+    let nv = rndis_pkt_header(nvsp::CHANNEL_TYPE_DATA);
     let pkt = OutgoingPacket {
         kind: OutgoingKind::TransferPages {
             set_id: snap.set_id,
@@ -230,7 +213,7 @@ fn flush(dev: &Device, snap: &Snapshot, chan: usize, b: &mut Batch) {
         },
         trans_id: u64::from(b.indices[0]),
         completion_requested: true,
-        payload: &[&nv[..nvsp::message_len(snap.version)]],
+        payload: &[&nv[..nvsp::host_reply_len(snap.version)]],
     };
     let result = {
         let mut out = lock(&ch.out);

@@ -2,7 +2,6 @@
 //! filter, offloads, RSS and link. Guarded by one mutex; the data paths copy what they need.
 
 use super::HostConfig;
-use crate::wire::hash;
 use serde::Serialize;
 
 /// The receive buffer as announced in SEND_RECV_BUF_COMPLETE.
@@ -60,7 +59,7 @@ impl Default for RssState {
             enabled: false,
             sets: 0,
             hash_info: 0,
-            key: hash::DEFAULT_KEY.to_vec(),
+            key: netvsc_proto::toeplitz::STANDARD_KEY.to_vec(),
             table: vec![0; 128],
         }
     }

@@ -5,14 +5,16 @@
 use super::nvsp::Ctx;
 use super::{Channel, Device, frame, lock, rndis};
 use crate::stats::add;
-use crate::wire::{ppi, rndis as r, u32_at};
+use netvsc_proto::ppi::{self, LsoV2Info, TxChecksumInfo, VlanInfo};
+use netvsc_proto::rndis::{PpiIter, RndisHeader, RndisPacket, msg_type};
 use std::sync::atomic::Ordering;
+use zerocopy::FromBytes;
 
 /// What the PPIs of one PACKET asked for.
 #[derive(Debug, Default, Clone, Copy)]
 struct TxInfo {
     vlan: Option<u16>,
-    csum: u32,
+    csum: TxChecksumInfo,
     lso_mss: Option<u32>,
 }
 
@@ -21,11 +23,8 @@ pub(crate) fn process_rndis(dev: &Device, ch: &Channel, ctx: &mut Ctx, data: &[u
     let mut off = 0usize;
     let mut count = 0u64;
     let mut ok = true;
-    while data.len() - off >= 8 {
-        let (Some(ty), Some(len)) = (u32_at(data, off), u32_at(data, off + 4)) else {
-            break;
-        };
-        let len = len as usize;
+    while let Ok((hdr, _)) = RndisHeader::read_from_prefix(&data[off..]) {
+        let len = hdr.msg_len as usize;
         if len < 8 || len > data.len() - off {
             dev.proto_error("rndisBadLength");
             ok = false;
@@ -33,13 +32,13 @@ pub(crate) fn process_rndis(dev: &Device, ch: &Channel, ctx: &mut Ctx, data: &[u
         }
         let msg = &data[off..off + len];
         count += 1;
-        if ty == r::PACKET {
+        if hdr.msg_type == msg_type::PACKET {
             if !tx_packet(dev, ch, ctx, msg) {
                 add(&ch.counters.tx_dropped, 1);
                 ok = false;
             }
         } else {
-            rndis::handle_control(dev, ty, msg);
+            rndis::handle_control(dev, hdr.msg_type, msg);
         }
         off += len;
     }
@@ -55,70 +54,48 @@ pub(crate) fn process_rndis(dev: &Device, ch: &Channel, ctx: &mut Ctx, data: &[u
     ok
 }
 
-fn parse_ppis(dev: &Device, ppis: &[u8]) -> Option<TxInfo> {
+fn parse_ppis(dev: &Device, ppis: PpiIter<'_>) -> Option<TxInfo> {
     let mut info = TxInfo::default();
-    let mut off = 0;
-    while ppis.len() - off >= ppi::HEADER_LEN {
-        let (size, ty, poff) = (
-            u32_at(ppis, off)? as usize,
-            u32_at(ppis, off + 4)?,
-            u32_at(ppis, off + 8)? as usize,
-        );
-        if size < ppi::HEADER_LEN
-            || size > ppis.len() - off
-            || poff < ppi::HEADER_LEN
-            || poff + 4 > size
-        {
-            dev.proto_error("ppiBadLength");
-            return None;
-        }
-        let value = u32_at(ppis, off + poff)?;
-        match ty {
-            ppi::IEEE_8021Q => info.vlan = Some((value & 0xFFFF) as u16),
-            ppi::CHECKSUM => info.csum = value,
-            ppi::LSO => info.lso_mss = Some(value & 0xF_FFFF),
+    for p in ppis {
+        let value = match p {
+            Ok(p) if p.data.len() >= 4 => (
+                p.ppi_type,
+                u32::from_le_bytes([p.data[0], p.data[1], p.data[2], p.data[3]]),
+            ),
+            _ => {
+                dev.proto_error("ppiBadLength");
+                return None;
+            }
+        };
+        match value {
+            (ppi::IEEE_8021Q, v) => info.vlan = Some(VlanInfo(v).tci()),
+            (ppi::TCPIP_CHKSUM, v) => info.csum = TxChecksumInfo(v),
+            (ppi::TCP_LARGESEND, v) => info.lso_mss = Some(LsoV2Info(v).mss()),
             _ => {}
         }
-        off += size;
     }
     Some(info)
 }
 
 fn tx_packet(dev: &Device, ch: &Channel, ctx: &mut Ctx, msg: &[u8]) -> bool {
-    if msg.len() < r::PACKET_HEADER_LEN {
-        dev.proto_error("packetTooShort");
-        return false;
-    }
-    let field = |o| u32_at(msg, o).unwrap_or(0) as usize;
-    let (doff, dlen, ppi_off, ppi_len) = (field(8), field(12), field(28), field(32));
-    let Some(data_end) = (8usize).checked_add(doff).and_then(|s| s.checked_add(dlen)) else {
-        dev.proto_error("packetBadDataOffset");
-        return false;
-    };
-    if doff < 36 || data_end > msg.len() || dlen < frame::ETH_LEN {
-        dev.proto_error("packetBadDataOffset");
-        return false;
-    }
-    let info = if ppi_len == 0 {
-        TxInfo::default()
-    } else {
-        let Some(ppi_end) = (8usize)
-            .checked_add(ppi_off)
-            .and_then(|s| s.checked_add(ppi_len))
-        else {
-            dev.proto_error("packetBadPpiOffset");
-            return false;
-        };
-        if ppi_off < 36 || ppi_end > msg.len() {
+    let pkt = match RndisPacket::parse(msg) {
+        Ok(p) if p.data.len() >= frame::ETH_LEN => p,
+        Err(netvsc_proto::ProtoError::OutOfRange {
+            field: "ppi_offset",
+            ..
+        }) => {
             dev.proto_error("packetBadPpiOffset");
             return false;
         }
-        match parse_ppis(dev, &msg[8 + ppi_off..ppi_end]) {
-            Some(i) => i,
-            None => return false,
+        Ok(_) | Err(_) => {
+            dev.proto_error("packetBadDataOffset");
+            return false;
         }
     };
-    let payload = &msg[8 + doff..data_end];
+    let Some(info) = parse_ppis(dev, pkt.ppis()) else {
+        return false;
+    };
+    let (payload, dlen) = (pkt.data, pkt.data.len());
     add(&ch.counters.g2h_frames, 1);
     add(&ch.counters.g2h_bytes, dlen as u64);
     let Ctx {
@@ -149,10 +126,10 @@ fn tx_packet(dev: &Device, ch: &Channel, ctx: &mut Ctx, msg: &[u8]) -> bool {
         }
         return true;
     }
-    if info.csum & ppi::TX_IP_HDR_CSUM != 0 && info.csum & ppi::TX_IS_IPV4 != 0 {
+    if info.csum.ip_hdr_csum() && info.csum.is_ipv4() {
         frame::fill_ipv4_checksum(fbuf);
     }
-    if info.csum & (ppi::TX_TCP_CSUM | ppi::TX_UDP_CSUM) != 0 {
+    if info.csum.tcp_csum() || info.csum.udp_csum() {
         frame::fill_l4_checksum(fbuf);
     }
     out(fbuf, tagged);
