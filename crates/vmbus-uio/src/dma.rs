@@ -3,12 +3,16 @@
 //! An anonymous shared mapping (another process, such as the emulator, can reach it through
 //! `/proc/<pid>/mem`), locked when possible. Its I/O address is either the virtual address
 //! (IOVA-as-VA, as DPDK without hugepages) or the physical one from the pagemap, in 4 KiB frames.
+//! IOVA-as-VA blocks are listed in a process-wide [`registry`] while they live, so an in-process host
+//! emulator can copy GPA-direct data from them directly.
 
 use vmbus_ring::SharedMem;
 
 use crate::error::UioError;
 use crate::mapping::{Mapping, page_size};
 use crate::pagemap::PagemapReader;
+
+pub mod registry;
 
 /// The VMBus page size: GPA ranges and PFNs are in these units whatever the CPU's page size.
 pub const HV_PAGE: u64 = 4096;
@@ -61,6 +65,10 @@ impl DmaMemory {
                 frames_4k(&reader, mem.as_ptr() as u64, rounded as u64)?
             }
         };
+        if mode == IovaMode::Va {
+            // SAFETY: `mem` keeps the mapping alive at least as long as `self`, and `Drop` unregisters it first.
+            unsafe { registry::register(mem.as_ptr() as usize, mem.len()) };
+        }
         Ok(Self {
             mem,
             mode,
@@ -125,6 +133,14 @@ impl DmaMemory {
     }
 }
 
+impl Drop for DmaMemory {
+    fn drop(&mut self) {
+        if self.mode == IovaMode::Va {
+            registry::unregister(self.mem.as_ptr() as usize);
+        }
+    }
+}
+
 /// 4 KiB frame numbers of `len` bytes at `va` (page aligned), looking up each system page of
 /// `reader.page_size()` bytes once and splitting it into 4 KiB frames.
 pub(crate) fn frames_4k(reader: &PagemapReader, va: u64, len: u64) -> Result<Vec<u64>, UioError> {
@@ -164,6 +180,32 @@ mod tests {
         let mem = std::fs::File::open("/proc/self/mem").unwrap();
         mem.read_exact_at(&mut copy, dma.iova(4100)).unwrap();
         assert_eq!(&copy, b"hello");
+    }
+
+    #[test]
+    fn va_blocks_are_registered_while_they_live() {
+        let dma = DmaMemory::alloc(8192, IovaMode::Va).unwrap();
+        let base = dma.iova(0);
+        dma.mem.write(100, b"dma!").unwrap();
+        assert!(registry::is_dma(base, dma.len()));
+        assert!(!registry::is_dma(base + 8190, 4), "straddles the end");
+        assert!(!registry::is_dma(base.wrapping_sub(4096), 4));
+        let mut out = [0u8; 4];
+        assert!(registry::copy_from_dma(base + 100, &mut out));
+        assert_eq!(&out, b"dma!");
+        assert!(registry::copy_to_dma(base + 200, b"back"));
+        let mut seen = [0u8; 4];
+        dma.mem.read(200, &mut seen).unwrap();
+        assert_eq!(&seen, b"back");
+        // Out-of-region addresses are refused without being touched.
+        assert!(!registry::copy_from_dma(0, &mut out));
+        assert!(!registry::copy_from_dma(u64::MAX - 2, &mut out));
+        // Keep the mapping alive (so no other allocation can reuse the address) and drop the block.
+        let keep = dma.mem.clone();
+        drop(dma);
+        assert!(!registry::is_dma(base, 4));
+        assert!(!registry::copy_from_dma(base + 100, &mut out));
+        drop(keep);
     }
 
     #[test]
