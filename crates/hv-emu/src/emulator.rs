@@ -118,24 +118,36 @@ struct PidMemory {
     cached: Mutex<Option<(u32, Arc<GuestMemory>)>>,
 }
 
-impl GpaReader for PidMemory {
-    fn read(&self, pfn: u64, offset: u32, dst: &mut [u8]) -> Result<(), String> {
+impl PidMemory {
+    /// The guest's memory: the last opener of `/dev/uioN`, or this process (cached per pid).
+    fn memory(&self) -> Arc<GuestMemory> {
         let pid = match self.ctl.guest_pid() {
             0 => std::process::id(),
             p => p,
         };
-        let mem = {
-            let mut c = lock(&self.cached);
-            match &*c {
-                Some((p, m)) if *p == pid => m.clone(),
-                _ => {
-                    let m = Arc::new(GuestMemory::process(pid));
-                    *c = Some((pid, m.clone()));
-                    m
-                }
+        let mut c = lock(&self.cached);
+        match &*c {
+            Some((p, m)) if *p == pid => m.clone(),
+            _ => {
+                let m = Arc::new(GuestMemory::process(pid));
+                *c = Some((pid, m.clone()));
+                m
             }
-        };
-        mem.read(pfn, offset, dst.len() as u32, dst)
+        }
+    }
+}
+
+impl GpaReader for PidMemory {
+    fn read(&self, pfn: u64, offset: u32, dst: &mut [u8]) -> Result<(), String> {
+        self.memory()
+            .read(pfn, offset, dst.len() as u32, dst)
+            .map_err(|e| e.to_string())
+    }
+
+    fn read_ranges(&self, ranges: vmbus_ring::GpaRanges<'_>, dst: &mut [u8]) -> Result<(), String> {
+        self.memory()
+            .read_ranges(ranges, dst)
+            .map(drop)
             .map_err(|e| e.to_string())
     }
 }

@@ -1,13 +1,19 @@
 //! Reading (and writing) guest memory named by GPA-direct ranges. With DPDK's IOVA-as-VA, `pfn * 4096 + offset` is
 //! a virtual address in the guest's process, so the host copies through `process_vm_readv`/`process_vm_writev`,
 //! falling back to `/proc/<pid>/mem`. The kernel checks every address, so a hostile or buggy guest's bad address
-//! becomes a typed [`GuestMemError::Fault`], never a SIGSEGV in the host. For an in-process guest, ranges registered
-//! with [`GuestMemory::register_region`] (known DMA memory) are copied directly through raw pointers instead.
+//! becomes a typed [`GuestMemError::Fault`], never a SIGSEGV in the host. For an in-process guest, live DMA blocks
+//! (`vmbus_uio::dma::registry`) and ranges registered with [`GuestMemory::register_region`] are copied directly
+//! instead; [`GuestMemory::read_ranges`] gathers a whole GPA-direct packet with one syscall per 64 ranges.
 
 use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
 use std::sync::{OnceLock, RwLock};
+use vmbus_ring::GpaRange;
+use vmbus_uio::dma::registry;
+
+/// Ranges gathered per `process_vm_readv` call (the kernel allows 1024).
+const IOV_BATCH: usize = 64;
 
 /// Guest page size used to turn a pfn into an address.
 pub const GUEST_PAGE_SIZE: u64 = 4096;
@@ -194,6 +200,9 @@ impl GuestMemory {
         if out.is_empty() {
             return Ok(());
         }
+        if self.in_process && registry::copy_from_dma(addr, out) {
+            return Ok(());
+        }
         let a = usize::try_from(addr).map_err(|_| self.fault(addr, out.len()))?;
         if self.registered(a, out.len()) {
             // SAFETY: the range lies inside a region the caller of `register_region` promised stays mapped and
@@ -210,6 +219,9 @@ impl GuestMemory {
         if src.is_empty() {
             return Ok(());
         }
+        if self.in_process && registry::copy_to_dma(addr, src) {
+            return Ok(());
+        }
         let a = usize::try_from(addr).map_err(|_| self.fault(addr, src.len()))?;
         if self.registered(a, src.len()) {
             // SAFETY: the range lies inside a region the caller of `register_region` promised stays mapped and
@@ -218,6 +230,99 @@ impl GuestMemory {
             return Ok(());
         }
         self.transfer(addr, src.len(), Dir::Write(src))
+    }
+
+    /// Copy GPA ranges back to back into `out`; returns the number of bytes written. In-process DMA memory is
+    /// copied directly; the other ranges are gathered with one `process_vm_readv` per [`IOV_BATCH`] ranges (and
+    /// retried one by one for a precise error when a batch comes up short).
+    pub fn read_ranges(
+        &self,
+        ranges: impl Iterator<Item = GpaRange>,
+        out: &mut [u8],
+    ) -> Result<usize, GuestMemError> {
+        let mut batch = [(0u64, 0usize, 0usize); IOV_BATCH];
+        let mut n = 0;
+        let mut at = 0usize;
+        for r in ranges {
+            let len = r.len as usize;
+            let have = out.len() - at;
+            let addr = Self::address(r.pfn, r.offset, r.len, have)? as u64;
+            let dst = &mut out[at..at + len];
+            let direct = self.in_process
+                && (registry::copy_from_dma(addr, dst) || self.copy_registered(addr, dst));
+            if !direct && len > 0 {
+                batch[n] = (addr, at, len);
+                n += 1;
+                if n == IOV_BATCH {
+                    self.read_batch(&batch[..n], out)?;
+                    n = 0;
+                }
+            }
+            at += len;
+        }
+        if n > 0 {
+            self.read_batch(&batch[..n], out)?;
+        }
+        Ok(at)
+    }
+
+    fn copy_registered(&self, addr: u64, dst: &mut [u8]) -> bool {
+        match usize::try_from(addr) {
+            Ok(a) if self.registered(a, dst.len()) => {
+                // SAFETY: as in `read_at`: inside a region its registrant keeps mapped; `dst` is a local buffer.
+                unsafe {
+                    std::ptr::copy_nonoverlapping(a as *const u8, dst.as_mut_ptr(), dst.len())
+                };
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Read `(addr, out offset, len)` ranges with one syscall; fall back to one range at a time.
+    fn read_batch(
+        &self,
+        batch: &[(u64, usize, usize)],
+        out: &mut [u8],
+    ) -> Result<(), GuestMemError> {
+        if self.method == Method::Auto {
+            let base = out.as_mut_ptr();
+            let empty = libc::iovec {
+                iov_base: std::ptr::null_mut(),
+                iov_len: 0,
+            };
+            let mut local = [empty; IOV_BATCH];
+            let mut remote = [empty; IOV_BATCH];
+            let mut total = 0;
+            for (i, &(addr, at, len)) in batch.iter().enumerate() {
+                // `at + len <= out.len()` was checked by the caller, so this stays inside `out`.
+                local[i].iov_base = base.wrapping_add(at).cast();
+                local[i].iov_len = len;
+                remote[i].iov_base = addr as usize as *mut libc::c_void;
+                remote[i].iov_len = len;
+                total += len;
+            }
+            let k = batch.len() as libc::c_ulong;
+            // SAFETY: every local iovec lies inside `out`, which we borrow mutably for the call; the kernel
+            // checks the remote addresses and reports EFAULT/short counts instead of touching unmapped memory.
+            let got = unsafe {
+                libc::process_vm_readv(
+                    self.pid as libc::pid_t,
+                    local.as_ptr(),
+                    k,
+                    remote.as_ptr(),
+                    k,
+                    0,
+                )
+            };
+            if got >= 0 && got as usize == total {
+                return Ok(());
+            }
+        }
+        for &(addr, at, len) in batch {
+            self.read_at(addr, &mut out[at..at + len])?;
+        }
+        Ok(())
     }
 
     fn fault(&self, addr: u64, len: usize) -> GuestMemError {
@@ -459,6 +564,66 @@ mod tests {
         assert_eq!(&buf[100..104], b"back");
     }
 
+    fn range(addr: usize, len: u32) -> GpaRange {
+        let (pfn, offset) = split(addr);
+        GpaRange { len, offset, pfn }
+    }
+
+    #[test]
+    fn read_ranges_gathers_dma_memory_and_batches_the_rest() {
+        use vmbus_uio::{DmaMemory, IovaMode};
+        let dma = DmaMemory::alloc(8192, IovaMode::Va).unwrap();
+        let pattern: Vec<u8> = (0..8192u32).map(|i| (i * 13) as u8).collect();
+        dma.mem.write(0, &pattern).unwrap();
+        let heap: Vec<u8> = (0..20_000u32).map(|i| (i * 7 + 1) as u8).collect();
+        let dma_base = dma.iova(0) as usize;
+        let heap_base = heap.as_ptr() as usize;
+        // 150 ranges alternating between DMA memory (direct copy) and the heap (syscall batches of 64).
+        let mut ranges = Vec::new();
+        let mut want = Vec::new();
+        for i in 0..150usize {
+            let (len, off) = (17 + i % 40, (i * 53) % 4000);
+            if i % 2 == 0 {
+                ranges.push(range(dma_base + off, len as u32));
+                want.extend_from_slice(&pattern[off..off + len]);
+            } else {
+                ranges.push(range(heap_base + off * 4, len as u32));
+                want.extend_from_slice(&heap[off * 4..off * 4 + len]);
+            }
+        }
+        for mem in [
+            GuestMemory::in_process(),
+            GuestMemory::in_process().use_proc_mem(),
+        ] {
+            let mut out = vec![0u8; want.len()];
+            assert_eq!(
+                mem.read_ranges(ranges.iter().copied(), &mut out).unwrap(),
+                want.len()
+            );
+            assert_eq!(out, want);
+        }
+        // A hostile range among good ones is a typed error; a too-small buffer is refused.
+        let bad = [
+            range(heap_base, 8),
+            GpaRange {
+                len: 8,
+                offset: 0,
+                pfn: 0,
+            },
+        ];
+        let mut out = [0u8; 16];
+        let err = GuestMemory::in_process().read_ranges(bad.into_iter(), &mut out);
+        assert!(
+            matches!(err, Err(GuestMemError::Fault { addr: 0, .. })),
+            "{err:?}"
+        );
+        let err = GuestMemory::in_process().read_ranges(ranges.iter().copied(), &mut out);
+        assert!(
+            matches!(err, Err(GuestMemError::BufferTooSmall { .. })),
+            "{err:?}"
+        );
+    }
+
     /// Fork a child that overwrites a buffer (so its copy differs from ours) and waits; read its memory.
     #[test]
     fn reads_and_writes_a_child_process() {
@@ -502,6 +667,13 @@ mod tests {
             assert!(
                 buf[3000..4000].iter().all(|&v| v == 0),
                 "our copy is untouched"
+            );
+            let mut gathered = vec![0u8; 1000];
+            let parts = [range(addr + 3000, 500), range(addr + 3500, 500)];
+            mem.read_ranges(parts.into_iter(), &mut gathered).unwrap();
+            assert_eq!(
+                gathered, out,
+                "one syscall for both ranges reads the same bytes"
             );
             mem.write(pfn, off, 4, b"ping").unwrap();
             let mut back = [0u8; 4];

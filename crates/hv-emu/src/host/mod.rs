@@ -38,6 +38,18 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 pub trait GpaReader: Send + Sync {
     /// Copy `dst.len()` bytes at `pfn * 4096 + offset`.
     fn read(&self, pfn: u64, offset: u32, dst: &mut [u8]) -> Result<(), String>;
+
+    /// Copy every range of a GPA-direct packet back to back into `dst` (sized to their total by the caller).
+    fn read_ranges(&self, ranges: vmbus_ring::GpaRanges<'_>, dst: &mut [u8]) -> Result<(), String> {
+        let mut at = 0;
+        for r in ranges {
+            let end = at + r.len as usize;
+            let part = dst.get_mut(at..end).ok_or("ranges exceed the buffer")?;
+            self.read(r.pfn, r.offset, part)?;
+            at = end;
+        }
+        Ok(())
+    }
 }
 
 /// Creates a subchannel's rings (in the emulated tree: `channels/<relid>/ring`).

@@ -384,11 +384,13 @@ fn send_rndis_pkt(
         return;
     }
     let mut data = std::mem::take(&mut ctx.data);
-    data.clear();
     let loaded = if index != nvsp::SECTION_INDEX_NONE {
         match sections {
             Some(n) if index < n && size <= SEND_SECTION_SIZE => {
-                data.resize(size as usize, 0);
+                if data.len() < size as usize {
+                    data.resize(size as usize, 0);
+                }
+                data.truncate(size as usize);
                 dev.mem
                     .send_buf
                     .read(index as usize * SEND_SECTION_SIZE as usize, &mut data)
@@ -419,19 +421,24 @@ fn send_rndis_pkt(
     reply(dev, ch, pkt, NvspMessage::SendRndisPktComplete(done));
 }
 
+/// Read a GPA-direct packet's ranges into `data` (each inside one 4 KiB page, at most [`MAX_GPA_BYTES`] in all).
 fn load_gpa(dev: &Device, ranges: vmbus_ring::GpaRanges<'_>, data: &mut Vec<u8>) -> bool {
+    let mut total = 0usize;
     for r in ranges {
-        let len = r.len as usize;
-        if r.offset as usize + len > 4096 || data.len() + len > MAX_GPA_BYTES {
+        total += r.len as usize;
+        if r.offset as usize + r.len as usize > 4096 || total > MAX_GPA_BYTES {
             dev.proto_error("badGpaRange");
             return false;
         }
-        let start = data.len();
-        data.resize(start + len, 0);
-        if dev.gpa.read(r.pfn, r.offset, &mut data[start..]).is_err() {
-            dev.proto_error("gpaReadFailed");
-            return false;
-        }
+    }
+    // Every byte is overwritten below: only grow (zeroing) what was never used.
+    if data.len() < total {
+        data.resize(total, 0);
+    }
+    data.truncate(total);
+    if dev.gpa.read_ranges(ranges, data).is_err() {
+        dev.proto_error("gpaReadFailed");
+        return false;
     }
     true
 }
