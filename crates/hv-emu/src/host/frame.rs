@@ -22,16 +22,27 @@ fn set_be16(b: &mut [u8], off: usize, v: u16) {
     b[off..off + 2].copy_from_slice(&v.to_be_bytes());
 }
 
-/// One's-complement sum of `data` added to `acc` (not folded).
-pub fn sum16(mut acc: u32, data: &[u8]) -> u32 {
-    let mut chunks = data.chunks_exact(2);
+/// One's-complement sum of `data` (16-bit big-endian words) added to `acc`, not complemented. Eight bytes are
+/// summed per step as two 32-bit words in a 64-bit accumulator and folded back with end-around carries, which
+/// gives the same result modulo 0xFFFF as adding 16-bit words one by one (2^16 ≡ 1).
+pub fn sum16(acc: u32, data: &[u8]) -> u32 {
+    let mut s = u64::from(acc);
+    let mut chunks = data.chunks_exact(8);
     for c in &mut chunks {
-        acc = acc.wrapping_add(u32::from(u16::from_be_bytes([c[0], c[1]])));
+        let w = u64::from_be_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
+        s += (w >> 32) + (w & 0xFFFF_FFFF);
     }
-    if let [last] = chunks.remainder() {
-        acc = acc.wrapping_add(u32::from(*last) << 8);
+    let mut pairs = chunks.remainder().chunks_exact(2);
+    for p in &mut pairs {
+        s += u64::from(u16::from_be_bytes([p[0], p[1]]));
     }
-    acc
+    if let [last] = pairs.remainder() {
+        s += u64::from(*last) << 8;
+    }
+    while s > 0xFFFF_FFFF {
+        s = (s & 0xFFFF_FFFF) + (s >> 32);
+    }
+    s as u32
 }
 
 /// Fold a 32-bit sum and complement it.
@@ -347,6 +358,32 @@ mod tests {
         let (len, ty) = rss_input(&f, hash::IPV4, &mut buf).unwrap();
         assert_eq!((len, ty), (8, hash::IPV4));
         assert_eq!(netvsc_proto::toeplitz::hash(key, &buf[..len]), 0x323e_8fc2);
+    }
+
+    #[test]
+    fn wide_sum_matches_the_16_bit_definition() {
+        let data: Vec<u8> = (0..3001u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+            .collect();
+        for len in (0..64).chain([1499, 1500, 3000, 3001]) {
+            for acc in [0u32, 0x1234, 0xFFFF, 0x0003_FFFE] {
+                let mut reference = acc;
+                for c in data[..len].chunks(2) {
+                    let w = u32::from(c[0]) << 8 | u32::from(*c.get(1).unwrap_or(&0));
+                    reference += w;
+                }
+                assert_eq!(
+                    fold(sum16(acc, &data[..len])),
+                    fold(reference),
+                    "len {len} acc {acc:#x}"
+                );
+            }
+        }
+        assert_eq!(
+            fold(sum16(0, &[0xFF; 4096])),
+            0,
+            "all ones sums to negative zero"
+        );
     }
 
     #[test]

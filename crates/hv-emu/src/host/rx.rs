@@ -3,22 +3,27 @@
 //! checksum/VLAN/hash PPIs, frame) into one of that channel's free sub-allocations, and sends the
 //! batch as one transfer-page packet per channel (≤ 375 ranges; transaction id = first index).
 //! No free sub-allocation or no ring space → the frame is dropped and counted, never overwritten.
-//! While the guest is not ready (no buffers, RNDIS not initialized, filter 0) the backend is not polled.
+//! While the guest is not ready (no buffers, RNDIS not initialized, filter 0) the backend is not polled,
+//! and a round takes no more frames than there are free sub-allocations (the rest wait in the backend).
+//! The channel list and device state are copied once per round into reused buffers: nothing is allocated,
+//! locked (except the pool) or reference-counted per frame.
 
-use super::{Device, frame, lock, rndis::rndis_pkt_header};
+use super::{Channel, Device, frame, lock, rndis::rndis_pkt_header};
 use crate::stats::add;
 use netvsc_proto::ndis::hash_info as hash;
 use netvsc_proto::nvsp;
 use netvsc_proto::ppi::{self, PPI_U32_LEN, RxChecksumInfo, VlanInfo};
 use netvsc_proto::rndis::{PACKET_HEADER_LEN, PacketWriter};
 use netvsc_proto::{filter, toeplitz};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use vmbus_ring::{OutgoingKind, OutgoingPacket, TransferRange};
 
 /// Ranges per transfer-page packet (NDIS ≥ 6.0 hosts).
 const MAX_RANGES: usize = 375;
 
-/// What the pump needs from the device state, copied once per round.
+/// What the pump needs from the device state, copied once per round (into reused buffers).
+#[derive(Default)]
 struct Snapshot {
     ready: bool,
     link_up: bool,
@@ -27,8 +32,12 @@ struct Snapshot {
     version: u32,
     set_id: u16,
     sub_size: u32,
-    rss: Option<(u32, Vec<u8>, Vec<u32>)>,
-    channels: usize,
+    rss: bool,
+    hash_info: u32,
+    key: Vec<u8>,
+    table: Vec<u32>,
+    /// The open channels, primary first (refreshed only when their number changes).
+    chans: Vec<Arc<Channel>>,
 }
 
 struct Batch {
@@ -40,13 +49,14 @@ struct Batch {
 pub(crate) fn run_pump(dev: &Device) {
     let mut batches: Vec<Batch> = Vec::new();
     let mut untagged = Vec::with_capacity(16384);
+    let mut snap = Snapshot::default();
     while !dev.stopped() {
         let link = lock(&dev.backend).poll_link();
         if let Some(up) = link {
             dev.set_link(up);
         }
-        let snap = snapshot(dev);
-        while batches.len() < snap.channels {
+        refresh(dev, &mut snap);
+        while batches.len() < snap.chans.len() {
             batches.push(Batch {
                 ranges: Vec::with_capacity(MAX_RANGES),
                 indices: Vec::with_capacity(MAX_RANGES),
@@ -55,11 +65,20 @@ pub(crate) fn run_pump(dev: &Device) {
         }
         // Like OpenVMM, park the receive path until the guest can take frames: buffers and RNDIS
         // set up and a non-zero packet filter. The backend keeps (or drops) what it has.
-        if !snap.ready || snap.filter == 0 {
+        if !snap.ready || snap.filter == 0 || snap.chans.is_empty() {
             std::thread::sleep(Duration::from_micros(200));
             continue;
         }
-        let budget = MAX_RANGES * snap.channels.max(1);
+        // Take only what the guest has room for (the backend holds the rest until buffers return);
+        // with no room at all, drain a full round and count the drops, as a host does.
+        let full = MAX_RANGES * snap.chans.len();
+        let free = {
+            let pool = lock(&dev.pool);
+            (1..=snap.chans.len())
+                .map(|q| pool.free_count(q))
+                .sum::<usize>()
+        };
+        let budget = if free == 0 { full } else { full.min(free) };
         let now = Instant::now();
         let mut backend = lock(&dev.backend);
         let n = backend.receive(now, budget, &mut |f| {
@@ -77,21 +96,28 @@ pub(crate) fn run_pump(dev: &Device) {
     }
 }
 
-fn snapshot(dev: &Device) -> Snapshot {
-    let st = lock(&dev.state);
-    Snapshot {
-        ready: st.recv.is_some() && st.rndis_initialized,
-        link_up: st.link_up,
-        filter: st.filter,
-        mac: st.current_mac,
-        version: st.version,
-        set_id: st.recv.map_or(0, |r| r.id),
-        sub_size: st.recv.map_or(0, |r| r.sub_alloc_size),
-        rss: st
-            .rss
-            .enabled
-            .then(|| (st.rss.hash_info, st.rss.key.clone(), st.rss.table.clone())),
-        channels: dev.channels.read().unwrap_or_else(|p| p.into_inner()).len(),
+fn refresh(dev: &Device, snap: &mut Snapshot) {
+    {
+        let st = lock(&dev.state);
+        snap.ready = st.recv.is_some() && st.rndis_initialized;
+        snap.link_up = st.link_up;
+        snap.filter = st.filter;
+        snap.mac = st.current_mac;
+        snap.version = st.version;
+        snap.set_id = st.recv.map_or(0, |r| r.id);
+        snap.sub_size = st.recv.map_or(0, |r| r.sub_alloc_size);
+        snap.rss = st.rss.enabled && !st.rss.table.is_empty();
+        snap.hash_info = st.rss.hash_info;
+        if snap.rss && (snap.key != st.rss.key || snap.table != st.rss.table) {
+            snap.key.clear();
+            snap.key.extend_from_slice(&st.rss.key);
+            snap.table.clear();
+            snap.table.extend_from_slice(&st.rss.table);
+        }
+    }
+    let chans = dev.channels.read().unwrap_or_else(|p| p.into_inner());
+    if chans.len() != snap.chans.len() {
+        snap.chans.clone_from(&chans);
     }
 }
 
@@ -108,7 +134,9 @@ fn deliver(
     untagged: &mut Vec<u8>,
     raw: &[u8],
 ) {
-    let Some(ch0) = dev.channel(0) else { return };
+    let Some(ch0) = snap.chans.first() else {
+        return;
+    };
     if !snap.ready {
         add(&ch0.counters.drop_not_ready, 1);
         return;
@@ -125,18 +153,19 @@ fn deliver(
     let f: &[u8] = if vlan.is_some() { untagged } else { raw };
     // Hash and channel.
     let mut input = [0u8; 36];
-    let (hash_value, hash_type, chan) = match &snap.rss {
-        Some((info, key, table)) => match frame::rss_input(f, *info, &mut input) {
-            Some((len, ty)) => {
-                let h = toeplitz::hash(key, &input[..len]);
-                let c = table[(h & 127) as usize] as usize % snap.channels.max(1);
-                (h, ty, c)
-            }
-            None => (0, 0, 0),
-        },
+    let rss = snap
+        .rss
+        .then(|| frame::rss_input(f, snap.hash_info, &mut input))
+        .flatten();
+    let (hash_value, hash_type, chan) = match rss {
+        Some((len, ty)) => {
+            let h = toeplitz::hash(&snap.key, &input[..len]);
+            let entry = snap.table[h as usize % snap.table.len()] as usize;
+            (h, ty, entry % snap.chans.len())
+        }
         None => (0, 0, 0),
     };
-    let Some(ch) = dev.channel(chan) else { return };
+    let ch = &snap.chans[chan];
     // RNDIS PACKET: header, PPIs (checksum, 802.1Q, hash value, hash info), frame.
     let mut hdr = [0u8; PACKET_HEADER_LEN + 4 * PPI_U32_LEN];
     let Ok(mut w) = PacketWriter::new(&mut hdr) else {
@@ -203,7 +232,9 @@ fn flush(dev: &Device, snap: &Snapshot, chan: usize, b: &mut Batch) {
         return;
     }
     let n = b.ranges.len() as u64;
-    let Some(ch) = dev.channel(chan) else { return };
+    let Some(ch) = snap.chans.get(chan) else {
+        return;
+    };
     lock(&dev.pool).link(&b.indices);
     let nv = rndis_pkt_header(nvsp::CHANNEL_TYPE_DATA);
     let pkt = OutgoingPacket {
