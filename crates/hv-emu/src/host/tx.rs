@@ -104,8 +104,6 @@ fn tx_packet(dev: &Device, ch: &Channel, ctx: &mut Ctx, msg: &[u8]) -> bool {
         tagged,
         ..
     } = ctx;
-    fbuf.clear();
-    fbuf.extend_from_slice(payload);
     let mut backend = lock(&dev.backend);
     let mut out = |f: &[u8], tagged: &mut Vec<u8>| match info.vlan {
         Some(tci) => {
@@ -115,6 +113,15 @@ fn tx_packet(dev: &Device, ch: &Channel, ctx: &mut Ctx, msg: &[u8]) -> bool {
         }
         None => backend.transmit(f),
     };
+    let fill_ip = info.csum.ip_hdr_csum() && info.csum.is_ipv4();
+    let fill_l4 = info.csum.tcp_csum() || info.csum.udp_csum();
+    if info.lso_mss.is_none() && !fill_ip && !fill_l4 {
+        // Nothing to change in the frame: hand it over without a private copy.
+        out(payload, tagged);
+        return true;
+    }
+    fbuf.clear();
+    fbuf.extend_from_slice(payload);
     if let Some(mss) = info.lso_mss {
         match frame::segment_tcp(fbuf, mss as usize, seg, |s| out(s, tagged)) {
             Ok(n) => add(&ch.counters.lso_segments, n as u64),
@@ -126,10 +133,10 @@ fn tx_packet(dev: &Device, ch: &Channel, ctx: &mut Ctx, msg: &[u8]) -> bool {
         }
         return true;
     }
-    if info.csum.ip_hdr_csum() && info.csum.is_ipv4() {
+    if fill_ip {
         frame::fill_ipv4_checksum(fbuf);
     }
-    if info.csum.tcp_csum() || info.csum.udp_csum() {
+    if fill_l4 {
         frame::fill_l4_checksum(fbuf);
     }
     out(fbuf, tagged);
