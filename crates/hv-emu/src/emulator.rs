@@ -289,6 +289,10 @@ pub fn stats_of(dev: &Device) -> EmuStats {
         .collect();
     let hex = |v: &[u32]| v.iter().map(|o| format!("0x{o:08x}")).collect();
     let load = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+    // One lock at a time: a guard taken inside the struct literal below would live until the end of the statement,
+    // and holding `pool` while waiting for `backend` deadlocks against the rx pump (backend, then pool).
+    let recv_outstanding = lock(&dev.pool).outstanding();
+    let backend = lock(&dev.backend).stats();
     EmuStats {
         nvsp_version: (st.version != 0).then_some(st.version),
         ndis_version: st
@@ -307,7 +311,7 @@ pub fn stats_of(dev: &Device) -> EmuStats {
         offload: st.offload.clone(),
         rss: st.rss.clone(),
         recv_buffer: st.recv,
-        recv_outstanding: lock(&dev.pool).outstanding(),
+        recv_outstanding,
         send_sections: st.send_sections,
         link_up: st.link_up,
         link_speed: st.link_speed,
@@ -318,7 +322,7 @@ pub fn stats_of(dev: &Device) -> EmuStats {
         protocol_errors: dev.counters.proto_errors(),
         control_messages_sent: load(&dev.counters.control_sent),
         control_messages_dropped: load(&dev.counters.control_dropped),
-        backend: lock(&dev.backend).stats(),
+        backend,
     }
 }
 
