@@ -68,3 +68,5 @@ pub fn which(prog: &str) -> Option<PathBuf> {
         .map(|d| Path::new(d).join(prog))
         .find(|p| p.is_file())
 }
+
+pub mod testpmd;
