@@ -140,9 +140,9 @@ test.serial('metadata round trip: tagged frames arrive untagged, with a VLAN wor
   t.true(tcis.every((v) => v !== null))
 })
 
-// Known emulator bug (crates/hv-emu/src/host/rx.rs): the TCI is put into the IEEE_8021Q PPI as is, not in the NDIS
-// layout of protocol.md §PPI (priority b0–2, CFI b3, VID b4–15) that the driver decodes. Passes once hv-emu converts.
-test.serial.failing('metadata round trip: rx TCI values exact (hv-emu PPI conversion)', async (t) => {
+// The IEEE_8021Q PPI carries the NDIS layout (protocol.md: priority b0–2, CFI b3, VID b4–15) both ways; these two
+// tests caught the emulator using the raw TCI (fixed in hv-emu 9c03900).
+test.serial('metadata round trip: rx TCI values exact, priority included', async (t) => {
   t.deepEqual(await rxTagged(t), [42, 0x2005, 0xe123])
 })
 
@@ -166,13 +166,11 @@ test.serial('metadata round trip: tx VLAN request becomes an 802.1Q tag on the w
   const wire = await txTagged(0x0005)
   t.is(wire.length, 104)
   t.is(wire.readUInt16BE(12), 0x8100)
+  t.is(wire.readUInt16BE(14), 0x0005)
   t.deepEqual(wire.subarray(16), Buffer.from(udpFrame(100, [2, 0, 0, 0, 0, 7]).subarray(12)))
 })
 
-// Known emulator bug (crates/hv-emu/src/host/tx.rs: the IEEE_8021Q PPI value is used as the TCI instead of being
-// converted from the NDIS layout — priority in bits 0..2, VID in 4..15). The driver sends the NDIS layout, as the
-// rx direction above confirms. This test starts passing (and ava reports it) once hv-emu converts the PPI.
-test.serial.failing('metadata round trip: tx TCI with priority survives to the wire (hv-emu PPI conversion)', async (t) => {
+test.serial('metadata round trip: tx TCI with priority survives to the wire', async (t) => {
   const wire = await txTagged(0x2005)
   t.is(wire.readUInt16BE(14), 0x2005)
 })
