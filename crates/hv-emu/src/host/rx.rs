@@ -44,6 +44,8 @@ struct Batch {
     ranges: Vec<TransferRange>,
     indices: Vec<u32>,
     bytes: u64,
+    /// Sub-allocations reserved for this channel in the current round.
+    spare: Vec<u32>,
 }
 
 pub(crate) fn run_pump(dev: &Device) {
@@ -61,6 +63,7 @@ pub(crate) fn run_pump(dev: &Device) {
                 ranges: Vec::with_capacity(MAX_RANGES),
                 indices: Vec::with_capacity(MAX_RANGES),
                 bytes: 0,
+                spare: Vec::with_capacity(MAX_RANGES),
             });
         }
         // Like OpenVMM, park the receive path until the guest can take frames: buffers and RNDIS
@@ -69,15 +72,20 @@ pub(crate) fn run_pump(dev: &Device) {
             std::thread::sleep(Duration::from_micros(200));
             continue;
         }
-        // Take only what the guest has room for (the backend holds the rest until buffers return);
-        // with no room at all, drain a full round and count the drops, as a host does.
+        // Reserve this round's sub-allocations with one pool lock (the worker completing the guest's
+        // packets takes the same lock), and take only as many frames as they hold: the backend keeps
+        // the rest until buffers return. With no room at all, drain a full round and count the drops.
         let full = MAX_RANGES * snap.chans.len();
-        let free = {
-            let pool = lock(&dev.pool);
-            (1..=snap.chans.len())
-                .map(|q| pool.free_count(q))
-                .sum::<usize>()
-        };
+        {
+            let mut pool = lock(&dev.pool);
+            for (q, b) in batches.iter_mut().enumerate().take(snap.chans.len()) {
+                while b.spare.len() < MAX_RANGES {
+                    let Some(i) = pool.alloc(1 + q) else { break };
+                    b.spare.push(i);
+                }
+            }
+        }
+        let free: usize = batches.iter().map(|b| b.spare.len()).sum();
         let budget = if free == 0 { full } else { full.min(free) };
         let now = Instant::now();
         let mut backend = lock(&dev.backend);
@@ -88,6 +96,14 @@ pub(crate) fn run_pump(dev: &Device) {
         for (i, b) in batches.iter_mut().enumerate() {
             flush(dev, &snap, i, b);
         }
+        // Unused reservations go back (the guest's view of outstanding buffers stays exact).
+        let mut pool = lock(&dev.pool);
+        for b in &mut batches {
+            for i in b.spare.drain(..) {
+                pool.release(i);
+            }
+        }
+        drop(pool);
         if dev.cfg.busy_poll {
             std::thread::yield_now();
         } else if n < budget {
@@ -203,7 +219,8 @@ fn deliver(
         add(&ch.counters.drop_too_large, 1);
         return;
     }
-    let Some(idx) = lock(&dev.pool).alloc(1 + chan) else {
+    let b = &mut batches[chan];
+    let Some(idx) = b.spare.pop() else {
         add(&ch.counters.drop_no_rx_buffer, 1);
         return;
     };
@@ -211,11 +228,10 @@ fn deliver(
     let written = dev.mem.recv_buf.write(offset, &hdr[..hdr_len]).is_ok()
         && dev.mem.recv_buf.write(offset + hdr_len, f).is_ok();
     if !written {
-        lock(&dev.pool).release(idx);
+        b.spare.push(idx);
         add(&ch.counters.drop_no_rx_buffer, 1);
         return;
     }
-    let b = &mut batches[chan];
     b.ranges.push(TransferRange {
         byte_count: msg_len as u32,
         byte_offset: offset as u32,
