@@ -116,6 +116,16 @@ fn rx(size: usize) {
     }
     let elapsed = t.elapsed();
     report("rx", size, dev.stats().ipackets - base, elapsed);
+    let host = emu.stats();
+    let ch = &host.channels[0];
+    println!(
+        "         host: {} frames in {} packets, {} completions; dropped {} without a free buffer, {} ring full",
+        host.totals.host_to_guest_frames,
+        ch.host_to_guest_packets,
+        ch.rx_completions,
+        host.totals.drops.no_rx_buffer,
+        host.totals.drops.ring_full
+    );
     dev.stop().unwrap();
     dev.close().unwrap();
 }
