@@ -2,8 +2,10 @@
 //! change the link, offer a VF, read its stats JSON; with the `capture` backend also read what the guest sent and
 //! inject frames. `runGuest` runs an unmodified program against a tree through hv-emu's runner (root only).
 
+use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
+use std::process::Stdio;
 
 use hv_emu::backend::{BackendConfig, CaptureHandle, GeneratorConfig};
 use hv_emu::emulator::{Emulator, EmulatorConfig};
@@ -289,6 +291,13 @@ pub fn run_guest(dir: String, argv: Vec<String>) -> Result<i32> {
         return Err(error(Code::InvalidArg, "runGuest needs a command"));
     }
     let mut cmd = hv_emu::runner::GuestCommand::new(std::path::Path::new(&dir), &argv);
+    // Node marks fds 0-2 close-on-exec, so plain inheritance would start the guest without stdin/stdout/stderr
+    // (testpmd's prompt and output vanish, `echo` fails with EBADF): hand it duplicates, which the spawn dup2s
+    // onto 0-2 without the flag.
+    cmd.command_mut()
+        .stdin(std_handle(std::io::stdin().as_fd()))
+        .stdout(std_handle(std::io::stdout().as_fd()))
+        .stderr(std_handle(std::io::stderr().as_fd()));
     let mut child = cmd.spawn().map_err(|e| with_causes(Code::Runner, &e))?;
     let status = child
         .wait()
@@ -296,4 +305,11 @@ pub fn run_guest(dir: String, argv: Vec<String>) -> Result<i32> {
     Ok(status
         .code()
         .unwrap_or_else(|| 128 + status.signal().unwrap_or(0)))
+}
+
+/// A duplicate of this process's standard handle `fd` for a child; `/dev/null` when `fd` is not open.
+fn std_handle(fd: BorrowedFd<'_>) -> Stdio {
+    fd.try_clone_to_owned()
+        .map(Stdio::from)
+        .unwrap_or_else(|_| Stdio::null())
 }
