@@ -9,6 +9,7 @@ use super::{Device, lock, nvsp};
 use crate::stats::{ChannelCounters, add};
 use std::collections::VecDeque;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use vmbus_ring::{
     OutgoingKind, OutgoingPacket, ReadError, Ring, RingReader, RingWriter, SharedMem, WriteError,
@@ -50,6 +51,8 @@ pub struct Channel {
     pub subchannel_id: u16,
     pub monitor_id: Option<u8>,
     pub(crate) out: Mutex<Out>,
+    /// Set while `out` holds deferred messages, so a busy-polling worker need not take the lock to know.
+    has_deferred: AtomicBool,
     pub(crate) counters: ChannelCounters,
 }
 
@@ -71,6 +74,7 @@ impl Channel {
                 writer: RingWriter::new(h2g),
                 deferred: VecDeque::new(),
             }),
+            has_deferred: AtomicBool::new(false),
             counters: ChannelCounters::default(),
         };
         Ok((
@@ -134,6 +138,7 @@ impl Channel {
         };
         d.msg[..d.len].copy_from_slice(&msg[..d.len]);
         out.deferred.push_back(d);
+        self.has_deferred.store(true, Ordering::Release);
         add(&self.counters.completions_deferred, 1);
         false
     }
@@ -181,6 +186,7 @@ impl Channel {
         }
         if out.deferred.is_empty() {
             out.writer.clear_space_request();
+            self.has_deferred.store(false, Ordering::Release);
             true
         } else {
             false
@@ -238,25 +244,38 @@ pub(crate) fn run_worker(dev: &Device, ch: &Channel, mut w: WorkerSide) {
     let mut ctx = nvsp::Ctx::new();
     let mut last_irq = dev.signal.irq_writes();
     let mut pending_deferred = false;
+    let mut idle = 0u32;
     while !dev.stopped() {
         let triggered = ch.take_trigger(dev, &mut last_irq);
         if triggered {
             add(&ch.counters.triggers, 1);
         }
-        if triggered || dev.cfg.busy_poll || pending_deferred {
+        if triggered || pending_deferred || ch.has_deferred.load(Ordering::Acquire) {
             pending_deferred = !ch.flush_deferred(dev);
         }
-        if triggered || dev.cfg.busy_poll {
-            drain(dev, ch, &mut w, &mut scratch, &mut ctx);
-        }
-        if dev.cfg.busy_poll {
-            std::hint::spin_loop();
-            std::thread::yield_now();
+        let busy = dev.cfg.busy_poll;
+        let read = if triggered || busy {
+            drain(dev, ch, &mut w, &mut scratch, &mut ctx)
+        } else {
+            0
+        };
+        if busy {
+            // Keep the CPU while there is work; when idle, spin and give it up only now and then: a
+            // yield on every turn hands the core to any other runnable task for a whole time slice.
+            idle = if read > 0 || triggered { 0 } else { idle + 1 };
+            if idle > 0 && idle.is_multiple_of(IDLE_SPINS_PER_YIELD) {
+                std::thread::yield_now();
+            } else {
+                std::hint::spin_loop();
+            }
         } else {
             std::thread::sleep(ch.latency(dev));
         }
     }
 }
+
+/// Idle turns a busy-polling worker spins between yields.
+const IDLE_SPINS_PER_YIELD: u32 = 64;
 
 fn drain(
     dev: &Device,
@@ -264,9 +283,10 @@ fn drain(
     w: &mut WorkerSide,
     scratch: &mut Vec<u8>,
     ctx: &mut nvsp::Ctx,
-) {
+) -> u32 {
     w.g2h.set_interrupt_mask(true);
     let mut corrupt = false;
+    let mut total = 0u32;
     loop {
         let mut n = 0u32;
         loop {
@@ -294,10 +314,12 @@ fn drain(
             add(&ch.counters.signals_to_guest, 1);
             dev.signal.signal(ch.relid);
         }
+        total = total.saturating_add(n);
         w.g2h.set_interrupt_mask(false);
         if corrupt || w.reader.bytes_available() == 0 || dev.stopped() {
             break;
         }
         w.g2h.set_interrupt_mask(true);
     }
+    total
 }

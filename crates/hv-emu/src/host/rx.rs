@@ -105,7 +105,10 @@ pub(crate) fn run_pump(dev: &Device) {
         }
         drop(pool);
         if dev.cfg.busy_poll {
-            std::thread::yield_now();
+            // A full round means more is waiting: go on without giving the core away.
+            if n < budget {
+                std::thread::yield_now();
+            }
         } else if n < budget {
             std::thread::sleep(Duration::from_micros(50));
         }
