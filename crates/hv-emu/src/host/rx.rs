@@ -76,14 +76,8 @@ pub(crate) fn run_pump(dev: &Device) {
         // packets takes the same lock), and take only as many frames as they hold: the backend keeps
         // the rest until buffers return. With no room at all, drain a full round and count the drops.
         let full = MAX_RANGES * snap.chans.len();
-        {
-            let mut pool = lock(&dev.pool);
-            for (q, b) in batches.iter_mut().enumerate().take(snap.chans.len()) {
-                while b.spare.len() < MAX_RANGES {
-                    let Some(i) = pool.alloc(1 + q) else { break };
-                    b.spare.push(i);
-                }
-            }
+        for (q, b) in batches.iter_mut().enumerate().take(snap.chans.len()) {
+            reserve(dev, q, &mut b.spare);
         }
         let free: usize = batches.iter().map(|b| b.spare.len()).sum();
         let budget = if free == 0 { full } else { full.min(free) };
@@ -112,6 +106,15 @@ pub(crate) fn run_pump(dev: &Device) {
         } else if n < budget {
             std::thread::sleep(Duration::from_micros(50));
         }
+    }
+}
+
+/// Reserve up to a batch of channel `q`'s free sub-allocations.
+fn reserve(dev: &Device, q: usize, spare: &mut Vec<u32>) {
+    let mut pool = lock(&dev.pool);
+    while spare.len() < MAX_RANGES {
+        let Some(i) = pool.alloc(1 + q) else { break };
+        spare.push(i);
     }
 }
 
@@ -223,6 +226,10 @@ fn deliver(
         return;
     }
     let b = &mut batches[chan];
+    if b.spare.is_empty() {
+        // RSS sent more frames here than reserved: top up (one lock for up to a batch).
+        reserve(dev, chan, &mut b.spare);
+    }
     let Some(idx) = b.spare.pop() else {
         add(&ch.counters.drop_no_rx_buffer, 1);
         return;
