@@ -344,8 +344,8 @@ impl FakeGuest {
         let t = self.send_section(0, msg, nvsp::CHANNEL_TYPE_CONTROL);
         let c = self.expect_completion(t);
         assert_eq!(c.u32(4), status::SUCCESS, "RNDIS send status");
-        // Completions have the request type with bit 31 set.
-        let want = ty | 0x8000_0000;
+        // Completions have the request type with the completion bit set.
+        let want = ty | (r::msg_type::INITIALIZE_CMPLT ^ r::msg_type::INITIALIZE);
         let p = self.expect("RNDIS reply", |p| {
             p.kind == 7 && p.u32(4) == nvsp::CHANNEL_TYPE_CONTROL
         });
@@ -372,16 +372,13 @@ impl FakeGuest {
         let id = self.req_id();
         let m = emit(&RndisMessage::query(id, oid, info));
         let reply = self.rndis_request(&m);
-        let status = u32_at(&reply, 12).unwrap_or(u32::MAX);
-        let len = u32_at(&reply, 16).unwrap_or(0) as usize;
-        let off = 8 + u32_at(&reply, 20).unwrap_or(0) as usize;
-        (
-            status,
-            reply
-                .get(off..off + len)
-                .map(<[u8]>::to_vec)
-                .unwrap_or_default(),
-        )
+        match RndisMessage::parse(&reply) {
+            Ok(RndisMessage::QueryComplete { cmplt, info }) => {
+                assert_eq!(cmplt.req_id, id, "QUERY_CMPLT request id");
+                (cmplt.status, info.to_vec())
+            }
+            other => panic!("QUERY {oid:#x}: not a valid QUERY_CMPLT: {other:?}"),
+        }
     }
 
     /// SET `oid` to `data`: status.
@@ -389,7 +386,13 @@ impl FakeGuest {
         let id = self.req_id();
         let m = emit(&RndisMessage::set(id, oid, data));
         let reply = self.rndis_request(&m);
-        u32_at(&reply, 12).unwrap_or(u32::MAX)
+        match RndisMessage::parse(&reply) {
+            Ok(RndisMessage::SetComplete(c)) => {
+                assert_eq!(c.req_id, id, "SET_CMPLT request id");
+                c.status
+            }
+            other => panic!("SET {oid:#x}: not a valid SET_CMPLT: {other:?}"),
+        }
     }
 
     /// Collect data frames from transfer-page packets for up to `timeout` until `n` arrived;
