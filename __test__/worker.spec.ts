@@ -29,9 +29,12 @@ test.serial('one queue per worker; host counts per channel match what each worke
     t.is(dev.queueCount, 2)
     const frames = [40, 70]
     const workers = [0, 1].map((index) => spawn({ uuid: emu.uuid, root: dir, index, frames: frames[index], hold: false }))
+    // Listen for 'exit' from the start: a worker that finishes while we still wait for the other's message has
+    // already exited by the time both messages are in, and a listener added then would never fire.
+    const exits = workers.map((w) => new Promise((r) => w.once('exit', r)))
     const results = await Promise.all(workers.map(message))
     t.deepEqual(results.map((r) => [r.ok, r.index, r.sent]), [[true, 0, 40], [true, 1, 70]])
-    await Promise.all(workers.map((w) => new Promise((r) => w.once('exit', r))))
+    await Promise.all(exits)
     const host = emu.stats()
     t.is(host.totals.guestToHostFrames, 110)
     t.deepEqual(host.channels.map((c) => c.guestToHostFrames).sort((a, b) => a - b), [40, 70])
