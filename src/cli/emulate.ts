@@ -24,6 +24,9 @@ Options:
   --uuid U         Device instance uuid
   --busy-poll      Host threads spin instead of sleeping
   --run -- CMD     Run CMD against the tree (root: mount namespace + LD_PRELOAD interposer), stop when it exits
+
+DPDK 22.11's testpmd never marks netvsc queues started and so forwards nothing (fixed in DPDK 23.11, commit
+0727d5d0e6); run it with HV_EMU_DPDK_QUEUE_STATE_FIX=1 in the environment and the interposer reports them started.
 `
 
 const MAC = /^[0-9a-f]{2}([:-][0-9a-f]{2}){5}$/i
