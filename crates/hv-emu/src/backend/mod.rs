@@ -12,10 +12,13 @@ mod sink;
 mod tap;
 
 pub use capture::{Capture, CaptureHandle};
-pub use generator::{GENERATOR_MAC, Generator, GeneratorConfig, build_flow_frame};
+pub use generator::{
+    GENERATOR_MAC, Generator, GeneratorConfig, SequenceError, build_flow_frame, check_sequenced,
+    fill_sequenced, sequence_word,
+};
 pub use loopback::Loopback;
 pub use pcap::{PcapMirror, PcapWriter};
-pub use sink::Sink;
+pub use sink::{Digest, Sink, frame_hash, hash_bytes, l4_payload_offset};
 pub use tap::Tap;
 
 use std::time::Instant;
