@@ -415,11 +415,3 @@ fn loopback_and_pcap_mirror_both_directions() {
         eprintln!("SKIP tshark check: tshark not installed");
     }
 }
-
-#[test]
-fn tap_backend_needs_root() {
-    match hv_emu::backend::Tap::open("hvemu-test0") {
-        Ok(_) => {}
-        Err(e) => eprintln!("SKIP tap backend: {e} (needs CAP_NET_ADMIN and /dev/net/tun)"),
-    }
-}
