@@ -185,6 +185,44 @@ impl QueueCore {
         step: Step,
         timeout: Duration,
     ) -> Result<RndisReply> {
+        self.ctl.rndis_want = rid;
+        self.ctl.rndis_reply = None;
+        let start = Instant::now();
+        let deadline = start + timeout;
+        let r = self
+            .send_rndis_page(page, req, step, deadline, start)
+            .and_then(|()| self.wait(step, deadline, start, |c| c.ctl.rndis_reply.is_some()));
+        self.ctl.rndis_want = 0;
+        r?;
+        let (buf, len) = self.ctl.rndis_reply.take().ok_or(Error::Timeout {
+            step,
+            waited: start.elapsed(),
+        })?;
+        Ok(RndisReply { buf, len })
+    }
+
+    /// Send an RNDIS message that has no reply (HALT).
+    pub fn rndis_send(
+        &mut self,
+        page: &CtlPage,
+        req: &[u8],
+        step: Step,
+        timeout: Duration,
+    ) -> Result<()> {
+        let start = Instant::now();
+        self.send_rndis_page(page, req, step, start + timeout, start)
+    }
+
+    /// Put `req` on the control page and announce it to the host as a one-range GPA-direct packet (NVSP 107,
+    /// control channel, no send section), as DPDK's `hn_rndis_exec1` does; the page never crosses 4 KiB.
+    fn send_rndis_page(
+        &mut self,
+        page: &CtlPage,
+        req: &[u8],
+        step: Step,
+        deadline: Instant,
+        start: Instant,
+    ) -> Result<()> {
         if req.len() > 4096 {
             return Err(Error::Invalid {
                 what: "rndis request length",
@@ -204,45 +242,7 @@ impl QueueCore {
             completion_requested: true,
             payload: &[&msg[..16]],
         };
-        self.ctl.rndis_want = rid;
-        self.ctl.rndis_reply = None;
-        let start = Instant::now();
-        let deadline = start + timeout;
-        let r = self
-            .send_ctl(&pkt, step, deadline, start)
-            .and_then(|()| self.wait(step, deadline, start, |c| c.ctl.rndis_reply.is_some()));
-        self.ctl.rndis_want = 0;
-        r?;
-        let (buf, len) = self.ctl.rndis_reply.take().ok_or(Error::Timeout {
-            step,
-            waited: start.elapsed(),
-        })?;
-        Ok(RndisReply { buf, len })
-    }
-
-    /// Send an RNDIS message that has no reply (HALT).
-    pub fn rndis_send(
-        &mut self,
-        page: &CtlPage,
-        req: &[u8],
-        step: Step,
-        timeout: Duration,
-    ) -> Result<()> {
-        page.mem.write(0, req).map_err(Error::mem(step))?;
-        let range = [GpaRange {
-            len: req.len() as u32,
-            offset: 0,
-            pfn: page.pfn,
-        }];
-        let msg = rndis_ctl_announce();
-        let pkt = OutgoingPacket {
-            kind: OutgoingKind::GpaDirect { ranges: &range },
-            trans_id: 0,
-            completion_requested: true,
-            payload: &[&msg[..16]],
-        };
-        let start = Instant::now();
-        self.send_ctl(&pkt, step, start + timeout, start)
+        self.send_ctl(&pkt, step, deadline, start)
     }
 
     fn wait(
