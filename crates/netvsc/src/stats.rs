@@ -76,30 +76,9 @@ impl DirStats {
         self.size_bins[size_bin(len)].fetch_add(1, Relaxed);
     }
 
-    /// Values in [`STAT_NAMES`] order.
-    pub fn values(&self) -> [u64; 15] {
-        let mut v = [0u64; 15];
-        let head = [
-            &self.packets,
-            &self.bytes,
-            &self.errors,
-            &self.ring_full,
-            &self.channel_full,
-            &self.multicast,
-            &self.broadcast,
-        ];
-        for (slot, c) in v
-            .iter_mut()
-            .zip(head.iter().copied().chain(self.size_bins.iter()))
-        {
-            *slot = c.load(Relaxed);
-        }
-        v
-    }
-
-    /// Zero every counter.
-    pub fn reset(&self) {
-        for c in [
+    /// Every counter, in [`STAT_NAMES`] order.
+    fn counters(&self) -> impl Iterator<Item = &AtomicU64> {
+        [
             &self.packets,
             &self.bytes,
             &self.errors,
@@ -110,9 +89,20 @@ impl DirStats {
         ]
         .into_iter()
         .chain(self.size_bins.iter())
-        {
-            c.store(0, Relaxed);
+    }
+
+    /// Values in [`STAT_NAMES`] order.
+    pub fn values(&self) -> [u64; 15] {
+        let mut v = [0u64; 15];
+        for (slot, c) in v.iter_mut().zip(self.counters()) {
+            *slot = c.load(Relaxed);
         }
+        v
+    }
+
+    /// Zero every counter.
+    pub fn reset(&self) {
+        self.counters().for_each(|c| c.store(0, Relaxed));
     }
 }
 
