@@ -1,33 +1,20 @@
 //! Data paths of the host: tx offloads, rx delivery with PPIs and completion-based reclaim,
 //! packet filter, subchannels + RSS, link indications, GPA-direct sends and the pcap mirror.
 
+mod rig;
+
+use rig::{emu, u32_at};
+
 use hv_emu::backend::{CaptureHandle, build_flow_frame};
 use hv_emu::host::frame;
 use hv_emu::testing::{FakeGuest, build_tx_packet};
-use hv_emu::{BackendConfig, Emulator, EmulatorConfig, GeneratorConfig};
+use hv_emu::{BackendConfig, Emulator, GeneratorConfig};
 use netvsc_proto::nvsp::{self, msg_type as nt, status as ns};
 use netvsc_proto::ppi::{self, RxChecksumInfo, TxChecksumInfo, VlanInfo};
 use netvsc_proto::{oid, rndis as r};
 use std::time::Duration;
 
-/// Little-endian u32 at `off` of a reply, read independently of the host's encoder.
-fn u32_at(b: &[u8], off: usize) -> Option<u32> {
-    Some(u32::from_le_bytes(b.get(off..off + 4)?.try_into().ok()?))
-}
-
 const MAC: [u8; 6] = [0x00, 0x15, 0x5d, 0x00, 0x00, 0x01];
-
-fn emu(f: impl FnOnce(&mut EmulatorConfig)) -> (tempfile::TempDir, Emulator) {
-    let dir = tempfile::tempdir_in("/dev/shm")
-        .or_else(|_| tempfile::tempdir())
-        .unwrap();
-    let mut cfg = EmulatorConfig::new(dir.path().join("d"));
-    cfg.ring_size = 64 * 4096;
-    cfg.recv_size = 2 << 20;
-    cfg.send_size = 1 << 20;
-    f(&mut cfg);
-    (dir, Emulator::start(cfg).unwrap())
-}
 
 fn ready_guest(e: &Emulator, filter: u32) -> FakeGuest {
     let mut g = FakeGuest::attach(e.tree());

@@ -1,27 +1,13 @@
 //! NVSP/RNDIS control plane of the host, driven by the scripted fake guest over a real tree.
 
+mod rig;
+
+use rig::{emu, u32_at};
+
 use hv_emu::testing::FakeGuest;
-use hv_emu::{Emulator, EmulatorConfig};
 use netvsc_proto::nvsp::{self, msg_type as nt, status as ns};
 use netvsc_proto::{oid, rndis as r};
 use std::time::Duration;
-
-/// Little-endian u32 at `off` of a reply, read independently of the host's encoder.
-fn u32_at(b: &[u8], off: usize) -> Option<u32> {
-    Some(u32::from_le_bytes(b.get(off..off + 4)?.try_into().ok()?))
-}
-
-fn emu(f: impl FnOnce(&mut EmulatorConfig)) -> (tempfile::TempDir, Emulator) {
-    let dir = tempfile::tempdir_in("/dev/shm")
-        .or_else(|_| tempfile::tempdir())
-        .unwrap();
-    let mut cfg = EmulatorConfig::new(dir.path().join("d"));
-    cfg.ring_size = 64 * 4096;
-    cfg.recv_size = 2 << 20;
-    cfg.send_size = 1 << 20;
-    f(&mut cfg);
-    (dir, Emulator::start(cfg).unwrap())
-}
 
 #[test]
 fn each_of_the_six_versions_is_accepted_and_others_are_not() {
