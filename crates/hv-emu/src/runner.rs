@@ -262,7 +262,7 @@ mod tests {
     #[test]
     fn guest_sees_the_tree_at_sys_paths() {
         if let Err(why) = can_run_guests() {
-            eprintln!("SKIP: {why}");
+            std::io::Write::write_fmt(&mut std::io::stderr(), format_args!("SKIP: {why}\n")).ok();
             return;
         }
         let dir = tempfile::tempdir().unwrap();

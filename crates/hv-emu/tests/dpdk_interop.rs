@@ -34,7 +34,7 @@ const HASH_TCP_IPV6: u32 = 0x1000;
 fn serial() -> Option<MutexGuard<'static, ()>> {
     static LOCK: Mutex<()> = Mutex::new(());
     if let Some(why) = skip_reason() {
-        eprintln!("SKIP: {why}");
+        std::io::Write::write_fmt(&mut std::io::stderr(), format_args!("SKIP: {why}\n")).ok();
         return None;
     }
     Some(LOCK.lock().unwrap_or_else(|p| p.into_inner()))

@@ -29,11 +29,15 @@ struct Probe {
 /// configuration (open, five mmaps, the INIT packet itself), and hand back the tree for signalling checks.
 fn probe(monitor_id: Option<u8>) -> Option<Probe> {
     if let Err(why) = can_run_guests() {
-        eprintln!("SKIP: {why}");
+        std::io::Write::write_fmt(&mut std::io::stderr(), format_args!("SKIP: {why}\n")).ok();
         return None;
     }
     let Some(testpmd) = which("dpdk-testpmd") else {
-        eprintln!("SKIP: dpdk-testpmd is not installed");
+        std::io::Write::write_fmt(
+            &mut std::io::stderr(),
+            format_args!("SKIP: dpdk-testpmd is not installed\n"),
+        )
+        .ok();
         return None;
     };
     let dir = ShmDir::new("probe");

@@ -399,6 +399,10 @@ fn loopback_and_pcap_mirror_both_directions() {
             String::from_utf8_lossy(&out.stderr)
         );
     } else {
-        eprintln!("SKIP tshark check: tshark not installed");
+        std::io::Write::write_fmt(
+            &mut std::io::stderr(),
+            format_args!("SKIP tshark check: tshark not installed\n"),
+        )
+        .ok();
     }
 }

@@ -173,8 +173,11 @@ fn start_capture(ifname: &str, src: [u8; 6], file: &Path) -> Option<Child> {
     let mut child = match spawned {
         Ok(c) => c,
         Err(e) => {
-            println!("SKIP capture check: dumpcap: {e}");
-            eprintln!("SKIP capture check: dumpcap: {e}");
+            std::io::Write::write_fmt(
+                &mut std::io::stderr(),
+                format_args!("SKIP capture check: dumpcap: {e}\n"),
+            )
+            .ok();
             return None;
         }
     };
@@ -264,8 +267,7 @@ fn addresses() -> (Ipv4Addr, Ipv4Addr) {
 #[test]
 fn frames_cross_a_real_tap_both_ways() {
     if let Some(why) = skip_reason() {
-        println!("SKIP: {why}");
-        eprintln!("SKIP: {why}");
+        std::io::Write::write_fmt(&mut std::io::stderr(), format_args!("SKIP: {why}\n")).ok();
         return;
     }
     let t0 = Instant::now();
@@ -274,8 +276,11 @@ fn frames_cross_a_real_tap_both_ways() {
     match hv_emu::backend::Tap::open(&ifname) {
         Ok(tap) => drop(tap),
         Err(e) => {
-            println!("SKIP: cannot create TAP {ifname}: {e}");
-            eprintln!("SKIP: cannot create TAP {ifname}: {e}");
+            std::io::Write::write_fmt(
+                &mut std::io::stderr(),
+                format_args!("SKIP: cannot create TAP {ifname}: {e}\n"),
+            )
+            .ok();
             return;
         }
     }

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 #[macro_export]
 macro_rules! skip {
     ($($arg:tt)*) => {{
-        eprintln!("SKIP: {}", format!($($arg)*));
+        std::io::Write::write_fmt(&mut std::io::stderr(), format_args!("SKIP: {}\n", format!($($arg)*))).ok();
         return;
     }};
 }
