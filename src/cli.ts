@@ -23,7 +23,7 @@ Commands:
   info <uuid|iface>         sysfs facts and what bring-up negotiates
   emulate --dir D           Run the Hyper-V host emulator (--run -- CMD runs a guest against it)
   demo                      Emulator + driver in this process: link event, traffic both ways, Mpps
-  capture <uuid> --pcap F   Receive frames into a pcap file
+  capture <uuid> --pcap F   Record the frames this process's driver sends and receives into a pcap file
   stats <uuid>              Port and per-queue counters (--watch)
   xstats <uuid>             DPDK-named extended statistics
 

@@ -36,6 +36,9 @@ export function listDevices(options: ListOptions = {}): VmbusDevice[] {
 
 export { Netvsc, Queue, open, openQueue, claimedQueueCount } from './netvsc.js'
 export type { OpenOptions, LinkState, LinkEvent, VfEvent, DeviceInfo, PortStats, RxBatch } from './netvsc.js'
+export type { Capture, CaptureOptions } from './capture.js'
+export { PcapWriter, readPcap, readPcapRecords } from './pcap.js'
+export type { PcapRecord } from './pcap.js'
 export { parseDevargs, formatDevargs, strtoul, DEVARG_KEYS, DEVARGS_DEFAULTS } from './devargs.js'
 export type { Devargs, DevargsObject, DevargKey } from './devargs.js'
 export { Emulator, canRunGuests, runGuest } from './emulator.js'

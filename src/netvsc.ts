@@ -6,6 +6,7 @@
  */
 import { EventEmitter } from 'node:events'
 import * as native from '../binding.js'
+import { Capture, type CaptureOptions, type Tap } from './capture.js'
 import { type Devargs, type DevargsObject, formatDevargs, parseDevargs } from './devargs.js'
 import { NetvscError, fromNative } from './errors.js'
 import { DESC_WORDS, META_WORDS, QUEUE_STAT_WORDS } from './meta.js'
@@ -96,12 +97,14 @@ export class Queue {
   readonly index: number
   #region: Uint8Array | null = null
   #onClose: (() => void) | undefined
+  readonly #tap: Tap
 
-  /** @internal */
-  constructor(q: native.NativeQueue, onClose?: () => void) {
+  /** @internal `tap` is shared with the device that handed the queue out (its capture hook). */
+  constructor(q: native.NativeQueue, onClose?: () => void, tap: Tap = { sink: null }) {
     this.#q = q
     this.index = q.index
     this.#onClose = onClose
+    this.#tap = tap
   }
 
   /**
@@ -110,7 +113,9 @@ export class Queue {
    */
   rxBurst(buf: Uint8Array, lens: Uint32Array, meta: Uint32Array): number {
     try {
-      return this.#q.rxBurst(buf, lens, meta)
+      const n = this.#q.rxBurst(buf, lens, meta)
+      if (this.#tap.sink !== null) this.#tap.sink.packed(buf, lens, n)
+      return n
     } catch (err) {
       throw fromNative(err)
     }
@@ -119,7 +124,9 @@ export class Queue {
   /** Sends the first `n` frames of `buf` (lengths in `lens`, requests in `meta`); returns how many were taken. */
   txBurst(buf: Uint8Array, lens: Uint32Array, meta: Uint32Array, n: number = lens.length): number {
     try {
-      return this.#q.txBurst(buf, lens, meta, n)
+      const k = this.#q.txBurst(buf, lens, meta, n)
+      if (this.#tap.sink !== null) this.#tap.sink.packed(buf, lens, k)
+      return k
     } catch (err) {
       throw fromNative(err)
     }
@@ -132,7 +139,9 @@ export class Queue {
    */
   rxBurstZeroCopy(descs: Uint32Array, meta: Uint32Array, buf: Uint8Array): number {
     try {
-      return this.#q.rxBurstZeroCopy(descs, meta, buf)
+      const n = this.#q.rxBurstZeroCopy(descs, meta, buf)
+      if (this.#tap.sink !== null) this.#tap.sink.described(descs, n, buf, this)
+      return n
     } catch (err) {
       throw fromNative(err)
     }
@@ -192,7 +201,7 @@ export class Queue {
     return this.bursts()
   }
 
-  /** Runs the Rust core's tx loop on this queue for `ms` (benchmark reference); returns frames taken. */
+  /** Runs the Rust core's tx loop on this queue for `ms` (benchmark reference, not captured); returns frames taken. */
   rustTxLoop(frame: Uint8Array, burst: number, ms: number): number {
     return call(() => this.#q.rustTxLoop(frame, burst, ms))
   }
@@ -227,6 +236,8 @@ export class Netvsc extends EventEmitter {
   #promiscuous = false
   #allMulticast = true
   #statsBuf = new Float64Array(7)
+  readonly #tap: Tap = { sink: null }
+  #capture: Capture | null = null
 
   /** @internal */
   constructor(name: string, options: OpenOptions) {
@@ -319,6 +330,7 @@ export class Netvsc extends EventEmitter {
     const q = new Queue(
       call(() => this.#dev.queue(index)),
       () => this.#queues.delete(index),
+      this.#tap,
     )
     this.#queues.set(index, q)
     return q
@@ -435,8 +447,39 @@ export class Netvsc extends EventEmitter {
     return this
   }
 
-  /** Closes the queues of this thread, then the device (idempotent). */
+  /**
+   * Starts recording every frame this thread's queues of the device send (those `txBurst` accepted, as given, VLAN
+   * requests staying metadata) and receive (`rxBurst`, `bursts()`, `rxBurstZeroCopy`) into a pcap file (Ethernet,
+   * µs timestamps), in the order the bursts happen. Stops after `options.count` frames, at `stopCapture()` or
+   * `close()`. Queues opened in workers with `openQueue` and the Rust benchmark loops are not recorded. When not
+   * capturing, a burst costs one null check.
+   */
+  startCapture(file: string, options: CaptureOptions = {}): Capture {
+    if (typeof file !== 'string' || file === '') throw new NetvscError('ERR_NETVSC_INVALID_ARG', 'startCapture() needs a file name')
+    if (options === null || typeof options !== 'object') throw new NetvscError('ERR_NETVSC_INVALID_ARG', 'capture options must be an object')
+    if (this.closed) throw new NetvscError('ERR_NETVSC_CLOSED', 'the device is closed')
+    if (this.#tap.sink !== null) throw new NetvscError('ERR_NETVSC_STARTED', `a capture to ${this.#tap.sink.file} is already running`)
+    const cap = new Capture(file, options, this.#tap, (err) => {
+      if (this.listenerCount('error') > 0) this.emit('error', err)
+    })
+    this.#capture = cap
+    this.#tap.sink = cap
+    return cap
+  }
+
+  /** Stops the capture (idempotent); returns the frames the last capture wrote (0 if none was started). */
+  stopCapture(): number {
+    return this.#capture?.stop() ?? 0
+  }
+
+  /** Whether a capture is recording. */
+  get capturing(): boolean {
+    return this.#tap.sink !== null
+  }
+
+  /** Stops a capture, closes the queues of this thread, then the device (idempotent). */
   close(): void {
+    this.#capture?.stop()
     for (const q of [...this.#queues.values()]) q.close()
     call(() => this.#dev.close())
   }

@@ -5,7 +5,6 @@
  */
 import { listDevices, open } from '../index.js'
 import type { Netvsc } from '../netvsc.js'
-import { PcapWriter } from '../pcap.js'
 import { type Io, UsageError, intOption, nonEmpty, parse, sleep, table } from './common.js'
 import { CommandError } from './bind.js'
 
@@ -15,7 +14,9 @@ export const DEVICE_HELP = `Usage: netvsc info <uuid|iface> [--root DIR] [--deva
        netvsc xstats <uuid|iface> [--interval MS] [--json] [--root DIR]
 
 info     sysfs facts, then (when bound to uio_hv_generic) open it and show what bring-up negotiated
-capture  receive frames into a pcap file until --count frames, --timeout-ms, or Ctrl-C
+capture  record into a pcap file the frames this process's driver sends and receives on the device, until
+         --count frames, --timeout-ms, or Ctrl-C (the command itself transmits nothing, so what it records is what
+         it receives; applications get both directions with dev.startCapture())
 stats    port totals and per-queue counters after receiving for --interval ms (default 1000)
 xstats   DPDK-named extended statistics, same measurement
 
@@ -87,7 +88,13 @@ export async function runCapture(args: string[], io: Io): Promise<number> {
   const count = intOption('count', values.count, 1, 1e12)
   const timeout = intOption('timeout-ms', values['timeout-ms'], 1, 1e9)
   const dev = openDev(positionals[0] ?? '', nonEmpty('root', values.root) ?? '/', values.devargs)
-  const pcap = new PcapWriter(file)
+  let cap
+  try {
+    cap = dev.startCapture(file, count === undefined ? {} : { count })
+  } catch (err) {
+    dev.close()
+    throw err
+  }
   let stop = false
   const onSig = () => (stop = true)
   process.on('SIGINT', onSig)
@@ -98,27 +105,18 @@ export async function runCapture(args: string[], io: Io): Promise<number> {
     const buf = new Uint8Array(64 * 9216)
     const lens = new Uint32Array(64)
     const meta = new Uint32Array(64 * 4)
-    while (!stop && Date.now() < deadline && (count === undefined || pcap.count < count)) {
+    while (!stop && Date.now() < deadline && cap.active) {
       let got = 0
-      for (const q of queues) {
-        const n = q.rxBurst(buf, lens, meta)
-        let off = 0
-        for (let i = 0; i < n && (count === undefined || pcap.count < count); i++) {
-          const len = lens[i] ?? 0
-          pcap.write(buf.subarray(off, off + len))
-          off += len
-        }
-        got += n
-      }
+      for (const q of queues) got += q.rxBurst(buf, lens, meta)
       if (got === 0) await sleep(1)
     }
   } finally {
     process.off('SIGINT', onSig)
     process.off('SIGTERM', onSig)
-    pcap.close()
     dev.close()
   }
-  io.out(values.json ? `${JSON.stringify({ file, frames: pcap.count })}\n` : `captured ${pcap.count} frames to ${file}\n`)
+  if (cap.error) throw new CommandError(cap.error.message)
+  io.out(values.json ? `${JSON.stringify({ file, frames: cap.frames })}\n` : `captured ${cap.frames} frames to ${file}\n`)
   return 0
 }
 
