@@ -8,8 +8,17 @@ import { Emulator, type EmulatorOptions } from '../src/index.js'
 export const repo = path.resolve(__dirname, '..')
 const base = fs.existsSync('/dev/shm') ? '/dev/shm' : os.tmpdir()
 
+const scratch: string[] = []
+// Every scratch directory goes when this test process exits, whether or not its test disposed of it (tmpfs fills up
+// across runs otherwise).
+process.on('exit', () => {
+  for (const dir of scratch) fs.rmSync(dir, { recursive: true, force: true })
+})
+
 export function scratchDir(tag: string): string {
-  return fs.mkdtempSync(path.join(base, `netvsc-${tag}-`))
+  const dir = fs.mkdtempSync(path.join(base, `netvsc-${tag}-`))
+  scratch.push(dir)
+  return dir
 }
 
 export function emulator(opts: Partial<EmulatorOptions> = {}): { emu: Emulator; dir: string; dispose: () => void } {
