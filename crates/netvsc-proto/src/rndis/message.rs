@@ -203,13 +203,7 @@ impl<'a> RndisMessage<'a> {
     /// fails queries with offset 0).
     pub fn query(req_id: u32, oid: u32, info: &'a [u8]) -> Self {
         Self::Query {
-            req: OidRequest {
-                req_id,
-                oid,
-                info_buflen: info.len() as u32,
-                info_buf_offset: 20,
-                device_vc_handle: 0,
-            },
+            req: OidRequest::new(req_id, oid, info),
             info,
         }
     }
@@ -217,13 +211,7 @@ impl<'a> RndisMessage<'a> {
     /// A SET of `oid` to `info`.
     pub fn set(req_id: u32, oid: u32, info: &'a [u8]) -> Self {
         Self::Set {
-            req: OidRequest {
-                req_id,
-                oid,
-                info_buflen: info.len() as u32,
-                info_buf_offset: 20,
-                device_vc_handle: 0,
-            },
+            req: OidRequest::new(req_id, oid, info),
             info,
         }
     }

@@ -93,3 +93,17 @@ wire! {
 /// Config parameter types.
 pub const CONFIG_PARAM_TYPE_INTEGER: u32 = 0;
 pub const CONFIG_PARAM_TYPE_STRING: u32 = 2;
+
+impl OidRequest {
+    /// The request header for `oid` with `info` right after it: info_buf_offset 20 (counted from byte 8, so the data
+    /// starts at byte 28) even when `info` is empty, because Hyper-V fails queries with offset 0.
+    pub fn new(req_id: u32, oid: u32, info: &[u8]) -> Self {
+        Self {
+            req_id,
+            oid,
+            info_buflen: info.len() as u32,
+            info_buf_offset: 20,
+            device_vc_handle: 0,
+        }
+    }
+}
