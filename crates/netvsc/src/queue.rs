@@ -212,10 +212,7 @@ impl QueueCore {
         let msg_len = (head.msg_len as usize).min(len);
         if head.msg_type == msg_type::PACKET {
             return match out {
-                Some(pkt) => {
-                    let shared = self.shared.clone();
-                    crate::rx::take_frame(self, &shared, off, msg_len, pkt)
-                }
+                Some(pkt) => crate::rx::take_frame(self, off, msg_len, pkt),
                 None => {
                     self.stats.rx_missed.fetch_add(1, Relaxed);
                     false
