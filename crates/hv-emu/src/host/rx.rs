@@ -8,6 +8,7 @@
 //! The channel list and device state are copied once per round into reused buffers: nothing is allocated,
 //! locked (except the pool) or reference-counted per frame.
 
+use super::pool::RecvPool;
 use super::{Channel, Device, frame, lock, rndis::rndis_pkt_header};
 use crate::stats::add;
 use netvsc_proto::ndis::hash_info as hash;
@@ -76,9 +77,11 @@ pub(crate) fn run_pump(dev: &Device) {
         // packets takes the same lock), and take only as many frames as they hold: the backend keeps
         // the rest until buffers return. With no room at all, drain a full round and count the drops.
         let full = MAX_RANGES * snap.chans.len();
+        let mut pool = lock(&dev.pool);
         for (q, b) in batches.iter_mut().enumerate().take(snap.chans.len()) {
-            reserve(dev, q, &mut b.spare);
+            reserve(&mut pool, q, &mut b.spare);
         }
+        drop(pool);
         let free: usize = batches.iter().map(|b| b.spare.len()).sum();
         let budget = if free == 0 { full } else { full.min(free) };
         let now = Instant::now();
@@ -110,8 +113,7 @@ pub(crate) fn run_pump(dev: &Device) {
 }
 
 /// Reserve up to a batch of channel `q`'s free sub-allocations.
-fn reserve(dev: &Device, q: usize, spare: &mut Vec<u32>) {
-    let mut pool = lock(&dev.pool);
+fn reserve(pool: &mut RecvPool, q: usize, spare: &mut Vec<u32>) {
     while spare.len() < MAX_RANGES {
         let Some(i) = pool.alloc(1 + q) else { break };
         spare.push(i);
@@ -228,7 +230,7 @@ fn deliver(
     let b = &mut batches[chan];
     if b.spare.is_empty() {
         // RSS sent more frames here than reserved: top up (one lock for up to a batch).
-        reserve(dev, chan, &mut b.spare);
+        reserve(&mut lock(&dev.pool), chan, &mut b.spare);
     }
     let Some(idx) = b.spare.pop() else {
         add(&ch.counters.drop_no_rx_buffer, 1);
