@@ -153,7 +153,7 @@ impl QueueCore {
         &mut self,
         trans_id: u64,
         set_id: u16,
-        ranges: impl Iterator<Item = (u32, u32)> + Clone,
+        ranges: impl ExactSizeIterator<Item = (u32, u32)> + Clone,
         payload: &[u8],
         mode: Mode,
     ) {
@@ -161,9 +161,8 @@ impl QueueCore {
             Ok(NvspMessage::SendRndisPkt(p)) => Some(p),
             _ => None,
         };
-        let valid = set_id == nvsp::RECV_BUF_ID
-            && announce.is_some()
-            && ranges.clone().count() <= MAX_XFER_RANGES;
+        let valid =
+            set_id == nvsp::RECV_BUF_ID && announce.is_some() && ranges.len() <= MAX_XFER_RANGES;
         let Some(announce) = announce.filter(|_| valid) else {
             // Complete anyway so the host gets its buffers back; count it.
             self.stats.rx.errors.fetch_add(1, Relaxed);
