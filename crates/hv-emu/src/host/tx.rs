@@ -1,9 +1,11 @@
 //! Guest→host data: walk the RNDIS messages of one send (bounded by its size), apply each
 //! PACKET's PPIs (802.1Q tag inserted, checksums filled, LSOv2 segmented) and hand the frames to
-//! the backend. Control messages found on the way go to the RNDIS control handler.
+//! the backend. Control messages found on the way go to the RNDIS control handler. The backend is
+//! locked once for a run of PACKETs, not once per frame.
 
 use super::nvsp::Ctx;
 use super::{Channel, Device, frame, lock, rndis};
+use crate::backend::Backend;
 use crate::stats::add;
 use netvsc_proto::ppi::{self, LsoV2Info, TxChecksumInfo, VlanInfo};
 use netvsc_proto::rndis::{PpiIter, RndisHeader, RndisPacket, msg_type};
@@ -23,6 +25,7 @@ pub(crate) fn process_rndis(dev: &Device, ch: &Channel, ctx: &mut Ctx, data: &[u
     let mut off = 0usize;
     let mut count = 0u64;
     let mut ok = true;
+    let mut backend = None;
     while let Ok((hdr, _)) = RndisHeader::read_from_prefix(&data[off..]) {
         let len = hdr.msg_len as usize;
         if len < 8 || len > data.len() - off {
@@ -33,11 +36,13 @@ pub(crate) fn process_rndis(dev: &Device, ch: &Channel, ctx: &mut Ctx, data: &[u
         let msg = &data[off..off + len];
         count += 1;
         if hdr.msg_type == msg_type::PACKET {
-            if !tx_packet(dev, ch, ctx, msg) {
+            let b = backend.get_or_insert_with(|| lock(&dev.backend));
+            if !tx_packet(dev, ch, ctx, msg, &mut ***b) {
                 add(&ch.counters.tx_dropped, 1);
                 ok = false;
             }
         } else {
+            backend = None;
             rndis::handle_control(dev, hdr.msg_type, msg);
         }
         off += len;
@@ -77,7 +82,13 @@ fn parse_ppis(dev: &Device, ppis: PpiIter<'_>) -> Option<TxInfo> {
     Some(info)
 }
 
-fn tx_packet(dev: &Device, ch: &Channel, ctx: &mut Ctx, msg: &[u8]) -> bool {
+fn tx_packet(
+    dev: &Device,
+    ch: &Channel,
+    ctx: &mut Ctx,
+    msg: &[u8],
+    backend: &mut dyn Backend,
+) -> bool {
     let pkt = match RndisPacket::parse(msg) {
         Ok(p) if p.data.len() >= frame::ETH_LEN => p,
         Err(netvsc_proto::ProtoError::OutOfRange {
@@ -104,7 +115,6 @@ fn tx_packet(dev: &Device, ch: &Channel, ctx: &mut Ctx, msg: &[u8]) -> bool {
         tagged,
         ..
     } = ctx;
-    let mut backend = lock(&dev.backend);
     let mut out = |f: &[u8], tagged: &mut Vec<u8>| match info.vlan {
         Some(tci) => {
             tagged.clear();
@@ -126,7 +136,6 @@ fn tx_packet(dev: &Device, ch: &Channel, ctx: &mut Ctx, msg: &[u8]) -> bool {
         match frame::segment_tcp(fbuf, mss as usize, seg, |s| out(s, tagged)) {
             Ok(n) => add(&ch.counters.lso_segments, n as u64),
             Err(_) => {
-                drop(backend);
                 dev.proto_error("lsoBadFrame");
                 return false;
             }
