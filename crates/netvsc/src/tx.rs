@@ -398,14 +398,14 @@ fn send_one(core: &mut QueueCore, p: &TxPacket<'_>) -> Outcome {
             align_up(a.used, limits.align)
         };
         if start > a.used {
-            // Pad the previous message and grow its length to cover the padding.
+            // Pad the previous message and grow its length to cover the padding (it ran from
+            // `last_off` to `used`; it now runs to `start`, so no need to read it back).
             let pad = (start - a.used) as usize;
             let prev_len_at = base + a.last_off as usize + 4;
             let ok = tx.send_buf.fill(base + a.used as usize, pad, 0).is_ok()
                 && tx
                     .send_buf
-                    .load_u32(prev_len_at)
-                    .and_then(|l| tx.send_buf.store_u32(prev_len_at, l + pad as u32))
+                    .store_u32(prev_len_at, start - a.last_off)
                     .is_ok();
             if !ok {
                 return Outcome::Invalid;
