@@ -361,8 +361,9 @@ pub(crate) fn take_frame(
         };
     }
     let frame = off + frame_at;
+    // Destination MAC for the multicast/broadcast counters: read for a view, taken from the copy.
     let mut dst_mac = [0u8; 6];
-    let _ = shared.recv_buf.read(frame, &mut dst_mac[..data_len.min(6)]);
+    let mac_len = data_len.min(6);
     pkt.view = None;
     pkt.data.clear();
     let zero_copy = shared.args.rx_extmbuf_enable && data_len > shared.args.rx_copybreak as usize;
@@ -372,12 +373,16 @@ pub(crate) fn take_frame(
         None
     };
     match view {
-        Some(v) => pkt.view = Some(v),
+        Some(v) => {
+            let _ = shared.recv_buf.read(frame, &mut dst_mac[..mac_len]);
+            pkt.view = Some(v);
+        }
         None => {
             pkt.data.resize(data_len, 0);
             if shared.recv_buf.read(frame, &mut pkt.data).is_err() {
                 return bad();
             }
+            dst_mac[..mac_len].copy_from_slice(&pkt.data[..mac_len]);
         }
     }
     pkt.meta = meta;
