@@ -342,13 +342,11 @@ impl NativeQueue {
                 meta: metas[i],
             });
             let took = qp.tx_burst(&pkts[..m]);
-            for len in &lens[done..done + took] {
-                off += *len as usize;
-            }
             done += took;
             if took < m {
                 break;
             }
+            off = o;
         }
         Ok(done as u32)
     }
