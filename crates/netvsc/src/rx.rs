@@ -365,7 +365,6 @@ pub(crate) fn take_frame(
     let mut dst_mac = [0u8; 6];
     let mac_len = data_len.min(6);
     pkt.view = None;
-    pkt.data.clear();
     let zero_copy = shared.args.rx_extmbuf_enable && data_len > shared.args.rx_copybreak as usize;
     let view = if zero_copy {
         core.rx.new_view(frame as u32, data_len as u32)
@@ -375,9 +374,11 @@ pub(crate) fn take_frame(
     match view {
         Some(v) => {
             let _ = shared.recv_buf.read(frame, &mut dst_mac[..mac_len]);
+            pkt.data.clear();
             pkt.view = Some(v);
         }
         None => {
+            // Resize what the last burst left: only growth is zero-filled before the copy.
             pkt.data.resize(data_len, 0);
             if shared.recv_buf.read(frame, &mut pkt.data).is_err() {
                 return bad();
