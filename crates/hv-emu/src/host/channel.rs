@@ -162,23 +162,23 @@ impl Channel {
     /// Retry queued messages; true when none remain.
     fn flush_deferred(&self, dev: &Device) -> bool {
         let mut out = lock(&self.out);
-        while let Some(d) = out.deferred.front() {
+        let Out { writer, deferred } = &mut *out;
+        while let Some(d) = deferred.front() {
             let kind = if d.completion {
                 OutgoingKind::Completion
             } else {
                 OutgoingKind::InBand
             };
-            let msg = d.msg;
             let pkt = OutgoingPacket {
                 kind,
                 trans_id: d.trans_id,
                 completion_requested: false,
-                payload: &[&msg[..d.len]],
+                payload: &[&d.msg[..d.len]],
             };
-            if out.writer.try_write(&pkt).is_err() {
+            if writer.try_write(&pkt).is_err() {
                 break;
             }
-            out.deferred.pop_front();
+            deferred.pop_front();
         }
         if out.writer.commit() {
             add(&self.counters.signals_to_guest, 1);
