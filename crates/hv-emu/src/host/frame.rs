@@ -164,7 +164,11 @@ pub type Verdict = (Option<bool>, Option<(bool, bool)>);
 
 /// Receive-side checksum verdicts: (IPv4 header ok, `Some((is_tcp, ok))` for TCP/UDP).
 pub fn verify(f: &[u8]) -> Option<Verdict> {
-    let lay = layout(f)?;
+    Some(verdict(f, &layout(f)?))
+}
+
+/// [`verify`] of a frame whose [`layout`] is known.
+pub(crate) fn verdict(f: &[u8], lay: &Layout) -> Verdict {
     let ip = if lay.ipv6 {
         None
     } else {
@@ -176,14 +180,14 @@ pub fn verify(f: &[u8]) -> Option<Verdict> {
             let stored_zero = !is_tcp && be16(f, lay.l4 + 6) == Some(0) && !lay.ipv6;
             let ok = stored_zero
                 || fold(sum16(
-                    pseudo_sum(f, &lay, lay.end - lay.l4),
+                    pseudo_sum(f, lay, lay.end - lay.l4),
                     &f[lay.l4..lay.end],
                 )) == 0;
             Some((is_tcp, ok))
         }
         _ => None,
     };
-    Some((ip, l4))
+    (ip, l4)
 }
 
 /// If `f` carries an 802.1Q tag, return its TCI and write the untagged frame into `out`.
@@ -279,7 +283,16 @@ pub fn segment_tcp(
 
 /// The RSS input of a frame and the hash type it selects under `hash_info`'s enabled types.
 pub fn rss_input(f: &[u8], hash_info: u32, buf: &mut [u8; 36]) -> Option<(usize, u32)> {
-    let lay = layout(f)?;
+    rss_input_at(f, &layout(f)?, hash_info, buf)
+}
+
+/// [`rss_input`] of a frame whose [`layout`] is known.
+pub(crate) fn rss_input_at(
+    f: &[u8],
+    lay: &Layout,
+    hash_info: u32,
+    buf: &mut [u8; 36],
+) -> Option<(usize, u32)> {
     let ports = be16(f, lay.l4).zip(be16(f, lay.l4 + 2));
     let (addr_off, addr_len) = if lay.ipv6 {
         (lay.l3 + 8, 32)

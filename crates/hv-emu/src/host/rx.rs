@@ -172,12 +172,13 @@ fn deliver(
     }
     let vlan = frame::strip_vlan(raw, untagged);
     let f: &[u8] = if vlan.is_some() { untagged } else { raw };
-    // Hash and channel.
+    // Hash and channel (the IP headers are parsed once for the hash and the checksum verdicts).
+    let lay = frame::layout(f);
     let mut input = [0u8; 36];
-    let rss = snap
-        .rss
-        .then(|| frame::rss_input(f, snap.hash_info, &mut input))
-        .flatten();
+    let rss = match &lay {
+        Some(l) if snap.rss => frame::rss_input_at(f, l, snap.hash_info, &mut input),
+        _ => None,
+    };
     let (hash_value, hash_type, chan) = match rss {
         Some((len, ty)) => {
             let h = toeplitz::hash(&snap.key, &input[..len]);
@@ -193,7 +194,8 @@ fn deliver(
         return;
     };
     // Four 16-byte PPIs always fit `hdr`, so adding them cannot fail.
-    if let Some((ip, l4)) = frame::verify(f) {
+    if let Some(l) = &lay {
+        let (ip, l4) = frame::verdict(f, l);
         let mut v = 0;
         match ip {
             Some(true) => v |= RxChecksumInfo::IP_OK,
