@@ -280,6 +280,12 @@ pub(crate) fn rx_burst(core: &mut QueueCore, out: &mut [RxPacket]) -> usize {
         }
     }
     core.flush_completions();
+    // Packets and bytes once per burst; the per-frame classes are counted in `take_frame`.
+    if n > 0 {
+        let bytes: u64 = out[..n].iter().map(|p| u64::from(p.meta.len)).sum();
+        core.stats.rx.packets.fetch_add(n as u64, Relaxed);
+        core.stats.rx.bytes.fetch_add(bytes, Relaxed);
+    }
     n
 }
 
@@ -387,7 +393,7 @@ pub(crate) fn take_frame(
         }
     }
     pkt.meta = meta;
-    core.stats.rx.count_frame(data_len, &dst_mac);
+    core.stats.rx.count_class(data_len, &dst_mac);
     true
 }
 

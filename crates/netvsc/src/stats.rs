@@ -1,7 +1,8 @@
 //! Per-queue counters with DPDK's netvsc xstats names (`tx_q<N>_good_packets`, `rx_q<N>_ring full`, ...).
 //!
 //! Each queue's counters are written only by the thread that owns the queue (relaxed atomics, so
-//! another thread can read them at any time). Tx packets and bytes are counted on completion, as DPDK does.
+//! another thread can read them at any time). Tx packets and bytes are counted on completion, as DPDK does;
+//! rx packets and bytes once per burst.
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
