@@ -295,10 +295,10 @@ impl Device {
     }
 
     /// Drain queue 0's ring for control traffic when no thread is polling it (rx frames met are
-    /// left for the queue's owner).
+    /// set aside for the queue's owner, up to a bound, then dropped as missed).
     pub fn poll_control(&self) -> usize {
         match self.cores[0].try_lock() {
-            Ok(mut core) => core.poll(crate::queue::Mode::Burst, 256),
+            Ok(mut core) => core.poll(crate::queue::Mode::Drain, 256),
             Err(_) => 0,
         }
     }

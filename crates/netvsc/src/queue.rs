@@ -37,6 +37,12 @@ pub(crate) const MAX_XFER_RANGES: usize = 562;
 pub(crate) enum Mode {
     /// Load rx frames into the cursor for an rx burst; stop reading when it is busy.
     Burst,
+    /// Read through rx transfers to the completions and indications queued behind them (tx bursts, completion
+    /// reaping, control polling): load a transfer into the idle cursor, else set it aside for the queue's owner up
+    /// to a bound, else drop it (counted as missed), as DPDK's event loop drops frames its full rx ring cannot take.
+    /// Never stops at a busy cursor, so a queue that only transmits keeps getting its send sections back and link
+    /// indications are not held up by frames nobody reads.
+    Drain,
     /// A control waiter is draining queue 0: acknowledge and drop rx frames (counted as missed).
     Control,
 }
@@ -171,11 +177,11 @@ impl QueueCore {
         };
         let control = announce.channel_type == nvsp::CHANNEL_TYPE_CONTROL;
         if !control && self.shared.started() {
-            if mode == Mode::Burst && !self.rx.cursor_busy() && !self.rx.has_backlog() {
+            if mode != Mode::Control && !self.rx.cursor_busy() && !self.rx.has_backlog() {
                 self.rx.load(trans_id, ranges);
                 return;
             }
-            // A control waiter met rx data: keep it for the queue's owner, up to a bound.
+            // A control waiter or a drain met rx data: keep it for the queue's owner, up to a bound.
             if self.rx.stash(trans_id, ranges.clone()) {
                 return;
             }
@@ -360,7 +366,7 @@ impl QueuePair {
         let Ok(mut core) = self.core.try_lock() else {
             return 0;
         };
-        core.poll(Mode::Burst, 4096)
+        core.poll(Mode::Drain, 4096)
     }
 
     /// Copy a zero-copy view's bytes out of the receive buffer.

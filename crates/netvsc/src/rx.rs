@@ -150,7 +150,8 @@ impl RxState {
         !self.backlog.is_empty()
     }
 
-    /// Set a transfer aside (control path only: this allocates). False when the backlog is full.
+    /// Set a transfer aside while the cursor is busy (control waits and drains only; this allocates, so the rx
+    /// burst path never does). False when the backlog is full.
     pub fn stash(&mut self, trans_id: u64, ranges: impl Iterator<Item = (u32, u32)>) -> bool {
         if self.backlog.len() >= BACKLOG_MAX {
             return false;

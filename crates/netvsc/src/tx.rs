@@ -325,7 +325,7 @@ fn copy_frame(dst: &SharedMem, mut at: usize, segs: &[&[u8]], strip: bool) -> bo
 
 /// Send a burst on `core`'s channel; returns how many packets were taken.
 pub(crate) fn tx_burst(core: &mut QueueCore, pkts: &[TxPacket<'_>]) -> usize {
-    core.poll(Mode::Burst, 256);
+    core.poll(Mode::Drain, 256);
     if core.tx.stuck && !flush_agg(core) {
         core.chan.flush();
         return 0;
