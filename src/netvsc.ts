@@ -8,6 +8,7 @@ import { EventEmitter } from 'node:events'
 import * as native from '../binding.js'
 import { Capture, type CaptureOptions, type Tap } from './capture.js'
 import { type Devargs, type DevargsObject, formatDevargs, parseDevargs } from './devargs.js'
+import { released, watchOpen } from './collected.js'
 import { NetvscError, fromNative } from './errors.js'
 import { DESC_WORDS, META_WORDS, QUEUE_STAT_WORDS } from './meta.js'
 
@@ -105,6 +106,7 @@ export class Queue {
     this.index = q.index
     this.#onClose = onClose
     this.#tap = tap
+    watchOpen(this, 'Queue', `netvsc queue ${q.index}`)
   }
 
   /**
@@ -213,6 +215,7 @@ export class Queue {
 
   /** Gives the queue back (idempotent). */
   close(): void {
+    released(this)
     this.#q.close()
     this.#onClose?.()
     this.#onClose = undefined
@@ -262,10 +265,12 @@ export class Netvsc extends EventEmitter {
     this.#dev = call(() => native.NativeDevice.open(name, nativeOpts, (ev) => this.#onEvent(ev)))
     this.uuid = this.#dev.uuid
     this.root = this.#dev.root
+    watchOpen(this, 'Netvsc', `netvsc device ${this.uuid}`)
     if (o.start !== false) {
       try {
         this.start()
       } catch (err) {
+        released(this)
         this.#dev.close()
         throw err
       }
@@ -479,6 +484,7 @@ export class Netvsc extends EventEmitter {
 
   /** Stops a capture, closes the queues of this thread, then the device (idempotent). */
   close(): void {
+    released(this)
     this.#capture?.stop()
     for (const q of [...this.#queues.values()]) q.close()
     call(() => this.#dev.close())
