@@ -196,8 +196,18 @@ impl Drop for StopOnPanic {
     }
 }
 
-fn writer_thread(mem: SharedMem, reader: Thread, stats: Arc<Stats>, stop: Arc<AtomicBool>) -> u64 {
+/// `ready` gets the writer's handle when the ring is first full: the reader starts only then, so the first batch
+/// always lands in an empty, unmasked ring (it must signal) and the ring fills at least once, however the two
+/// threads are scheduled (a loaded machine once let the reader mask the ring before the first commit).
+fn writer_thread(
+    mem: SharedMem,
+    reader: Thread,
+    stats: Arc<Stats>,
+    stop: Arc<AtomicBool>,
+    ready: std::sync::mpsc::Sender<Thread>,
+) -> u64 {
     let _guard = StopOnPanic(stop.clone());
+    let mut ready = Some(ready);
     let mut w = RingWriter::new(Ring::new(mem).unwrap());
     let mut buf = vec![0u8; MAX_PAYLOAD];
     let mut tr = [TransferRange::default(); 8];
@@ -257,6 +267,9 @@ fn writer_thread(mem: SharedMem, reader: Thread, stats: Arc<Stats>, stop: Arc<At
                 stats.commits.fetch_add(1, Ordering::Relaxed);
                 signal(w.commit());
                 in_batch = 0;
+                if let Some(ready) = ready.take() {
+                    ready.send(thread::current()).unwrap();
+                }
                 let mut spins = 0;
                 while w.available() < needed {
                     if stop.load(Ordering::Relaxed) {
@@ -358,9 +371,8 @@ fn ten_million_packets_across_two_threads() {
     let writer = {
         let (mem, stats, stop) = (mem.clone(), stats.clone(), stop.clone());
         let reader = reader.thread().clone();
-        thread::spawn(move || writer_thread(mem, reader, stats, stop))
+        thread::spawn(move || writer_thread(mem, reader, stats, stop, tx))
     };
-    tx.send(writer.thread().clone()).unwrap();
     let written = writer.join().expect("writer thread panicked");
     let read = reader.join().expect("reader thread panicked");
 
