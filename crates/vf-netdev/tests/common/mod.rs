@@ -28,10 +28,38 @@ pub fn enter_netns() -> bool {
         ));
         return false;
     }
+    // sysfs shows the network namespace of whoever mounted it: give this thread its own mount namespace and a
+    // fresh sysfs so /sys/class/net matches the new network namespace (best effort; see `sysfs_ok`).
+    // SAFETY: unshare/mount affect only this thread's (new) mount namespace.
+    unsafe {
+        let ok = libc::unshare(libc::CLONE_NEWNS) == 0
+            && libc::mount(
+                c"none".as_ptr(),
+                c"/".as_ptr(),
+                std::ptr::null(),
+                libc::MS_REC | libc::MS_PRIVATE,
+                std::ptr::null(),
+            ) == 0
+            && libc::mount(
+                c"sysfs".as_ptr(),
+                c"/sys".as_ptr(),
+                c"sysfs".as_ptr(),
+                0,
+                std::ptr::null(),
+            ) == 0;
+        SYSFS_OK.with(|c| c.set(ok));
+    }
     if let Some(i) = vf_netdev::by_name("lo").ok().map(|i| i.ifindex) {
         let _ = Netdev::open(i).and_then(|n| n.set_up(true));
     }
     true
+}
+
+thread_local! { static SYSFS_OK: std::cell::Cell<bool> = const { std::cell::Cell::new(false) }; }
+
+/// Whether /sys shows this thread's network namespace.
+pub fn sysfs_ok() -> bool {
+    SYSFS_OK.with(|c| c.get())
 }
 
 pub struct Pair {
