@@ -1,0 +1,1 @@
+//! BPF syscall helpers (XDP program, XSKMAP, bpf_link).
