@@ -158,7 +158,7 @@ impl Raw {
                 );
                 (n, from.sll_pkttype)
             };
-            if n > 0 && pkttype != libc::PACKET_OUTGOING as u8 {
+            if n > 0 && pkttype != libc::PACKET_OUTGOING {
                 out.push(buf[..n as usize].to_vec());
             }
         }
