@@ -65,7 +65,7 @@ impl Mem {
         align: usize,
         what: &'static str,
     ) -> Result<(), RingError> {
-        if off % align != 0 || off.checked_add(n).is_none_or(|e| e > self.len) {
+        if !off.is_multiple_of(align) || off.checked_add(n).is_none_or(|e| e > self.len) {
             return Err(bad(what, off as u64, self.len as u64));
         }
         Ok(())
@@ -218,7 +218,7 @@ pub fn parse_tp3(
     if pkt_off
         .checked_add(TP3_HDR_LEN)
         .is_none_or(|e| e > block_size)
-        || pkt_off % 4 != 0
+        || !pkt_off.is_multiple_of(4)
     {
         return Err(bad("packet offset", pkt_off as u64, block_size as u64));
     }
@@ -256,7 +256,7 @@ pub fn parse_tp3(
         len,
         status,
         vlan_tci,
-        next: next as u32,
+        next,
     })
 }
 
