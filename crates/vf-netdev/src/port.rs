@@ -120,8 +120,8 @@ pub struct VfQueueStats {
 }
 
 pub(crate) enum QueueImpl {
-    Packet(afpacket::PacketQueue),
-    Xdp(afxdp::XdpQueue),
+    Packet(Box<afpacket::PacketQueue>),
+    Xdp(Box<afxdp::XdpQueue>),
 }
 
 /// One queue of a [`Port`].
@@ -212,7 +212,10 @@ impl Port {
             Prefer::AfPacket => None,
             Prefer::Auto | Prefer::AfXdp => match afxdp::open(ifindex, &info.name, n, cfg) {
                 Ok((mode, qs)) => {
-                    return Ok(Port::assemble(mode, qs.into_iter().map(QueueImpl::Xdp)));
+                    return Ok(Port::assemble(
+                        mode,
+                        qs.into_iter().map(|q| QueueImpl::Xdp(Box::new(q))),
+                    ));
                 }
                 Err(e) => Some(e),
             },
@@ -223,7 +226,7 @@ impl Port {
         let qs = afpacket::open(ifindex, &info.name, n, cfg)?;
         Ok(Port::assemble(
             Mode::AfPacket,
-            qs.into_iter().map(QueueImpl::Packet),
+            qs.into_iter().map(|q| QueueImpl::Packet(Box::new(q))),
         ))
     }
 
@@ -259,7 +262,6 @@ impl Port {
     }
 }
 
-#[allow(dead_code)]
 /// Ones-complement sum of `data` added to `sum` (not folded).
 pub(crate) fn csum_add(mut sum: u64, data: &[u8]) -> u64 {
     let mut c = data.chunks_exact(2);
@@ -272,7 +274,6 @@ pub(crate) fn csum_add(mut sum: u64, data: &[u8]) -> u64 {
     sum
 }
 
-#[allow(dead_code)]
 pub(crate) fn csum_fold(mut sum: u64) -> u16 {
     while sum >> 16 != 0 {
         sum = (sum & 0xffff) + (sum >> 16);
@@ -282,7 +283,6 @@ pub(crate) fn csum_fold(mut sum: u64) -> u16 {
 
 /// Software CHECKSUM_PARTIAL completion: sums `frame[start..]` (whose checksum field holds the pseudo-header sum)
 /// and stores the complement at `start + offset`.
-#[allow(dead_code)]
 pub(crate) fn fill_csum(frame: &mut [u8], start: u16, offset: u16) -> Result<()> {
     let (s, o) = (start as usize, start as usize + offset as usize);
     if o + 2 > frame.len() {
