@@ -288,6 +288,12 @@ impl Emulator {
         self.device.vf_state()
     }
 
+    /// `vf_state()` as JSON (camelCase).
+    pub fn vf_state_json(&self) -> Option<String> {
+        self.vf_state()
+            .map(|s| serde_json::to_string(&s).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}")))
+    }
+
     /// The device tree (paths, mappings).
     pub fn tree(&self) -> &DeviceTree {
         &self.tree
