@@ -339,6 +339,8 @@ impl Emulator {
 impl Drop for Emulator {
     fn drop(&mut self) {
         self.device.stop();
+        // The control socket's handlers may keep the device alive a little longer: the pair goes now.
+        self.device.vf_release();
     }
 }
 

@@ -347,6 +347,16 @@ impl Device {
         Ok(())
     }
 
+    /// Delete the veth pair now (the emulator is going away; commands may still hold the device).
+    pub fn vf_release(&self) {
+        if let Some(vf) = self.vf.as_ref() {
+            drop_pair(vf);
+            let mut st = lock(&self.state);
+            st.vf.present = false;
+            st.vf.datapath_vf = false;
+        }
+    }
+
     /// The VF's state and counters; `None` without a VF.
     pub fn vf_state(&self) -> Option<VfStats> {
         let vf = self.vf.as_ref()?;
