@@ -508,7 +508,7 @@ pub(crate) fn poll_host_end(dev: &Device, tagged: &mut Vec<u8>) -> usize {
     let mut backend = None;
     let mut r = Ok(0);
     // Up to a few bursts per round: the socket's ring must not overflow while the pump sleeps between rounds.
-    for _ in 0..8 {
+    for _ in 0..16 {
         r = p.rx(|f, vlan| {
             let b = backend.get_or_insert_with(|| lock(&dev.backend));
             frames += 1;

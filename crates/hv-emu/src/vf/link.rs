@@ -66,7 +66,7 @@ impl VethPair {
         let cfg = PortConfig {
             queues: 1,
             prefer: Prefer::AfPacket,
-            ring_frames: 2048,
+            ring_frames: 8192,
             frame_size,
         };
         let mut port = Port::open(host_ifindex, &cfg).map_err(err).map_err(undo)?;
