@@ -240,6 +240,11 @@ fn setup_socket(name: &str, cfg: &PortConfig) -> Result<Pending> {
     })
 }
 
+/// How long a bind waits for the kernel to release a queue a closed socket held: the previous socket's buffer
+/// pool (and with it the queue's binding) is torn down from a workqueue, so a bind right after a close can see
+/// EBUSY for a moment.
+const BUSY_WAIT: std::time::Duration = std::time::Duration::from_millis(500);
+
 fn bind(p: &Pending, ifindex: u32, queue: u32, flags: u16) -> std::io::Result<()> {
     let sa = SockaddrXdp {
         family: AF_XDP as u16,
@@ -248,15 +253,24 @@ fn bind(p: &Pending, ifindex: u32, queue: u32, flags: u16) -> std::io::Result<()
         queue_id: queue,
         shared_umem_fd: 0,
     };
-    // SAFETY: sa is a valid sockaddr_xdp and its size is passed.
-    cvt(unsafe {
-        libc::bind(
-            p.fd.as_raw_fd(),
-            (&sa as *const SockaddrXdp).cast(),
-            size_of::<SockaddrXdp>() as libc::socklen_t,
-        )
-    })?;
-    Ok(())
+    let start = std::time::Instant::now();
+    loop {
+        // SAFETY: sa is a valid sockaddr_xdp and its size is passed.
+        let r = cvt(unsafe {
+            libc::bind(
+                p.fd.as_raw_fd(),
+                (&sa as *const SockaddrXdp).cast(),
+                size_of::<SockaddrXdp>() as libc::socklen_t,
+            )
+        });
+        match r {
+            Ok(_) => return Ok(()),
+            Err(e) if e.raw_os_error() == Some(libc::EBUSY) && start.elapsed() < BUSY_WAIT => {
+                std::thread::sleep(std::time::Duration::from_micros(500));
+            }
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 /// Opens `n` AF_XDP queues (zero-copy if the driver allows, else copy).
