@@ -437,6 +437,7 @@ impl XdpQueue {
         let take = take.min(room);
         let (mut n, mut bytes) = (0u32, 0u64);
         let mut res = Ok(());
+        let mut skip = 0u32;
         while n < take {
             let slot = self.rx.slot(self.rx.cached.wrapping_add(n));
             let addr = rxm.load_u64(slot).map_err(ring_err)?;
@@ -444,7 +445,9 @@ impl XdpQueue {
             let off = match check_umem_desc(addr, len, self.tx_base as usize, self.frame_size) {
                 Ok(o) => o,
                 Err(e) => {
+                    // Consume the bad descriptor (its chunk is not returned to the fill ring) and report it.
                     res = Err(ring_err(e));
+                    skip = 1;
                     break;
                 }
             };
@@ -465,7 +468,7 @@ impl XdpQueue {
             self.fill.cached = self.fill.cached.wrapping_add(1);
             n += 1;
         }
-        self.rx.cached = self.rx.cached.wrapping_add(n);
+        self.rx.cached = self.rx.cached.wrapping_add(n + skip);
         rxm.store_u32_release(self.rx.cons, self.rx.cached)
             .map_err(ring_err)?;
         fm.store_u32_release(self.fill.prod, self.fill.cached)

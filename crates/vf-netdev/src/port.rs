@@ -66,7 +66,8 @@ impl Default for PortConfig {
     }
 }
 
-/// Per-frame receive metadata.
+/// Per-frame receive metadata. AF_PACKET fills both fields; AF_XDP sees frames before the stack, so a VLAN tag
+/// stays in the frame (`vlan_tci` None) and `csum_ok` is false.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct VfRx {
     /// The 802.1Q TCI the kernel stripped, if any.
@@ -123,6 +124,13 @@ pub(crate) enum QueueImpl {
     Packet(Box<afpacket::PacketQueue>),
     Xdp(Box<afxdp::XdpQueue>),
 }
+
+// Each queue is driven from its own thread.
+const _: () = {
+    const fn is_send<T: Send>() {}
+    is_send::<VfQueue>();
+    is_send::<Port>();
+};
 
 /// One queue of a [`Port`].
 pub struct VfQueue {
