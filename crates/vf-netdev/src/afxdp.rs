@@ -278,8 +278,19 @@ pub(crate) fn open(
     ifindex: u32,
     name: &str,
     n: u32,
+    mtu: u32,
     cfg: &PortConfig,
 ) -> Result<(Mode, Vec<XdpQueue>)> {
+    // The kernel puts XDP_PACKET_HEADROOM (256) in front of every received frame in its chunk.
+    if (cfg.frame_size as usize) < mtu as usize + 18 + 256 {
+        return Err(NetdevError::Unsupported {
+            what: "af_xdp",
+            detail: format!(
+                "{name}: frame_size {} cannot hold mtu {mtu} + 18 + 256 bytes of XDP headroom",
+                cfg.frame_size
+            ),
+        });
+    }
     let unsup = |what: &'static str, e: std::io::Error| NetdevError::Unsupported {
         what,
         detail: format!("{name}: {e}"),

@@ -209,7 +209,7 @@ impl Port {
                 cfg.frame_size
             )));
         }
-        if (cfg.frame_size as usize) < info.mtu as usize + 18 + 256 {
+        if (cfg.frame_size as usize) < info.mtu as usize + 18 {
             return Err(NetdevError::Invalid(format!(
                 "frame_size {} too small for mtu {}",
                 cfg.frame_size, info.mtu
@@ -218,15 +218,17 @@ impl Port {
         let n = cfg.queues.min(info.channels.max(1));
         let xdp_err = match cfg.prefer {
             Prefer::AfPacket => None,
-            Prefer::Auto | Prefer::AfXdp => match afxdp::open(ifindex, &info.name, n, cfg) {
-                Ok((mode, qs)) => {
-                    return Ok(Port::assemble(
-                        mode,
-                        qs.into_iter().map(|q| QueueImpl::Xdp(Box::new(q))),
-                    ));
+            Prefer::Auto | Prefer::AfXdp => {
+                match afxdp::open(ifindex, &info.name, n, info.mtu, cfg) {
+                    Ok((mode, qs)) => {
+                        return Ok(Port::assemble(
+                            mode,
+                            qs.into_iter().map(|q| QueueImpl::Xdp(Box::new(q))),
+                        ));
+                    }
+                    Err(e) => Some(e),
                 }
-                Err(e) => Some(e),
-            },
+            }
         };
         if let (Prefer::AfXdp, Some(e)) = (cfg.prefer, xdp_err) {
             return Err(e);
