@@ -240,6 +240,11 @@ fn setup_socket(name: &str, cfg: &PortConfig) -> Result<Pending> {
     })
 }
 
+/// How long a bind waits for the kernel to release a queue a closed socket held: the previous socket's buffer
+/// pool (and with it the queue's binding) is torn down from a workqueue, so a bind right after a close can see
+/// EBUSY for a moment.
+const BUSY_WAIT: std::time::Duration = std::time::Duration::from_millis(500);
+
 fn bind(p: &Pending, ifindex: u32, queue: u32, flags: u16) -> std::io::Result<()> {
     let sa = SockaddrXdp {
         family: AF_XDP as u16,
@@ -248,15 +253,24 @@ fn bind(p: &Pending, ifindex: u32, queue: u32, flags: u16) -> std::io::Result<()
         queue_id: queue,
         shared_umem_fd: 0,
     };
-    // SAFETY: sa is a valid sockaddr_xdp and its size is passed.
-    cvt(unsafe {
-        libc::bind(
-            p.fd.as_raw_fd(),
-            (&sa as *const SockaddrXdp).cast(),
-            size_of::<SockaddrXdp>() as libc::socklen_t,
-        )
-    })?;
-    Ok(())
+    let start = std::time::Instant::now();
+    loop {
+        // SAFETY: sa is a valid sockaddr_xdp and its size is passed.
+        let r = cvt(unsafe {
+            libc::bind(
+                p.fd.as_raw_fd(),
+                (&sa as *const SockaddrXdp).cast(),
+                size_of::<SockaddrXdp>() as libc::socklen_t,
+            )
+        });
+        match r {
+            Ok(_) => return Ok(()),
+            Err(e) if e.raw_os_error() == Some(libc::EBUSY) && start.elapsed() < BUSY_WAIT => {
+                std::thread::sleep(std::time::Duration::from_micros(500));
+            }
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 /// Opens `n` AF_XDP queues (zero-copy if the driver allows, else copy).
@@ -264,8 +278,19 @@ pub(crate) fn open(
     ifindex: u32,
     name: &str,
     n: u32,
+    mtu: u32,
     cfg: &PortConfig,
 ) -> Result<(Mode, Vec<XdpQueue>)> {
+    // The kernel puts XDP_PACKET_HEADROOM (256) in front of every received frame in its chunk.
+    if (cfg.frame_size as usize) < mtu as usize + 18 + 256 {
+        return Err(NetdevError::Unsupported {
+            what: "af_xdp",
+            detail: format!(
+                "{name}: frame_size {} cannot hold mtu {mtu} + 18 + 256 bytes of XDP headroom",
+                cfg.frame_size
+            ),
+        });
+    }
     let unsup = |what: &'static str, e: std::io::Error| NetdevError::Unsupported {
         what,
         detail: format!("{name}: {e}"),
@@ -423,6 +448,7 @@ impl XdpQueue {
         let take = take.min(room);
         let (mut n, mut bytes) = (0u32, 0u64);
         let mut res = Ok(());
+        let mut skip = 0u32;
         while n < take {
             let slot = self.rx.slot(self.rx.cached.wrapping_add(n));
             let addr = rxm.load_u64(slot).map_err(ring_err)?;
@@ -430,7 +456,9 @@ impl XdpQueue {
             let off = match check_umem_desc(addr, len, self.tx_base as usize, self.frame_size) {
                 Ok(o) => o,
                 Err(e) => {
+                    // Consume the bad descriptor (its chunk is not returned to the fill ring) and report it.
                     res = Err(ring_err(e));
+                    skip = 1;
                     break;
                 }
             };
@@ -451,7 +479,7 @@ impl XdpQueue {
             self.fill.cached = self.fill.cached.wrapping_add(1);
             n += 1;
         }
-        self.rx.cached = self.rx.cached.wrapping_add(n);
+        self.rx.cached = self.rx.cached.wrapping_add(n + skip);
         rxm.store_u32_release(self.rx.cons, self.rx.cached)
             .map_err(ring_err)?;
         fm.store_u32_release(self.fill.prod, self.fill.cached)

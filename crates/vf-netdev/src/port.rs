@@ -66,7 +66,8 @@ impl Default for PortConfig {
     }
 }
 
-/// Per-frame receive metadata.
+/// Per-frame receive metadata. AF_PACKET fills both fields; AF_XDP sees frames before the stack, so a VLAN tag
+/// stays in the frame (`vlan_tci` None) and `csum_ok` is false.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct VfRx {
     /// The 802.1Q TCI the kernel stripped, if any.
@@ -123,6 +124,13 @@ pub(crate) enum QueueImpl {
     Packet(Box<afpacket::PacketQueue>),
     Xdp(Box<afxdp::XdpQueue>),
 }
+
+// Each queue is driven from its own thread.
+const _: () = {
+    const fn is_send<T: Send>() {}
+    is_send::<VfQueue>();
+    is_send::<Port>();
+};
 
 /// One queue of a [`Port`].
 pub struct VfQueue {
@@ -201,7 +209,7 @@ impl Port {
                 cfg.frame_size
             )));
         }
-        if (cfg.frame_size as usize) < info.mtu as usize + 18 + 256 {
+        if (cfg.frame_size as usize) < info.mtu as usize + 18 {
             return Err(NetdevError::Invalid(format!(
                 "frame_size {} too small for mtu {}",
                 cfg.frame_size, info.mtu
@@ -210,15 +218,17 @@ impl Port {
         let n = cfg.queues.min(info.channels.max(1));
         let xdp_err = match cfg.prefer {
             Prefer::AfPacket => None,
-            Prefer::Auto | Prefer::AfXdp => match afxdp::open(ifindex, &info.name, n, cfg) {
-                Ok((mode, qs)) => {
-                    return Ok(Port::assemble(
-                        mode,
-                        qs.into_iter().map(|q| QueueImpl::Xdp(Box::new(q))),
-                    ));
+            Prefer::Auto | Prefer::AfXdp => {
+                match afxdp::open(ifindex, &info.name, n, info.mtu, cfg) {
+                    Ok((mode, qs)) => {
+                        return Ok(Port::assemble(
+                            mode,
+                            qs.into_iter().map(|q| QueueImpl::Xdp(Box::new(q))),
+                        ));
+                    }
+                    Err(e) => Some(e),
                 }
-                Err(e) => Some(e),
-            },
+            }
         };
         if let (Prefer::AfXdp, Some(e)) = (cfg.prefer, xdp_err) {
             return Err(e);
