@@ -572,3 +572,68 @@ fn control_socket_round_trips() {
     drop(server);
     assert!(!path.exists(), "socket removed");
 }
+
+/// A fresh network namespace held by an fd (created on a helper thread, which leaves this thread's alone).
+fn other_netns() -> std::fs::File {
+    std::thread::spawn(|| {
+        // SAFETY: unshare only changes this helper thread's namespaces.
+        assert_eq!(unsafe { libc::unshare(libc::CLONE_NEWNET) }, 0);
+        std::fs::File::open("/proc/thread-self/ns/net").unwrap()
+    })
+    .join()
+    .unwrap()
+}
+
+/// Run `f` on a thread inside the namespace `ns`.
+fn in_netns<T: Send>(ns: &std::fs::File, f: impl FnOnce() -> T + Send) -> T {
+    use std::os::fd::AsRawFd;
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            // SAFETY: setns on an open namespace fd; only this scoped thread moves.
+            assert_eq!(
+                unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) },
+                0
+            );
+            f()
+        })
+        .join()
+        .unwrap()
+    })
+}
+
+#[test]
+fn the_guest_end_can_live_in_another_namespace() {
+    need_netns!();
+    use std::os::fd::AsRawFd;
+    let ns = other_netns();
+    let cap = CaptureHandle::default();
+    let (_d, e) = vf_emu(0, BackendConfig::Capture(cap.clone()), |c| {
+        c.vf.as_mut().unwrap().netns = Some(hv_emu::VfNetns::Fd(ns.as_raw_fd()));
+    });
+    assert!(
+        !exists(VF) && exists("vfemu0h"),
+        "guest end moved out, host end here"
+    );
+    let (mac, ipv6_off) = in_netns(&ns, || {
+        let info = vf_netdev::by_name(VF).expect("guest end in the other namespace");
+        let off = std::fs::read_to_string(format!("/proc/sys/net/ipv6/conf/{VF}/disable_ipv6"))
+            .map(|v| v.trim() == "1")
+            .unwrap_or(true);
+        (info.mac, off)
+    });
+    assert_eq!(mac, Some(MAC));
+    assert!(ipv6_off, "IPv6 off on the guest end in its namespace too");
+    let mut g = ready(&e, nvsp::VERSION_61, SRIOV);
+    g.expect("VF association", is_assoc);
+    let t = g.send_nvsp(&[nt::SWITCH_DATA_PATH, 1], true);
+    g.expect_completion(t);
+    let got = in_netns(&ns, || {
+        let raw = Raw::open(VF);
+        cap.inject(&build_flow_frame(MAC, 1, 128));
+        raw.recv_all(Duration::from_millis(300))
+    });
+    assert_eq!(got.len(), 1, "unicast reached the VF in its namespace");
+    drop(e);
+    assert!(!exists("vfemu0h"));
+    assert!(in_netns(&ns, || !exists(VF)), "pair deleted on drop");
+}

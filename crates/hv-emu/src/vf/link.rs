@@ -56,8 +56,9 @@ impl VethPair {
             let _ = nd::delete_link(host);
             e
         };
-        if ns_fd.is_none() {
-            nd::disable_ipv6(guest).map_err(err).map_err(undo)?;
+        match ns_fd {
+            None => nd::disable_ipv6(guest).map_err(err).map_err(undo)?,
+            Some(fd) => disable_ipv6_in(fd, guest).map_err(undo)?,
         }
         nd::disable_ipv6(host).map_err(err).map_err(undo)?;
         let dev = Netdev::open(host_ifindex).map_err(err).map_err(undo)?;
@@ -125,6 +126,25 @@ impl VethPair {
             .rx_dropped
             .load(std::sync::atomic::Ordering::Relaxed)
     }
+}
+
+/// `disable_ipv6` for `name` inside the namespace `ns_fd` (`/proc/sys/net` shows the caller's namespace): on a
+/// short-lived thread that joins it.
+fn disable_ipv6_in(ns_fd: i32, name: &str) -> Result<(), VfError> {
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            // SAFETY: setns on a namespace fd the caller keeps open; it only moves this short-lived thread.
+            if unsafe { libc::setns(ns_fd, libc::CLONE_NEWNET) } != 0 {
+                return Err(VfError::Netdev(format!(
+                    "setns into the VF's namespace: {}",
+                    std::io::Error::last_os_error()
+                )));
+            }
+            nd::disable_ipv6(name).map_err(err)
+        })
+        .join()
+        .unwrap_or_else(|_| Err(VfError::Netdev("setns thread panicked".into())))
+    })
 }
 
 impl Drop for VethPair {
