@@ -577,7 +577,8 @@ fn control_socket_round_trips() {
 fn other_netns() -> std::fs::File {
     std::thread::spawn(|| {
         // SAFETY: unshare only changes this helper thread's namespaces.
-        assert_eq!(unsafe { libc::unshare(libc::CLONE_NEWNET) }, 0);
+        let rc = unsafe { libc::unshare(libc::CLONE_NEWNET) };
+        assert_eq!(rc, 0);
         std::fs::File::open("/proc/thread-self/ns/net").unwrap()
     })
     .join()
@@ -590,10 +591,8 @@ fn in_netns<T: Send>(ns: &std::fs::File, f: impl FnOnce() -> T + Send) -> T {
     std::thread::scope(|s| {
         s.spawn(|| {
             // SAFETY: setns on an open namespace fd; only this scoped thread moves.
-            assert_eq!(
-                unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) },
-                0
-            );
+            let rc = unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) };
+            assert_eq!(rc, 0);
             f()
         })
         .join()
