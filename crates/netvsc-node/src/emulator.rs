@@ -334,6 +334,8 @@ impl NativeEmulator {
     /// Serve the control socket at `path` (one JSON line per request and reply) until `stop()`.
     #[napi]
     pub fn serve_control(&mut self, path: String) -> Result<()> {
+        // The old server goes first: dropping it unlinks its path, which may be this one.
+        self.control = None;
         let server = self
             .emu()?
             .serve_control(std::path::Path::new(&path))
