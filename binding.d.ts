@@ -81,6 +81,22 @@ export declare class NativeEmulator {
   setLinkSpeed(mbps: number): void
   /** Offer (or withdraw) a VF; false when the negotiated NVSP version cannot carry it. */
   sendVfAssociation(allocated: boolean, serial: number): boolean
+  /** Offer the VF now (refused before the guest is ready, below NVSP 4, without its SR-IOV bit, or removed). */
+  vfOffer(): void
+  /** Withdraw the VF (SEND_VF_ASSOCIATION allocated=0); rx goes synthetic at once. */
+  vfRevoke(): void
+  /** Hot-remove the VF: delete its veth pair. */
+  vfRemove(): void
+  /** Hot-add the VF: re-create the pair; offered again after the delay. */
+  vfAdd(): void
+  /** Host-initiated switch to synthetic (NVSP 129 {0}). */
+  vfSwitchBack(): void
+  /** Give the VF another MAC (`aa:bb:cc:dd:ee:ff`). */
+  vfSetMac(mac: string): void
+  /** The VF's state and counters as JSON, or null without a VF. */
+  vfStateJson(): string | null
+  /** Serve the control socket at `path` (one JSON line per request and reply) until `stop()`. */
+  serveControl(path: string): void
   /** The host's counters and negotiated state as JSON (camelCase). */
   statsJson(): string
   /** `capture` backend: every frame the guest sent so far. */
@@ -220,6 +236,8 @@ export interface EmulatorOptions {
   recvSize?: number
   sendSize?: number
   uioNumber?: number
+  /** Offer a VF. */
+  vf?: VfOptions
 }
 
 /** Receive traffic of the `generator` backend. */
@@ -379,3 +397,17 @@ export interface RssOptions {
  * Returns its exit status (128 + signal when killed).
  */
 export declare function runGuest(dir: string, argv: Array<string>): number
+
+/** The accelerated-networking VF the emulator offers (a veth pair; root). */
+export interface VfOptions {
+  /** Name of the guest end (the VF netdev), ≤ 15 bytes; the host end is `<iface>h`. */
+  iface: string
+  /** Offer delay after the guest is ready, ms (default 1000). */
+  delayMs?: number
+  /** VF serial (default 1). */
+  serial?: number
+  /** The VF's MAC (default: the synthetic MAC). */
+  mac?: string
+  /** Network-namespace file to put the guest end in (default: this namespace). */
+  netns?: string
+}
