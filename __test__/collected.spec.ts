@@ -37,7 +37,7 @@ function child(closeFirst: boolean): { before: number; after: number; warnings: 
   const r = spawnSync(process.execPath, ['--expose-gc', '--import', 'tsx', '-e', script], {
     cwd: repo,
     encoding: 'utf8',
-    timeout: 30_000,
+    timeout: 90_000,
     killSignal: 'SIGKILL',
   })
   if (r.status !== 0) throw new Error(`child exited ${r.status} ${r.signal}: ${r.stderr}`)

@@ -64,7 +64,7 @@ export function runCli(args: string[], opts: { timeout?: number } = {}): { statu
   const r = spawnSync(process.execPath, ['--import', 'tsx', path.join(repo, 'src/cli.ts'), ...args], {
     cwd: repo,
     encoding: 'utf8',
-    timeout: opts.timeout ?? 30_000,
+    timeout: opts.timeout ?? 90_000,
   })
   return { status: r.status, stdout: r.stdout, stderr: r.stderr }
 }

@@ -36,7 +36,7 @@ function runCli(args: string[]): { status: number | null; stdout: string; stderr
   const r = spawnSync(process.execPath, ['--import', 'tsx', path.join(repo, 'src/cli.ts'), ...args], {
     cwd: repo,
     encoding: 'utf8',
-    timeout: 30_000,
+    timeout: 90_000,
   })
   return { status: r.status, stdout: r.stdout, stderr: r.stderr }
 }
