@@ -259,9 +259,13 @@ fn rxonly_counts_match_generator_minus_drops() {
         delivered,
         "testpmd RX-packets (+ no-mbuf) == host deliveries"
     );
+    // Frames dropped while the gate (link down) was shut, plus — when the guest falls behind, as it does on a loaded
+    // machine — frames the host had no free receive section or ring space for. Nothing else may be dropped.
+    let d = &s.totals.drops;
     assert_eq!(
-        s.totals.drops.link_down, drops,
-        "the only host drops are the gated ones"
+        d.link_down + d.no_rx_buffer + d.ring_full,
+        drops,
+        "host drops are only gated or guest-behind ones: {d:?}"
     );
     assert_eq!(xstat(&x, "rx_q0_good_packets"), ps.rx_packets);
     assert!(
