@@ -1,0 +1,714 @@
+//! The VF manager: one thread per device running the failover state machine
+//! (idle → offered → paired → switched, and back), fed by a command channel: VF-association and host
+//! data-path notes (from queue 0's ring reading), link changes (a helper thread blocks on the netlink
+//! watcher and forwards them, so removal and carrier loss are seen within milliseconds even when the
+//! application only calls bursts), dead VF queues (from the burst path) and the device's own controls.
+//! Between commands it runs the pairing retry timer and polls queue 0's control traffic every few ms.
+//!
+//! NVSP goes out on queue 0 through the control path (`QueueCore::nvsp_request` under queue 0's mutex),
+//! exactly as the device's own control operations do, so it never races the queue-0 owner.
+
+use std::sync::atomic::AtomicBool;
+use std::sync::atomic::Ordering::{self, Relaxed};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use vf_netdev::{LinkChange, Mac, NetdevInfo, PortConfig};
+
+use super::backend::{Backend, NetdevOps, PortOps, QueueOps};
+use super::path::Lane;
+use super::{IfName, VfConfig, VfFailure, VfInfo, VfMode, VfReason, VfState, now_ns};
+use crate::control::Ids;
+use crate::link::Event;
+use crate::queue::{QueueCore, lock};
+use crate::shared::Shared;
+use netvsc_proto::nvsp::{self, NvspMessage, SwitchDataPath};
+
+/// How often the manager drains queue 0's control traffic when nothing else happens.
+const CONTROL_POLL: Duration = Duration::from_millis(5);
+
+/// What the manager is told.
+pub(crate) enum Cmd {
+    /// NVSP VF association (queue 0).
+    Assoc {
+        allocated: bool,
+        serial: u32,
+    },
+    /// The host switched the data path itself (NVSP 129 from the host).
+    HostSwitch {
+        to_vf: bool,
+    },
+    /// A netlink link change.
+    Link(LinkChange),
+    /// A VF queue failed in a burst.
+    QueueDead,
+    /// Device controls, mirrored onto the VF.
+    Promisc(bool),
+    Allmulti(bool),
+    McList(Vec<Mac>),
+    /// Port started: switch when ready.
+    Start,
+    /// Port stopping: data path to synthetic, close the VF, then acknowledge.
+    Stop(Sender<()>),
+    /// Device closing: as `Stop`, then exit.
+    Shutdown(Sender<()>),
+}
+
+/// Why a switch request failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SwitchError {
+    Refused(u32),
+    Failed,
+}
+
+/// The device side the manager acts on.
+pub(crate) trait Host: Send + 'static {
+    fn mac(&self) -> Mac;
+    /// The synthetic device's own kernel interface, if it has one (never paired).
+    fn own_iface(&self) -> Option<String>;
+    fn queue_count(&self) -> u32;
+    /// NVSP SWITCH_DATA_PATH with completion requested.
+    fn switch(&self, to_vf: bool) -> Result<(), SwitchError>;
+    /// Give each queue pair its VF queue (same index); tx stays synthetic.
+    fn install(&self, queues: Vec<Box<dyn QueueOps>>);
+    /// Transmit through the VF lanes (or stop).
+    fn set_tx(&self, on: bool);
+    /// Take every lane out; returns frames lost in them.
+    fn remove(&self) -> u64;
+    /// Drain queue 0's control traffic if no one holds it.
+    fn poll_control(&self);
+    fn push_event(&self, ev: Event);
+}
+
+/// The device's queues and control path.
+pub(crate) struct DeviceHost {
+    pub shared: Arc<Shared>,
+    pub cores: Vec<Arc<Mutex<QueueCore>>>,
+    pub ids: Arc<Ids>,
+    pub mac: Mac,
+    pub own_iface: Option<String>,
+    pub timeout: Duration,
+}
+
+impl Host for DeviceHost {
+    fn mac(&self) -> Mac {
+        self.mac
+    }
+
+    fn own_iface(&self) -> Option<String> {
+        self.own_iface.clone()
+    }
+
+    fn queue_count(&self) -> u32 {
+        self.cores.len() as u32
+    }
+
+    fn switch(&self, to_vf: bool) -> Result<(), SwitchError> {
+        if self.shared.closed() {
+            return Err(SwitchError::Failed);
+        }
+        let msg = NvspMessage::SwitchDataPath(SwitchDataPath {
+            active_datapath: if to_vf {
+                nvsp::DATAPATH_VF
+            } else {
+                nvsp::DATAPATH_SYNTHETIC
+            },
+        })
+        .to_bytes();
+        let mut core = lock(&self.cores[0]);
+        let (reply, len) = core
+            .nvsp_request(&self.ids, &msg, "SWITCH_DATA_PATH", self.timeout)
+            .map_err(|_| SwitchError::Failed)?;
+        // Hosts answer with an empty completion; a body with a status word other than SUCCESS is a refusal.
+        if len >= 8 {
+            let status = u32::from_le_bytes([reply[4], reply[5], reply[6], reply[7]]);
+            if status != nvsp::status::SUCCESS {
+                return Err(SwitchError::Refused(status));
+            }
+        }
+        Ok(())
+    }
+
+    fn install(&self, queues: Vec<Box<dyn QueueOps>>) {
+        for (core, q) in self.cores.iter().zip(queues) {
+            lock(core).vf = Some(Lane::new(q));
+        }
+    }
+
+    fn set_tx(&self, on: bool) {
+        for core in &self.cores {
+            if let Some(l) = lock(core).vf.as_mut() {
+                l.tx = on;
+            }
+        }
+    }
+
+    fn remove(&self) -> u64 {
+        let mut lost = 0;
+        for core in &self.cores {
+            let lane = lock(core).vf.take();
+            if let Some(l) = lane {
+                lost += l.unaccounted();
+            }
+        }
+        lost
+    }
+
+    fn poll_control(&self) {
+        if self.shared.closed() {
+            return;
+        }
+        if let Ok(mut core) = self.cores[0].try_lock() {
+            core.poll(crate::queue::Mode::Drain, 256);
+        }
+    }
+
+    fn push_event(&self, ev: Event) {
+        self.shared.push_event(ev);
+    }
+}
+
+/// Settings mirrored onto the VF netdev.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Mirror {
+    pub promisc: bool,
+    pub allmulti: bool,
+    pub mc_list: Vec<Mac>,
+    pub mtu: u32,
+    pub started: bool,
+}
+
+struct Paired {
+    ifindex: u32,
+    name: String,
+    ctl: Box<dyn NetdevOps>,
+    _port: Box<dyn PortOps>,
+    mode: VfMode,
+    queues: u32,
+    running: bool,
+    switched: bool,
+    /// The host refused the switch: wait for a restart or a new association.
+    refused: bool,
+}
+
+enum St {
+    Idle,
+    /// Pairing: `next` is the next attempt (`None`: wait for a link event or a new association).
+    Offered {
+        serial: u32,
+        attempts: u32,
+        next: Option<Instant>,
+    },
+    Paired {
+        serial: u32,
+        dev: Box<Paired>,
+    },
+}
+
+/// The state machine (no thread of its own: [`spawn`] drives it; unit tests call it directly).
+pub(crate) struct Manager<B: Backend, H: Host> {
+    backend: B,
+    host: H,
+    cfg: VfConfig,
+    shared: Arc<Shared>,
+    st: St,
+    mirror: Mirror,
+}
+
+impl<B: Backend, H: Host> Manager<B, H> {
+    pub fn new(backend: B, host: H, cfg: VfConfig, shared: Arc<Shared>, mirror: Mirror) -> Self {
+        Manager {
+            backend,
+            host,
+            cfg,
+            shared,
+            st: St::Idle,
+            mirror,
+        }
+    }
+
+    fn event(&self, state: VfState, serial: u32, reason: VfReason, dev: Option<&Paired>) {
+        let (iface, mode) = match dev {
+            Some(d) => (Some(IfName::new(&d.name)), Some(d.mode)),
+            None => (None, None),
+        };
+        self.host.push_event(Event::Vf {
+            state,
+            serial,
+            iface,
+            mode,
+            reason,
+            at_ns: now_ns(),
+        });
+        self.shared.vf.set_info(Some(VfInfo {
+            state,
+            serial,
+            iface: dev.map(|d| d.name.clone()),
+            ifindex: dev.map_or(0, |d| d.ifindex),
+            mode,
+            queues: dev.map_or(0, |d| d.queues),
+            switched: dev.is_some_and(|d| d.switched),
+        }));
+    }
+
+    fn failure(&self, serial: u32, failure: VfFailure, iface: Option<&str>) {
+        self.host.push_event(Event::VfError {
+            serial,
+            failure,
+            iface: iface.map(IfName::new),
+            at_ns: now_ns(),
+        });
+    }
+
+    /// The earliest time `tick` has work.
+    pub fn deadline(&self) -> Option<Instant> {
+        match &self.st {
+            St::Offered { next, .. } => *next,
+            _ => None,
+        }
+    }
+
+    /// Run timers.
+    pub fn tick(&mut self, now: Instant) {
+        if let St::Offered {
+            next: Some(t),
+            serial,
+            ..
+        } = self.st
+            && t <= now
+        {
+            self.try_pair(serial, now);
+        }
+    }
+
+    /// Handle one command; false when the manager should exit.
+    pub fn handle(&mut self, cmd: Cmd, now: Instant) -> bool {
+        match cmd {
+            Cmd::Assoc { allocated, serial } => self.on_assoc(allocated, serial, now),
+            Cmd::HostSwitch { to_vf } => {
+                if !to_vf && self.switched() {
+                    // The host is already synthetic: no switch to send, just close the VF and wait.
+                    if let St::Paired { dev, .. } = &mut self.st {
+                        dev.switched = false;
+                    }
+                    self.close(VfReason::HostSwitched, None);
+                }
+            }
+            Cmd::Link(ch) => self.on_link(ch, now),
+            Cmd::QueueDead => {
+                if matches!(self.st, St::Paired { .. }) {
+                    self.close(VfReason::QueueError, Some(now + self.cfg.retry_period));
+                }
+            }
+            Cmd::Promisc(on) => {
+                self.mirror.promisc = on;
+                self.apply(|c, _| c.set_promiscuous(on));
+            }
+            Cmd::Allmulti(on) => {
+                self.mirror.allmulti = on;
+                self.apply(|c, _| c.set_allmulticast(on));
+            }
+            Cmd::McList(list) => {
+                self.apply(|c, _| c.set_multicast_list(&list));
+                self.mirror.mc_list = list;
+            }
+            Cmd::Start => {
+                self.mirror.started = true;
+                match &mut self.st {
+                    St::Paired { dev, .. } => {
+                        dev.refused = false;
+                        self.maybe_switch()
+                    }
+                    St::Offered {
+                        serial, next: None, ..
+                    } => {
+                        let serial = *serial;
+                        self.try_pair(serial, now)
+                    }
+                    _ => {}
+                }
+            }
+            Cmd::Stop(ack) => {
+                self.mirror.started = false;
+                if matches!(self.st, St::Paired { .. }) {
+                    self.close(VfReason::Stopped, None);
+                }
+                let _ = ack.send(());
+            }
+            Cmd::Shutdown(ack) => {
+                self.mirror.started = false;
+                if matches!(self.st, St::Paired { .. }) {
+                    self.close(VfReason::Stopped, None);
+                }
+                self.st = St::Idle;
+                let _ = ack.send(());
+                return false;
+            }
+        }
+        true
+    }
+
+    fn switched(&self) -> bool {
+        matches!(&self.st, St::Paired { dev, .. } if dev.switched)
+    }
+
+    fn apply(&self, f: impl Fn(&dyn NetdevOps, &Paired) -> super::backend::BResult<()>) {
+        if let St::Paired { dev, .. } = &self.st {
+            let _ = f(dev.ctl.as_ref(), dev);
+        }
+    }
+
+    fn on_assoc(&mut self, allocated: bool, serial: u32, now: Instant) {
+        match (&self.st, allocated) {
+            (St::Paired { serial: s, .. }, true) if *s == serial => {}
+            (
+                St::Offered {
+                    serial: s, next, ..
+                },
+                true,
+            ) if *s == serial && next.is_some() => {}
+            (St::Paired { .. }, true) => {
+                self.close(VfReason::Replaced, None);
+                self.offer(serial, now);
+            }
+            (_, true) => self.offer(serial, now),
+            (St::Idle, false) => {}
+            (_, false) => {
+                let old = match &self.st {
+                    St::Offered { serial, .. } | St::Paired { serial, .. } => *serial,
+                    St::Idle => serial,
+                };
+                if matches!(self.st, St::Paired { .. }) {
+                    self.close(VfReason::Revoked, None);
+                }
+                self.st = St::Idle;
+                self.event(VfState::Revoked, old, VfReason::Revoked, None);
+            }
+        }
+    }
+
+    fn offer(&mut self, serial: u32, now: Instant) {
+        self.st = St::Offered {
+            serial,
+            attempts: 0,
+            next: Some(now),
+        };
+        self.event(VfState::Offered, serial, VfReason::None, None);
+        self.try_pair(serial, now);
+    }
+
+    fn on_link(&mut self, ch: LinkChange, now: Instant) {
+        match &mut self.st {
+            St::Paired { dev, .. } => match ch {
+                LinkChange::Removed { ifindex, .. } if ifindex == dev.ifindex => {
+                    self.close(VfReason::NetdevRemoved, Some(now));
+                }
+                LinkChange::Changed {
+                    ifindex,
+                    name,
+                    up,
+                    running,
+                } if ifindex == dev.ifindex => {
+                    if dev.name != name {
+                        self.shared.vf.update_info(|i| i.iface = Some(name.clone()));
+                        dev.name = name;
+                    }
+                    let was = dev.running;
+                    dev.running = up && running;
+                    if was && !dev.running {
+                        self.close(VfReason::LinkDown, None);
+                    } else if dev.running && !dev.switched {
+                        self.maybe_switch();
+                    }
+                }
+                _ => {}
+            },
+            St::Offered {
+                serial,
+                attempts,
+                next,
+            } => {
+                let wake = match &ch {
+                    LinkChange::Added { .. } => true,
+                    LinkChange::Changed { up, running, .. } => next.is_none() && *up && *running,
+                    LinkChange::Removed { .. } => false,
+                };
+                if wake {
+                    let serial = *serial;
+                    if next.is_none() {
+                        *attempts = 0;
+                    }
+                    self.try_pair(serial, now);
+                }
+            }
+            St::Idle => {}
+        }
+    }
+
+    /// The netdev to pair: same PCI slot as the serial, else same MAC; never another MAC, never our own.
+    fn find(&self, serial: u32) -> Result<Option<NetdevInfo>, &'static str> {
+        let mac = self.host.mac();
+        let own = self.host.own_iface();
+        let list = self.backend.list().map_err(|_| "netdev list failed")?;
+        let cands: Vec<NetdevInfo> = list
+            .into_iter()
+            .filter(|n| own.as_deref() != Some(n.name.as_str()))
+            .filter(|n| n.driver.as_deref() != Some("hv_netvsc"))
+            .collect();
+        let mac_of = |n: &NetdevInfo| n.perm_mac.or(n.mac);
+        let mut unreadable = false;
+        for n in &cands {
+            if n.pci_slot == Some(serial) {
+                match mac_of(n) {
+                    Some(m) if m == mac => return Ok(Some(n.clone())),
+                    None => unreadable = true,
+                    _ => {}
+                }
+            }
+        }
+        if let Some(n) = cands.iter().find(|n| mac_of(n) == Some(mac)) {
+            return Ok(Some(n.clone()));
+        }
+        if unreadable || cands.iter().any(|n| n.mac.is_none()) {
+            return Err("netdev MAC unreadable (renaming?)");
+        }
+        Ok(None)
+    }
+
+    fn try_pair(&mut self, serial: u32, now: Instant) {
+        let St::Offered { attempts, .. } = self.st else {
+            return;
+        };
+        let attempts = attempts + 1;
+        self.shared.vf.pair_attempts.fetch_add(1, Relaxed);
+        let found = self.find(serial).ok().flatten();
+        let retry = |m: &mut Self| {
+            if attempts >= m.cfg.retries.max(1) {
+                m.st = St::Offered {
+                    serial,
+                    attempts,
+                    next: None,
+                };
+                m.failure(serial, VfFailure::PairingGaveUp { attempts }, None);
+            } else {
+                m.st = St::Offered {
+                    serial,
+                    attempts,
+                    next: Some(now + m.cfg.retry_period),
+                };
+            }
+        };
+        let Some(n) = found else {
+            retry(self);
+            return;
+        };
+        match self.open(&n) {
+            Ok(dev) => {
+                self.st = St::Paired { serial, dev };
+                if let St::Paired { dev, .. } = &self.st {
+                    self.event(VfState::Paired, serial, VfReason::None, Some(dev));
+                }
+                self.maybe_switch();
+            }
+            Err(f) => {
+                self.failure(serial, f, Some(&n.name));
+                retry(self);
+            }
+        }
+    }
+
+    fn open(&mut self, n: &NetdevInfo) -> Result<Box<Paired>, VfFailure> {
+        let code = |e: super::backend::BackendError| {
+            if e.gone {
+                VfFailure::Vanished
+            } else {
+                VfFailure::OpenFailed
+            }
+        };
+        let ctl = self.backend.control(n.ifindex).map_err(code)?;
+        let m = &self.mirror;
+        if m.mtu != 0 && m.mtu != n.mtu {
+            ctl.set_mtu(m.mtu).map_err(code)?;
+        }
+        ctl.set_promiscuous(m.promisc).map_err(code)?;
+        ctl.set_allmulticast(m.allmulti).map_err(code)?;
+        ctl.set_multicast_list(&m.mc_list).map_err(code)?;
+        ctl.set_up(true).map_err(code)?;
+        let queues = self.host.queue_count().min(n.channels.max(1));
+        let mtu = if m.mtu != 0 { m.mtu } else { n.mtu };
+        let frame_size = (mtu + 14 + 4 + 256).next_power_of_two().max(2048);
+        let pcfg = PortConfig {
+            queues,
+            prefer: self.cfg.prefer,
+            ring_frames: self.cfg.ring_frames,
+            frame_size,
+        };
+        let mut port = self.backend.open_port(n.ifindex, &pcfg).map_err(code)?;
+        let qs = port.take_queues();
+        let queues = qs.len() as u32;
+        self.shared
+            .vf
+            .attach_stats(qs.iter().map(|q| q.stats()).collect());
+        self.host.install(qs);
+        let name = ctl.name().unwrap_or_else(|_| n.name.clone());
+        Ok(Box::new(Paired {
+            ifindex: n.ifindex,
+            name,
+            mode: port.mode(),
+            ctl,
+            _port: port,
+            queues,
+            // A netdev that was running before we set it up still is; otherwise netlink says when.
+            running: n.up && n.running,
+            switched: false,
+            refused: false,
+        }))
+    }
+
+    fn maybe_switch(&mut self) {
+        let started = self.mirror.started;
+        let St::Paired { serial, dev } = &mut self.st else {
+            return;
+        };
+        if dev.switched || dev.refused || !dev.running || !started {
+            return;
+        }
+        let serial = *serial;
+        match self.host.switch(true) {
+            Ok(()) => {
+                dev.switched = true;
+                self.host.set_tx(true);
+                self.shared.vf.switches.fetch_add(1, Relaxed);
+                if let St::Paired { dev, .. } = &self.st {
+                    self.event(VfState::Switched, serial, VfReason::None, Some(dev));
+                }
+            }
+            Err(e) => {
+                let name = dev.name.clone();
+                let f = match e {
+                    SwitchError::Refused(status) => VfFailure::SwitchRefused { status },
+                    SwitchError::Failed => VfFailure::SwitchFailed,
+                };
+                // Stay paired on the synthetic path; a later link change or start retries.
+                dev.refused = true;
+                self.failure(serial, f, Some(&name));
+            }
+        }
+    }
+
+    /// Data path to synthetic first, then close the VF; the state becomes Offered (`next` = when to retry,
+    /// `None` = wait for a link event or a new association).
+    fn close(&mut self, reason: VfReason, next: Option<Instant>) {
+        let St::Paired { serial, dev } = std::mem::replace(&mut self.st, St::Idle) else {
+            return;
+        };
+        if dev.switched {
+            self.host.set_tx(false);
+            let _ = self.host.switch(false);
+        }
+        let lost = self.host.remove();
+        self.shared.vf.lost_frames.fetch_add(lost, Relaxed);
+        self.shared.vf.retire_stats();
+        let mut d = dev;
+        d.switched = false;
+        self.event(VfState::Removed, serial, reason, Some(&d));
+        drop(d);
+        self.st = St::Offered {
+            serial,
+            attempts: 0,
+            next,
+        };
+    }
+}
+
+/// The running manager of one device.
+pub(crate) struct Handle {
+    pub tx: Sender<Cmd>,
+    stop: Arc<AtomicBool>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl Handle {
+    /// Ask and wait (bounded) for an acknowledged command.
+    pub fn call(&self, make: impl FnOnce(Sender<()>) -> Cmd, wait: Duration) {
+        let (ack, done) = std::sync::mpsc::channel();
+        if self.tx.send(make(ack)).is_ok() {
+            let _ = done.recv_timeout(wait);
+        }
+    }
+
+    /// Shut the manager down: VF closed (data path synthetic), threads joined.
+    pub fn shutdown(mut self, wait: Duration) {
+        self.call(Cmd::Shutdown, wait);
+        self.stop.store(true, Ordering::Release);
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Release);
+    }
+}
+
+/// Start the manager thread (and the netlink helper thread) for a device.
+pub(crate) fn spawn<B: Backend, H: Host>(
+    mut m: Manager<B, H>,
+    tx: Sender<Cmd>,
+    rx: Receiver<Cmd>,
+    name: &str,
+) -> std::io::Result<Handle> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut threads = Vec::new();
+    if let Some(mut w) = m.backend.watcher() {
+        let (tx, stop) = (tx.clone(), stop.clone());
+        threads.push(
+            std::thread::Builder::new()
+                .name(format!("netvsc-vfnl-{name}"))
+                .spawn(move || {
+                    let mut out = Vec::with_capacity(64);
+                    while !stop.load(Ordering::Acquire) {
+                        out.clear();
+                        if w.wait(&mut out, Duration::from_millis(50)).is_err() {
+                            std::thread::sleep(Duration::from_millis(50));
+                            continue;
+                        }
+                        for ch in out.drain(..) {
+                            if tx.send(Cmd::Link(ch)).is_err() {
+                                return;
+                            }
+                        }
+                    }
+                })?,
+        );
+    }
+    let stop2 = stop.clone();
+    threads.push(
+        std::thread::Builder::new()
+            .name(format!("netvsc-vf-{name}"))
+            .spawn(move || {
+                while !stop2.load(Ordering::Acquire) {
+                    let now = Instant::now();
+                    let wait = m
+                        .deadline()
+                        .map_or(CONTROL_POLL, |d| d.saturating_duration_since(now))
+                        .min(CONTROL_POLL);
+                    match rx.recv_timeout(wait) {
+                        Ok(cmd) => {
+                            if !m.handle(cmd, Instant::now()) {
+                                return;
+                            }
+                        }
+                        Err(RecvTimeoutError::Timeout) => m.host.poll_control(),
+                        Err(RecvTimeoutError::Disconnected) => return,
+                    }
+                    m.tick(Instant::now());
+                }
+            })?,
+    );
+    Ok(Handle { tx, stop, threads })
+}
