@@ -441,6 +441,12 @@ impl<B: Backend, H: Host> Manager<B, H> {
                         *attempts = 0;
                     }
                     self.try_pair(serial, now);
+                    // The change that woke us may be about the netdev just paired (it runs: switch).
+                    if matches!(ch, LinkChange::Changed { .. })
+                        && matches!(self.st, St::Paired { .. })
+                    {
+                        self.on_link(ch, now);
+                    }
                 }
             }
             St::Idle => {}
@@ -711,4 +717,513 @@ pub(crate) fn spawn<B: Backend, H: Host>(
             })?,
     );
     Ok(Handle { tx, stop, threads })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::devargs::Devargs;
+    use crate::shared::AggLimits;
+    use crate::vf::backend::{BResult, BackendError, Watch};
+    use vf_netdev::{Mode, VfQueueStats, VfRx, VfTx};
+
+    const MAC: Mac = [0x00, 0x15, 0x5d, 0, 0, 1];
+    const OTHER: Mac = [0x00, 0x15, 0x5d, 0, 0, 2];
+
+    #[derive(Default)]
+    struct World {
+        netdevs: Vec<NetdevInfo>,
+        log: Vec<String>,
+        open_gone: bool,
+        switch_result: Option<SwitchError>,
+        events: Vec<Event>,
+        lanes: usize,
+        tx: bool,
+    }
+
+    type W = Arc<Mutex<World>>;
+
+    fn w(world: &W) -> std::sync::MutexGuard<'_, World> {
+        world.lock().unwrap()
+    }
+
+    struct FakeBackend(W);
+    struct FakeHost(W);
+    struct FakeCtl(W, u32);
+    struct FakePort;
+    struct FakeQueue(Arc<VfQueueStats>);
+
+    impl Backend for FakeBackend {
+        fn list(&self) -> BResult<Vec<NetdevInfo>> {
+            Ok(w(&self.0).netdevs.clone())
+        }
+        fn control(&self, ifindex: u32) -> BResult<Box<dyn NetdevOps>> {
+            Ok(Box::new(FakeCtl(self.0.clone(), ifindex)))
+        }
+        fn open_port(&self, ifindex: u32, cfg: &PortConfig) -> BResult<Box<dyn PortOps>> {
+            let mut g = w(&self.0);
+            if g.open_gone {
+                g.netdevs.retain(|n| n.ifindex != ifindex);
+                return Err(BackendError {
+                    gone: true,
+                    detail: "gone".into(),
+                });
+            }
+            g.log.push(format!("open {ifindex} q{}", cfg.queues));
+            Ok(Box::new(FakePort))
+        }
+        fn watcher(&self) -> Option<Box<dyn Watch>> {
+            None
+        }
+    }
+
+    impl NetdevOps for FakeCtl {
+        fn name(&self) -> BResult<String> {
+            let g = w(&self.0);
+            Ok(g.netdevs
+                .iter()
+                .find(|n| n.ifindex == self.1)
+                .map_or("?".into(), |n| n.name.clone()))
+        }
+        fn set_up(&self, up: bool) -> BResult<()> {
+            w(&self.0).log.push(format!("up {up}"));
+            Ok(())
+        }
+        fn set_promiscuous(&self, on: bool) -> BResult<()> {
+            w(&self.0).log.push(format!("promisc {on}"));
+            Ok(())
+        }
+        fn set_allmulticast(&self, on: bool) -> BResult<()> {
+            w(&self.0).log.push(format!("allmulti {on}"));
+            Ok(())
+        }
+        fn set_mtu(&self, mtu: u32) -> BResult<()> {
+            w(&self.0).log.push(format!("mtu {mtu}"));
+            Ok(())
+        }
+        fn set_multicast_list(&self, list: &[Mac]) -> BResult<()> {
+            w(&self.0).log.push(format!("mc {}", list.len()));
+            Ok(())
+        }
+    }
+
+    impl PortOps for FakePort {
+        fn mode(&self) -> Mode {
+            Mode::AfPacket
+        }
+        fn take_queues(&mut self) -> Vec<Box<dyn QueueOps>> {
+            vec![Box::new(FakeQueue(Arc::new(VfQueueStats::default()))) as Box<dyn QueueOps>]
+        }
+    }
+
+    impl QueueOps for FakeQueue {
+        fn rx_burst(&mut self, _max: usize, _f: &mut dyn FnMut(&[u8], VfRx)) -> BResult<usize> {
+            Ok(0)
+        }
+        fn tx_burst(&mut self, frames: &[VfTx<'_>]) -> BResult<usize> {
+            Ok(frames.len())
+        }
+        fn tx_supports_gso(&self) -> bool {
+            true
+        }
+        fn poll_tx(&mut self) -> BResult<usize> {
+            Ok(0)
+        }
+        fn stats(&self) -> Arc<VfQueueStats> {
+            self.0.clone()
+        }
+    }
+
+    impl Host for FakeHost {
+        fn mac(&self) -> Mac {
+            MAC
+        }
+        fn own_iface(&self) -> Option<String> {
+            Some("eth0".into())
+        }
+        fn queue_count(&self) -> u32 {
+            4
+        }
+        fn switch(&self, to_vf: bool) -> Result<(), SwitchError> {
+            let mut g = w(&self.0);
+            g.log.push(format!("switch {to_vf}"));
+            match g.switch_result {
+                Some(e) if to_vf => Err(e),
+                _ => Ok(()),
+            }
+        }
+        fn install(&self, queues: Vec<Box<dyn QueueOps>>) {
+            w(&self.0).lanes = queues.len();
+        }
+        fn set_tx(&self, on: bool) {
+            w(&self.0).tx = on;
+        }
+        fn remove(&self) -> u64 {
+            let mut g = w(&self.0);
+            g.log.push("remove".into());
+            g.lanes = 0;
+            g.tx = false;
+            3
+        }
+        fn poll_control(&self) {}
+        fn push_event(&self, ev: Event) {
+            w(&self.0).events.push(ev);
+        }
+    }
+
+    fn nd(ifindex: u32, name: &str, mac: Option<Mac>, slot: Option<u32>) -> NetdevInfo {
+        NetdevInfo {
+            name: name.into(),
+            ifindex,
+            mac,
+            perm_mac: None,
+            pci_slot: slot,
+            up: false,
+            running: false,
+            mtu: 1500,
+            driver: Some("mlx5_core".into()),
+            channels: 2,
+        }
+    }
+
+    fn shared() -> Arc<Shared> {
+        Arc::new(Shared::new(
+            vmbus_ring::SharedMem::alloc(4096),
+            AggLimits {
+                max_pkts: 1,
+                max_bytes: 4096,
+                align: 8,
+            },
+            Devargs::default(),
+        ))
+    }
+
+    fn manager(world: &W, started: bool) -> (Manager<FakeBackend, FakeHost>, Arc<Shared>) {
+        let sh = shared();
+        let cfg = VfConfig {
+            retry_period: Duration::from_millis(10),
+            retries: 5,
+            ..VfConfig::default()
+        };
+        let mirror = Mirror {
+            allmulti: true,
+            mtu: 1500,
+            started,
+            ..Mirror::default()
+        };
+        let m = Manager::new(
+            FakeBackend(world.clone()),
+            FakeHost(world.clone()),
+            cfg,
+            sh.clone(),
+            mirror,
+        );
+        (m, sh)
+    }
+
+    fn states(world: &W) -> Vec<(VfState, VfReason)> {
+        w(world)
+            .events
+            .iter()
+            .filter_map(|e| match e {
+                Event::Vf { state, reason, .. } => Some((*state, *reason)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn failures(world: &W) -> Vec<VfFailure> {
+        w(world)
+            .events
+            .iter()
+            .filter_map(|e| match e {
+                Event::VfError { failure, .. } => Some(*failure),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn up(ifindex: u32, name: &str) -> Cmd {
+        Cmd::Link(LinkChange::Changed {
+            ifindex,
+            name: name.into(),
+            up: true,
+            running: true,
+        })
+    }
+
+    #[test]
+    fn pairs_by_serial_then_mac_never_another_mac_or_our_own() {
+        let world = W::default();
+        w(&world).netdevs = vec![
+            nd(1, "eth0", Some(MAC), None),          // our own synthetic iface
+            nd(2, "wrongmac", Some(OTHER), Some(7)), // right slot, wrong MAC
+            nd(3, "bymac", Some(MAC), None),
+            nd(4, "byslot", Some(MAC), Some(7)),
+        ];
+        let (mut m, sh) = manager(&world, true);
+        let t = Instant::now();
+        m.handle(
+            Cmd::Assoc {
+                allocated: true,
+                serial: 7,
+            },
+            t,
+        );
+        let info = sh.vf.info().unwrap();
+        assert_eq!(info.iface.as_deref(), Some("byslot"));
+        assert_eq!(info.state, VfState::Paired);
+        assert_eq!(info.queues, 1);
+        // Not running yet: no switch.
+        assert!(!w(&world).log.iter().any(|l| l.starts_with("switch")));
+        // Without the slot match, the MAC match wins; the wrong MAC never does.
+        let world2 = W::default();
+        w(&world2).netdevs = vec![
+            nd(2, "wrongmac", Some(OTHER), Some(7)),
+            nd(3, "bymac", Some(MAC), None),
+        ];
+        let (mut m2, sh2) = manager(&world2, true);
+        m2.handle(
+            Cmd::Assoc {
+                allocated: true,
+                serial: 7,
+            },
+            t,
+        );
+        assert_eq!(sh2.vf.info().unwrap().iface.as_deref(), Some("bymac"));
+        // The mirrored settings went to the netdev before it was set up and opened (min(4 queues, 2 channels)).
+        let log = w(&world2).log.clone();
+        assert_eq!(
+            log,
+            [
+                "promisc false",
+                "allmulti true",
+                "mc 0",
+                "up true",
+                "open 3 q2"
+            ]
+        );
+    }
+
+    #[test]
+    fn retries_then_gives_up_and_a_late_netdev_pairs() {
+        let world = W::default();
+        w(&world).netdevs = vec![nd(2, "other", Some(OTHER), None)];
+        let (mut m, sh) = manager(&world, true);
+        let mut t = Instant::now();
+        m.handle(
+            Cmd::Assoc {
+                allocated: true,
+                serial: 9,
+            },
+            t,
+        );
+        for _ in 0..10 {
+            t += Duration::from_millis(10);
+            m.tick(t);
+        }
+        assert_eq!(sh.vf.pair_attempts.load(Relaxed), 5);
+        assert_eq!(failures(&world), [VfFailure::PairingGaveUp { attempts: 5 }]);
+        assert!(m.deadline().is_none());
+        // It appears after all: the netlink Added event pairs it.
+        w(&world).netdevs.push(nd(5, "late", Some(MAC), None));
+        m.handle(
+            Cmd::Link(LinkChange::Added {
+                ifindex: 5,
+                name: "late".into(),
+            }),
+            t,
+        );
+        assert_eq!(sh.vf.info().unwrap().state, VfState::Paired);
+    }
+
+    #[test]
+    fn unreadable_mac_retries_until_the_rename_settles() {
+        let world = W::default();
+        w(&world).netdevs = vec![nd(5, "tmp", None, Some(3))];
+        let (mut m, sh) = manager(&world, true);
+        let mut t = Instant::now();
+        m.handle(
+            Cmd::Assoc {
+                allocated: true,
+                serial: 3,
+            },
+            t,
+        );
+        assert_eq!(states(&world), [(VfState::Offered, VfReason::None)]);
+        w(&world).netdevs = vec![nd(5, "enP3s3", Some(MAC), Some(3))];
+        t += Duration::from_millis(10);
+        m.tick(t);
+        assert_eq!(sh.vf.info().unwrap().iface.as_deref(), Some("enP3s3"));
+    }
+
+    #[test]
+    fn switches_when_running_and_started_then_fails_over_synthetic_first() {
+        let world = W::default();
+        w(&world).netdevs = vec![nd(4, "vf", Some(MAC), Some(7))];
+        let (mut m, sh) = manager(&world, false);
+        let t = Instant::now();
+        m.handle(
+            Cmd::Assoc {
+                allocated: true,
+                serial: 7,
+            },
+            t,
+        );
+        m.handle(up(4, "vf"), t);
+        assert!(!w(&world).tx, "not started: no switch");
+        m.handle(Cmd::Start, t);
+        assert!(w(&world).tx);
+        let info = sh.vf.info().unwrap();
+        assert!(info.switched && info.state == VfState::Switched);
+        assert_eq!(sh.vf.switches.load(Relaxed), 1);
+        // Carrier lost: synthetic first, then the VF closed.
+        w(&world).log.clear();
+        m.handle(
+            Cmd::Link(LinkChange::Changed {
+                ifindex: 4,
+                name: "vf".into(),
+                up: true,
+                running: false,
+            }),
+            t,
+        );
+        assert_eq!(w(&world).log, ["switch false", "remove"]);
+        assert_eq!(sh.vf.lost_frames.load(Relaxed), 3);
+        assert_eq!(
+            states(&world).last(),
+            Some(&(VfState::Removed, VfReason::LinkDown))
+        );
+        assert!(m.deadline().is_none(), "waits for the link, no timer");
+        // Carrier back: paired and switched again.
+        m.handle(up(4, "vf"), t);
+        assert_eq!(sh.vf.info().unwrap().state, VfState::Switched);
+        assert_eq!(sh.vf.switches.load(Relaxed), 2);
+    }
+
+    #[test]
+    fn removal_revoke_host_switch_and_stop() {
+        let world = W::default();
+        w(&world).netdevs = vec![nd(4, "vf", Some(MAC), Some(7))];
+        let (mut m, sh) = manager(&world, true);
+        let t = Instant::now();
+        let assoc = |m: &mut Manager<FakeBackend, FakeHost>, ifindex| {
+            m.handle(
+                Cmd::Assoc {
+                    allocated: true,
+                    serial: 7,
+                },
+                t,
+            );
+            m.handle(up(ifindex, "vf"), t);
+        };
+        assoc(&mut m, 4);
+        assert_eq!(sh.vf.info().unwrap().state, VfState::Switched);
+        // Hot-remove: synthetic, closed, pairing timer running again.
+        w(&world).log.clear();
+        w(&world).netdevs.clear();
+        m.handle(
+            Cmd::Link(LinkChange::Removed {
+                ifindex: 4,
+                name: "vf".into(),
+            }),
+            t,
+        );
+        assert_eq!(w(&world).log, ["switch false", "remove"]);
+        assert!(m.deadline().is_some());
+        // It comes back.
+        w(&world).netdevs = vec![nd(6, "vf", Some(MAC), Some(7))];
+        m.handle(
+            Cmd::Link(LinkChange::Added {
+                ifindex: 6,
+                name: "vf".into(),
+            }),
+            t,
+        );
+        m.handle(up(6, "vf"), t);
+        assert_eq!(sh.vf.info().unwrap().ifindex, 6);
+        assert!(sh.vf.info().unwrap().switched);
+        // The host switches back itself: no switch sent, VF closed, wait for an event.
+        w(&world).log.clear();
+        m.handle(Cmd::HostSwitch { to_vf: false }, t);
+        assert_eq!(w(&world).log, ["remove"]);
+        assert_eq!(
+            states(&world).last(),
+            Some(&(VfState::Removed, VfReason::HostSwitched))
+        );
+        // A new association re-pairs.
+        assoc(&mut m, 6);
+        w(&world).netdevs[0].up = true;
+        w(&world).netdevs[0].running = true;
+        assert!(sh.vf.info().unwrap().switched);
+        // Stop: synthetic first, then closed, then acknowledged.
+        w(&world).log.clear();
+        let (ack, done) = std::sync::mpsc::channel();
+        m.handle(Cmd::Stop(ack), t);
+        assert!(done.try_recv().is_ok());
+        assert_eq!(w(&world).log, ["switch false", "remove"]);
+        // Start again pairs and switches.
+        m.handle(Cmd::Start, t);
+        assert!(sh.vf.info().unwrap().switched);
+        // Revoke.
+        w(&world).log.clear();
+        m.handle(
+            Cmd::Assoc {
+                allocated: false,
+                serial: 7,
+            },
+            t,
+        );
+        assert_eq!(w(&world).log, ["switch false", "remove"]);
+        assert_eq!(
+            states(&world).last(),
+            Some(&(VfState::Revoked, VfReason::Revoked))
+        );
+        assert!(sh.vf.info().unwrap().iface.is_none());
+    }
+
+    #[test]
+    fn refused_switch_and_vanishing_netdev_are_typed_events() {
+        let world = W::default();
+        w(&world).netdevs = vec![nd(4, "vf", Some(MAC), Some(7))];
+        w(&world).switch_result = Some(SwitchError::Refused(2));
+        let (mut m, sh) = manager(&world, true);
+        let t = Instant::now();
+        m.handle(
+            Cmd::Assoc {
+                allocated: true,
+                serial: 7,
+            },
+            t,
+        );
+        m.handle(up(4, "vf"), t);
+        assert_eq!(failures(&world), [VfFailure::SwitchRefused { status: 2 }]);
+        assert!(!w(&world).tx);
+        let info = sh.vf.info().unwrap();
+        assert_eq!((info.state, info.switched), (VfState::Paired, false));
+        // Further link events do not hammer the host.
+        m.handle(up(4, "vf"), t);
+        assert_eq!(
+            w(&world)
+                .log
+                .iter()
+                .filter(|l| l.starts_with("switch"))
+                .count(),
+            1
+        );
+        // A netdev that vanishes while its port opens.
+        let world2 = W::default();
+        w(&world2).netdevs = vec![nd(4, "vf", Some(MAC), Some(7))];
+        w(&world2).open_gone = true;
+        let (mut m2, _) = manager(&world2, true);
+        m2.handle(
+            Cmd::Assoc {
+                allocated: true,
+                serial: 7,
+            },
+            t,
+        );
+        assert_eq!(failures(&world2), [VfFailure::Vanished]);
+        assert!(m2.deadline().is_some(), "retrying");
+    }
 }
