@@ -37,6 +37,8 @@ pub(crate) type BResult<T> = std::result::Result<T, BackendError>;
 /// Discovery, control and ports.
 pub(crate) trait Backend: Send + 'static {
     fn list(&self) -> BResult<Vec<NetdevInfo>>;
+    /// Current (up, running) of a netdev: link events can be stale by the time they are read.
+    fn link_state(&self, ifindex: u32) -> BResult<(bool, bool)>;
     fn control(&self, ifindex: u32) -> BResult<Box<dyn NetdevOps>>;
     fn open_port(&self, ifindex: u32, cfg: &PortConfig) -> BResult<Box<dyn PortOps>>;
     /// A link-change source, if netlink is available.
@@ -81,6 +83,11 @@ pub(crate) struct Kernel {
 impl Backend for Kernel {
     fn list(&self) -> BResult<Vec<NetdevInfo>> {
         Ok(vf_netdev::list(&self.sysfs_root)?)
+    }
+
+    fn link_state(&self, ifindex: u32) -> BResult<(bool, bool)> {
+        let i = vf_netdev::by_index(ifindex)?;
+        Ok((i.up, i.running))
     }
 
     fn control(&self, ifindex: u32) -> BResult<Box<dyn NetdevOps>> {

@@ -405,16 +405,14 @@ impl<B: Backend, H: Host> Manager<B, H> {
                 LinkChange::Removed { ifindex, .. } if ifindex == dev.ifindex => {
                     self.close(VfReason::NetdevRemoved, Some(now));
                 }
-                LinkChange::Changed {
-                    ifindex,
-                    name,
-                    up,
-                    running,
-                } if ifindex == dev.ifindex => {
+                LinkChange::Changed { ifindex, name, .. } if ifindex == dev.ifindex => {
                     if dev.name != name {
                         self.shared.vf.update_info(|i| i.iface = Some(name.clone()));
                         dev.name = name;
                     }
+                    // The event may describe a state already gone (queued before we set the netdev up): act on
+                    // the netdev's current state; one that cannot be read is down.
+                    let (up, running) = self.backend.link_state(ifindex).unwrap_or((false, false));
                     let was = dev.running;
                     dev.running = up && running;
                     if was && !dev.running {
@@ -757,6 +755,13 @@ mod tests {
         fn list(&self) -> BResult<Vec<NetdevInfo>> {
             Ok(w(&self.0).netdevs.clone())
         }
+        fn link_state(&self, ifindex: u32) -> BResult<(bool, bool)> {
+            let g = w(&self.0);
+            Ok(g.netdevs
+                .iter()
+                .find(|n| n.ifindex == ifindex)
+                .map_or((false, false), |n| (n.up, n.running)))
+        }
         fn control(&self, ifindex: u32) -> BResult<Box<dyn NetdevOps>> {
             Ok(Box::new(FakeCtl(self.0.clone(), ifindex)))
         }
@@ -943,7 +948,12 @@ mod tests {
             .collect()
     }
 
-    fn up(ifindex: u32, name: &str) -> Cmd {
+    /// The netdev runs now (as the fake kernel reports it), and the event saying so.
+    fn up(world: &W, ifindex: u32, name: &str) -> Cmd {
+        for n in w(world).netdevs.iter_mut().filter(|n| n.ifindex == ifindex) {
+            n.up = true;
+            n.running = true;
+        }
         Cmd::Link(LinkChange::Changed {
             ifindex,
             name: name.into(),
@@ -1070,7 +1080,7 @@ mod tests {
             },
             t,
         );
-        m.handle(up(4, "vf"), t);
+        m.handle(up(&world, 4, "vf"), t);
         assert!(!w(&world).tx, "not started: no switch");
         m.handle(Cmd::Start, t);
         assert!(w(&world).tx);
@@ -1079,6 +1089,7 @@ mod tests {
         assert_eq!(sh.vf.switches.load(Relaxed), 1);
         // Carrier lost: synthetic first, then the VF closed.
         w(&world).log.clear();
+        w(&world).netdevs[0].running = false;
         m.handle(
             Cmd::Link(LinkChange::Changed {
                 ifindex: 4,
@@ -1096,7 +1107,7 @@ mod tests {
         );
         assert!(m.deadline().is_none(), "waits for the link, no timer");
         // Carrier back: paired and switched again.
-        m.handle(up(4, "vf"), t);
+        m.handle(up(&world, 4, "vf"), t);
         assert_eq!(sh.vf.info().unwrap().state, VfState::Switched);
         assert_eq!(sh.vf.switches.load(Relaxed), 2);
     }
@@ -1107,7 +1118,7 @@ mod tests {
         w(&world).netdevs = vec![nd(4, "vf", Some(MAC), Some(7))];
         let (mut m, sh) = manager(&world, true);
         let t = Instant::now();
-        let assoc = |m: &mut Manager<FakeBackend, FakeHost>, ifindex| {
+        let assoc = |m: &mut Manager<FakeBackend, FakeHost>, world: &W, ifindex| {
             m.handle(
                 Cmd::Assoc {
                     allocated: true,
@@ -1115,9 +1126,9 @@ mod tests {
                 },
                 t,
             );
-            m.handle(up(ifindex, "vf"), t);
+            m.handle(up(world, ifindex, "vf"), t);
         };
-        assoc(&mut m, 4);
+        assoc(&mut m, &world, 4);
         assert_eq!(sh.vf.info().unwrap().state, VfState::Switched);
         // Hot-remove: synthetic, closed, pairing timer running again.
         w(&world).log.clear();
@@ -1140,7 +1151,7 @@ mod tests {
             }),
             t,
         );
-        m.handle(up(6, "vf"), t);
+        m.handle(up(&world, 6, "vf"), t);
         assert_eq!(sh.vf.info().unwrap().ifindex, 6);
         assert!(sh.vf.info().unwrap().switched);
         // The host switches back itself: no switch sent, VF closed, wait for an event.
@@ -1152,7 +1163,7 @@ mod tests {
             Some(&(VfState::Removed, VfReason::HostSwitched))
         );
         // A new association re-pairs.
-        assoc(&mut m, 6);
+        assoc(&mut m, &world, 6);
         w(&world).netdevs[0].up = true;
         w(&world).netdevs[0].running = true;
         assert!(sh.vf.info().unwrap().switched);
@@ -1196,13 +1207,13 @@ mod tests {
             },
             t,
         );
-        m.handle(up(4, "vf"), t);
+        m.handle(up(&world, 4, "vf"), t);
         assert_eq!(failures(&world), [VfFailure::SwitchRefused { status: 2 }]);
         assert!(!w(&world).tx);
         let info = sh.vf.info().unwrap();
         assert_eq!((info.state, info.switched), (VfState::Paired, false));
         // Further link events do not hammer the host.
-        m.handle(up(4, "vf"), t);
+        m.handle(up(&world, 4, "vf"), t);
         assert_eq!(
             w(&world)
                 .log
