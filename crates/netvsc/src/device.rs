@@ -161,6 +161,11 @@ impl Device {
         self.cfg.timeouts.nvsp + Duration::from_secs(1)
     }
 
+    /// A handle on the VF counters usable without the device (it follows this device, not a re-open).
+    pub fn vf_stats(&self) -> crate::vf::VfStats {
+        crate::vf::VfStats(self.shared.clone())
+    }
+
     /// The VF failover state: `None` until the host offers a VF (or with the manager disabled).
     pub fn vf_info(&self) -> Option<VfInfo> {
         self.shared.vf.info()

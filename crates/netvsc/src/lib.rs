@@ -30,5 +30,7 @@ pub use queue::QueuePair;
 pub use rx::{Csum, RxMeta, RxPacket, RxView};
 pub use shared::AggLimits;
 pub use tx::{L4Proto, TxMeta, TxOffload, TxPacket};
-pub use vf::{IfName, VfConfig, VfFailure, VfInfo, VfMode, VfPrefer, VfReason, VfState};
+pub use vf::{
+    IfName, VfConfig, VfCounters, VfFailure, VfInfo, VfMode, VfPrefer, VfReason, VfState, VfStats,
+};
 pub use vmbus_uio::IovaMode;

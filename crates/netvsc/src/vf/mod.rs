@@ -215,6 +215,30 @@ pub struct VfInfo {
     pub switched: bool,
 }
 
+/// A handle on a device's VF counters that needs no access to the device (cheap to clone, any thread).
+#[derive(Clone)]
+pub struct VfStats(pub(crate) Arc<crate::shared::Shared>);
+
+impl std::fmt::Debug for VfStats {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("VfStats").field(&self.totals()).finish()
+    }
+}
+
+impl VfStats {
+    /// The VF's counters summed over every VF port the device had.
+    pub fn totals(&self) -> VfCounters {
+        self.0.vf.counters().0
+    }
+
+    /// The `vf_`-prefixed xstats ([`crate::Device::xstats`] appends the same list).
+    pub fn xstats(&self) -> Vec<(String, u64)> {
+        let mut v = Vec::new();
+        self.0.vf.xstats(&mut v);
+        v
+    }
+}
+
 /// Nanoseconds since the Unix epoch (event timestamps).
 pub(crate) fn now_ns() -> u64 {
     std::time::SystemTime::now()
