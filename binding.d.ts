@@ -53,6 +53,8 @@ export declare class NativeDevice {
    * Returns the number of queues written.
    */
   queueStatsInto(out: Float64Array): number
+  /** The VF's counters with the `vf_` prefix (totals, per VF queue, switches, pairing attempts, lost frames). */
+  vfXstats(): Array<NativeXstat>
   /** DPDK's per-queue stat names (`good_packets`, `ring full`, ...). */
   statNames(): Array<string>
   /** Zero every counter. */
@@ -357,6 +359,12 @@ export interface NativeVfInfo {
   zeroCopy: boolean
   queues: number
   switched: boolean
+}
+
+/** One named counter. */
+export interface NativeXstat {
+  name: string
+  value: number
 }
 
 /** Offload capabilities the host reported. */
