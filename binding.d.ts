@@ -40,8 +40,6 @@ export declare class NativeDevice {
   setMtu(mtu: number): void
   /** The VF serial the host offered, if any. */
   vf(): number | null
-  /** The VF failover state, or null before any VF was offered. */
-  vfInfo(): NativeVfInfo | null
   /** Switch the data path to the VF (true) or back to synthetic. */
   switchDatapath(toVf: boolean): void
   /** Port totals into `out`: ipackets, opackets, ibytes, obytes, imissed, ierrors, oerrors. */
@@ -53,8 +51,6 @@ export declare class NativeDevice {
    * Returns the number of queues written.
    */
   queueStatsInto(out: Float64Array): number
-  /** The VF's counters with the `vf_` prefix (totals, per VF queue, switches, pairing attempts, lost frames). */
-  vfXstats(): Array<NativeXstat>
   /** DPDK's per-queue stat names (`good_packets`, `ring full`, ...). */
   statNames(): Array<string>
   /** Zero every counter. */
@@ -85,6 +81,22 @@ export declare class NativeEmulator {
   setLinkSpeed(mbps: number): void
   /** Offer (or withdraw) a VF; false when the negotiated NVSP version cannot carry it. */
   sendVfAssociation(allocated: boolean, serial: number): boolean
+  /** Offer the VF now (refused before the guest is ready, below NVSP 4, without its SR-IOV bit, or removed). */
+  vfOffer(): void
+  /** Withdraw the VF (SEND_VF_ASSOCIATION allocated=0); rx goes synthetic at once. */
+  vfRevoke(): void
+  /** Hot-remove the VF: delete its veth pair. */
+  vfRemove(): void
+  /** Hot-add the VF: re-create the pair; offered again after the delay. */
+  vfAdd(): void
+  /** Host-initiated switch to synthetic (NVSP 129 {0}). */
+  vfSwitchBack(): void
+  /** Give the VF another MAC (`aa:bb:cc:dd:ee:ff`). */
+  vfSetMac(mac: string): void
+  /** The VF's state and counters as JSON, or null without a VF. */
+  vfStateJson(): string | null
+  /** Serve the control socket at `path` (one JSON line per request and reply) until `stop()`. */
+  serveControl(path: string): void
   /** The host's counters and negotiated state as JSON (camelCase). */
   statsJson(): string
   /** `capture` backend: every frame the guest sent so far. */
@@ -224,6 +236,8 @@ export interface EmulatorOptions {
   recvSize?: number
   sendSize?: number
   uioNumber?: number
+  /** Offer a VF. */
+  vf?: VfOptions
 }
 
 /** Receive traffic of the `generator` backend. */
@@ -288,7 +302,7 @@ export interface NativeDeviceInfo {
   devargs: DevargsInfo
 }
 
-/** One event: `kind` is `link`, `speed`, `vf` (association), `datapath`, `vfstate`, `vferror` or `error`. */
+/** One event: `kind` is `link`, `speed`, `vf`, `datapath` or `error`. */
 export interface NativeEvent {
   kind: string
   /** `link`: media connected. */
@@ -301,20 +315,6 @@ export interface NativeEvent {
   serial?: number
   /** `datapath`: the host switched to the VF (true) or back to synthetic. */
   toVf?: boolean
-  /** `vfstate`: `offered`, `paired`, `switched`, `removed` or `revoked`. */
-  state?: string
-  /** `vfstate`/`vferror`: the VF netdev. */
-  iface?: string
-  /** `vfstate`: `af_xdp` or `af_packet`. */
-  mode?: string
-  /** `vfstate`: why (`none`, `link_down`, `netdev_removed`, `queue_error`, `host_switched`, `stopped`, ...). */
-  reason?: string
-  /** `vferror`: `pairing_gave_up`, `switch_refused`, `switch_failed`, `vanished`, `open_failed`, `old_protocol`. */
-  failure?: string
-  /** `vferror`: the host's status (switch_refused), attempts (pairing_gave_up) or NVSP version (old_protocol). */
-  detail?: number
-  /** `vfstate`/`vferror`: wall-clock time in ms since the Unix epoch (µs resolution). */
-  at?: number
   /** `error`: what went wrong. */
   message?: string
   /** `error`: stable `ERR_NETVSC_*` code. */
@@ -347,26 +347,6 @@ export interface NativeLink {
 /** Version of the native addon (the crate version), so JS can check it loaded the addon it expects. */
 export declare function nativeVersion(): string
 
-/** The VF failover state. */
-export interface NativeVfInfo {
-  /** `offered`, `paired`, `switched`, `removed` or `revoked`. */
-  state: string
-  serial: number
-  iface?: string
-  ifindex: number
-  /** `af_xdp` or `af_packet`. */
-  mode?: string
-  zeroCopy: boolean
-  queues: number
-  switched: boolean
-}
-
-/** One named counter. */
-export interface NativeXstat {
-  name: string
-  value: number
-}
-
 /** Offload capabilities the host reported. */
 export interface OffloadCapsInfo {
   ip4TxCsum: number
@@ -398,8 +378,6 @@ export interface OpenOptions {
   timeoutMs?: number
   /** `'va'` (default) or `'pa'`. */
   iova?: string
-  /** VF (accelerated networking) failover. */
-  vf?: VfOptions
 }
 
 /**
@@ -420,16 +398,16 @@ export interface RssOptions {
  */
 export declare function runGuest(dir: string, argv: Array<string>): number
 
-/** VF failover settings. */
+/** The accelerated-networking VF the emulator offers (a veth pair; root). */
 export interface VfOptions {
-  /** Pair and switch to an offered VF (default true). */
-  enabled?: boolean
-  /** Pairing retry period in ms (default 1000). */
-  retryMs?: number
-  /** Pairing attempts before giving up (default 120). */
-  retries?: number
-  /** `'auto'` (default), `'af_xdp'` or `'af_packet'`. */
-  prefer?: string
-  /** Root of the sysfs tree netdevs are listed under (default `/`). */
-  sysfsRoot?: string
+  /** Name of the guest end (the VF netdev), ≤ 15 bytes; the host end is `<iface>h`. */
+  iface: string
+  /** Offer delay after the guest is ready, ms (default 1000). */
+  delayMs?: number
+  /** VF serial (default 1). */
+  serial?: number
+  /** The VF's MAC (default: the synthetic MAC). */
+  mac?: string
+  /** Network-namespace file to put the guest end in (default: this namespace). */
+  netns?: string
 }

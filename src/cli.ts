@@ -8,6 +8,7 @@ import { CommandError, runBind } from './cli/bind.js'
 import { UsageError, type Io } from './cli/common.js'
 import { runDemo } from './cli/demo.js'
 import { runCapture, runInfo, runStats } from './cli/device.js'
+import { runCtl } from './cli/ctl.js'
 import { runEmulate } from './cli/emulate.js'
 import { NetvscError, listDevices } from './index.js'
 import { formatDeviceTable } from './format.js'
@@ -22,6 +23,7 @@ Commands:
   unbind <uuid>             Give it back to hv_netvsc
   info <uuid|iface>         sysfs facts and what bring-up negotiates
   emulate --dir D           Run the Hyper-V host emulator (--run -- CMD runs a guest against it)
+  ctl DIR COMMAND           Runtime command to a running emulator (vf offer|revoke|remove|add|..., link, stats)
   demo                      Emulator + driver in this process: link event, traffic both ways, Mpps
   capture <uuid> --pcap F   Record the frames this process's driver sends and receives into a pcap file
   stats <uuid>              Port and per-queue counters (--watch)
@@ -65,6 +67,7 @@ const COMMANDS: Record<string, (args: string[], io: Io) => number | Promise<numb
   unbind: (a, io) => runBind(a, io, true),
   info: runInfo,
   emulate: runEmulate,
+  ctl: runCtl,
   demo: runDemo,
   capture: runCapture,
   stats: (a, io) => runStats(a, io, false),

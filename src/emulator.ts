@@ -27,6 +27,49 @@ export interface EmulatorOptions {
   /** Host workers spin instead of sleeping (lowest latency, one core busy). */
   busyPoll?: boolean
   linkSpeedMbps?: number
+  /** Offer an accelerated-networking VF: a veth pair whose guest end `iface` is the VF netdev (root). */
+  vf?: EmulatorVfOptions
+}
+
+export interface EmulatorVfOptions {
+  /** Guest end (VF netdev) name, ≤ 15 bytes; the host end (switch port) is `<iface>h`. */
+  iface: string
+  /** Offer delay after the guest is ready, ms (default 1000, as Hyper-V). */
+  delayMs?: number
+  /** VF serial (default 1). */
+  serial?: number
+  /** The VF's MAC (default: the synthetic MAC). */
+  mac?: string
+  /** Network-namespace file for the guest end (default: this namespace). */
+  netns?: string
+}
+
+/** The VF as the emulated host sees it (`vfState()`, and `vf` in `stats()`). */
+export interface EmulatorVfState {
+  iface: string
+  hostIface: string
+  serial: number
+  mac: string
+  present: boolean
+  offered: boolean
+  datapathVf: boolean
+  datapath: 'vf' | 'synthetic'
+  /** Why not offered (`nvspBelow4`, `noSriovCapability`, `guestNotReady`, `waitingDelay`, `revoked`, `removed`). */
+  state: string | null
+  delayMs: number
+  offers: number
+  revokes: number
+  notOfferedBelowV4: number
+  notOfferedNoSriov: number
+  switches: { toVf: number; toSynthetic: number; ignored: number; badValue: number; hostSwitchBack: number }
+  removes: number
+  adds: number
+  vfHostToGuestFrames: number
+  vfHostToGuestBytes: number
+  vfGuestToHostFrames: number
+  vfGuestToHostBytes: number
+  drops: { vfGone: number; ringFull: number; kernelRxDropped: number }
+  portMode: string | null
 }
 
 const BACKENDS: readonly string[] = ['sink', 'loopback', 'generator', 'tap', 'capture']
@@ -73,6 +116,49 @@ export class Emulator {
   /** Offers (or withdraws) a VF; false if the negotiated protocol cannot carry it. */
   offerVf(allocated: boolean, serial: number): boolean {
     return this.#call(() => this.#emu.sendVfAssociation(allocated, serial))
+  }
+
+  /** Offers the VF now (SEND_VF_ASSOCIATION allocated=1); refused before the guest is ready, below NVSP 4, without
+   * its SR-IOV bit, or while removed. */
+  vfOffer(): void {
+    this.#call(() => this.#emu.vfOffer())
+  }
+
+  /** Withdraws the VF (allocated=0); the host's rx goes synthetic at once. */
+  vfRevoke(): void {
+    this.#call(() => this.#emu.vfRevoke())
+  }
+
+  /** Hot-removes the VF (deletes the veth pair). */
+  vfRemove(): void {
+    this.#call(() => this.#emu.vfRemove())
+  }
+
+  /** Hot-adds the VF again; it is offered after the delay. */
+  vfAdd(): void {
+    this.#call(() => this.#emu.vfAdd())
+  }
+
+  /** Host-initiated switch to synthetic (NVSP SWITCH_DATA_PATH {0} to the guest). */
+  vfSwitchBack(): void {
+    this.#call(() => this.#emu.vfSwitchBack())
+  }
+
+  /** Gives the VF another MAC (`aa:bb:cc:dd:ee:ff`). */
+  vfSetMac(mac: string): void {
+    this.#call(() => this.#emu.vfSetMac(mac))
+  }
+
+  /** The VF's state and counters; null without a VF. */
+  vfState(): EmulatorVfState | null {
+    const json = this.#call(() => this.#emu.vfStateJson())
+    return json === null || json === undefined ? null : (JSON.parse(json) as EmulatorVfState)
+  }
+
+  /** Serves the runtime control socket at `path` (JSON lines: `{"cmd":"vf","args":["offer"]}`) until `stop()`;
+   * it is served by a native thread, so it answers while a guest runs under `runGuest`. */
+  serveControl(path: string): void {
+    this.#call(() => this.#emu.serveControl(path))
   }
 
   /** The host's view: negotiated state and per-channel counters. */
@@ -136,6 +222,7 @@ export interface EmulatorStats {
     hostToGuestFrames: number
     hostToGuestBytes: number
   }>
+  vf: EmulatorVfState | null
   [key: string]: unknown
 }
 

@@ -4,14 +4,18 @@
  * root only) and stops when CMD exits, exiting with CMD's status. The stats JSON goes to `--stats-json` then.
  */
 import * as fs from 'node:fs'
+import * as path from 'node:path'
 import { Emulator, canRunGuests, runGuest, type EmulatorBackend } from '../emulator.js'
 import { type Io, UsageError, intOption, nonEmpty, parse, untilSignal } from './common.js'
 import { CommandError } from './bind.js'
 
 export const EMULATE_HELP = `Usage: netvsc emulate --dir D [--mac M] [--max-queues N] [--backend B] [--pcap F]
-                      [--stats-json F] [--uuid U] [--busy-poll] [--run -- CMD ...]
+                      [--stats-json F] [--uuid U] [--busy-poll]
+                      [--vf NAME [--vf-delay MS] [--vf-serial N] [--vf-mac M]] [--run -- CMD ...]
 
 Run an emulated Hyper-V synthetic NIC: writes the uio_hv_generic device tree under D and plays the host.
+While it runs, D/ctl.sock takes runtime commands: netvsc ctl D vf offer|revoke|remove|add|switch-back|mac M,
+link up|down, stats.
 
 Options:
   --dir D          Directory of the emulated tree (created)
@@ -23,6 +27,12 @@ Options:
   --stats-json F   Write the host's stats JSON to F when stopping
   --uuid U         Device instance uuid
   --busy-poll      Host threads spin instead of sleeping
+  --vf NAME        Offer an accelerated-networking VF: a veth pair whose guest end NAME is the VF netdev and
+                   whose host end NAMEh is the emulator's switch port (root); offered once the guest declared
+                   SR-IOV at NVSP >= 4, after --vf-delay
+  --vf-delay MS    Offer delay after the guest is ready (default 1000)
+  --vf-serial N    VF serial in the association message (default 1)
+  --vf-mac M       The VF's MAC (default: the synthetic MAC, as on Azure)
   --run -- CMD     Run CMD against the tree (root: mount namespace + LD_PRELOAD interposer), stop when it exits
 
 DPDK 22.11's testpmd never marks netvsc queues started and so forwards nothing (fixed in DPDK 23.11, commit
@@ -47,6 +57,10 @@ export async function runEmulate(argv: string[], io: Io): Promise<number> {
       'stats-json': { type: 'string' },
       uuid: { type: 'string' },
       'busy-poll': { type: 'boolean' },
+      vf: { type: 'string' },
+      'vf-delay': { type: 'string' },
+      'vf-serial': { type: 'string' },
+      'vf-mac': { type: 'string' },
       run: { type: 'boolean' },
     },
     { min: 0, max: 0, names: '' },
@@ -56,6 +70,14 @@ export async function runEmulate(argv: string[], io: Io): Promise<number> {
   if (dir === undefined) throw new UsageError("emulate needs '--dir D'")
   if (values.mac !== undefined && !MAC.test(values.mac)) throw new UsageError(`option '--mac' needs aa:bb:cc:dd:ee:ff, got '${values.mac}'`)
   const maxQueues = intOption('max-queues', values['max-queues'], 1, 64)
+  const vf = nonEmpty('vf', values.vf)
+  if (vf !== undefined && (vf.length > 15 || /[/\s]/.test(vf))) throw new UsageError(`option '--vf' needs an interface name of at most 15 bytes, got '${vf}'`)
+  if (vf === undefined && (values['vf-delay'] ?? values['vf-serial'] ?? values['vf-mac']) !== undefined) {
+    throw new UsageError("options '--vf-delay', '--vf-serial' and '--vf-mac' need '--vf NAME'")
+  }
+  const vfDelay = intOption('vf-delay', values['vf-delay'], 0, 3_600_000)
+  const vfSerial = intOption('vf-serial', values['vf-serial'], 0, 0xffff_ffff)
+  if (values['vf-mac'] !== undefined && !MAC.test(values['vf-mac'])) throw new UsageError(`option '--vf-mac' needs aa:bb:cc:dd:ee:ff, got '${values['vf-mac']}'`)
   const backend = values.backend ?? 'sink'
   if (!['sink', 'loopback', 'generator', 'tap'].includes(backend)) {
     throw new UsageError(`option '--backend' must be sink|loopback|generator|tap, got '${backend}'`)
@@ -77,10 +99,21 @@ export async function runEmulate(argv: string[], io: Io): Promise<number> {
     ...(values.uuid !== undefined && { uuid: values.uuid }),
     ...(values['busy-poll'] && { busyPoll: true }),
     ...(backend === 'generator' && { generator: { ratePps: 1000, flows: 4 } }),
+    ...(vf !== undefined && {
+      vf: {
+        iface: vf,
+        ...(vfDelay !== undefined && { delayMs: vfDelay }),
+        ...(vfSerial !== undefined && { serial: vfSerial }),
+        ...(values['vf-mac'] !== undefined && { mac: values['vf-mac'] }),
+      },
+    }),
   })
+  const ctlPath = path.join(dir, 'ctl.sock')
   let status = 0
   try {
-    io.out(`emulating ${emu.uuid} under ${emu.dir} (backend ${backend})${values.run ? '' : '; SIGINT/SIGTERM stops'}\n`)
+    emu.serveControl(ctlPath)
+    const vfNote = vf === undefined ? '' : `, VF ${vf}`
+    io.out(`emulating ${emu.uuid} under ${emu.dir} (backend ${backend}${vfNote}; control ${ctlPath})${values.run ? '' : '; SIGINT/SIGTERM stops'}\n`)
     if (values.run) status = runGuest(dir, cmd)
     else await untilSignal()
   } finally {

@@ -543,4 +543,39 @@ int rte_eth_tx_queue_info_get(uint16_t port_id, uint16_t queue_id, struct rte_et
         qinfo->queue_state = RTE_ETH_QUEUE_STATE_STARTED;
     return rc;
 }
+
+/*
+ * VF stand-in: net/netvsc (22.11 hn_vf_configure) configures its VF with intr_conf.rmv = 1, because the VFs it was
+ * written for (mlx4/mlx5, MANA) report hot-removal. An emulated VF is a veth under DPDK's af_packet PMD, which has
+ * no removal interrupt, so ethdev refuses that configuration ("Driver net_af_packet does not support rmv", -EINVAL)
+ * and the port never starts. Only when HV_EMU_DPDK_VF_RMV_FIX=1, and only for a port whose driver lacks
+ * RTE_ETH_DEV_INTR_RMV, the request is passed on with rmv = 0: the VF then works, without removal events.
+ */
+typedef int (*configure_fn)(uint16_t, uint16_t, uint16_t, const struct rte_eth_conf *);
+
+static int vf_rmv_fix(void)
+{
+    const char *s = getenv("HV_EMU_DPDK_VF_RMV_FIX");
+    return s && strcmp(s, "1") == 0;
+}
+
+int rte_eth_dev_configure(uint16_t port_id, uint16_t nb_rx_q, uint16_t nb_tx_q, const struct rte_eth_conf *conf)
+{
+    configure_fn real = (configure_fn)dlsym(RTLD_NEXT, "rte_eth_dev_configure");
+    if (!real)
+        return -ENOTSUP;
+    if (conf && conf->intr_conf.rmv && vf_rmv_fix()) {
+        struct rte_eth_dev_info info;
+        if (rte_eth_dev_info_get(port_id, &info) == 0 && info.dev_flags &&
+            !(*info.dev_flags & RTE_ETH_DEV_INTR_RMV)) {
+            struct rte_eth_conf copy = *conf;
+            copy.intr_conf.rmv = 0;
+            if (getenv("HV_EMU_LOG"))
+                fprintf(stderr, "hv-emu interposer: port %u configured without rmv (driver %s has none)\n",
+                        port_id, info.driver_name ? info.driver_name : "?");
+            return real(port_id, nb_rx_q, nb_tx_q, &copy);
+        }
+    }
+    return real(port_id, nb_rx_q, nb_tx_q, conf);
+}
 #endif

@@ -5,6 +5,7 @@
 //! for them) and an rx pump polling the backend. `stats()` is the host's view for tests and tools.
 
 use crate::backend::{BackendConfig, BackendError, PcapMirror};
+use crate::ctl::{ControlServer, Registry};
 use crate::guest_mem::GuestMemory;
 use crate::host::{
     self, ChannelFactory, ChannelSpec, Device, DeviceMem, GpaReader, GuestSignal, HostConfig,
@@ -12,7 +13,9 @@ use crate::host::{
 };
 use crate::stats::{ChannelStats, EmuStats, NdisConfig, NdisVersion, Oids, Totals};
 use crate::tree::{ControlPage, DeviceTree, TreeConfig, TreeError};
-use std::path::PathBuf;
+use crate::vf::{Mac, VfConfig, VfError, VfStats};
+use serde_json::json;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 /// What to emulate.
@@ -47,6 +50,8 @@ pub struct EmulatorConfig {
     pub silent: bool,
     /// Initial link speed in 100 bps units (10 Gb/s = 100,000,000).
     pub link_speed: u32,
+    /// Offer an accelerated-networking VF (a veth pair; root / CAP_NET_ADMIN).
+    pub vf: Option<VfConfig>,
 }
 
 impl EmulatorConfig {
@@ -71,6 +76,7 @@ impl EmulatorConfig {
             accept_versions: None,
             silent: false,
             link_speed: 100_000_000,
+            vf: None,
         }
     }
 }
@@ -84,6 +90,8 @@ pub enum EmulatorError {
     Backend(#[from] BackendError),
     #[error("host: {0}")]
     Host(String),
+    #[error("VF: {0}")]
+    Vf(#[from] VfError),
 }
 
 struct TreeSignal(ControlPage);
@@ -157,6 +165,7 @@ pub struct Emulator {
     tree: Arc<DeviceTree>,
     device: Arc<Device>,
     config: EmulatorConfig,
+    registry: Arc<Registry>,
 }
 
 impl Emulator {
@@ -189,6 +198,11 @@ impl Emulator {
             recv_gpadl: tc.recv_gpadl,
             send_gpadl: tc.send_gpadl,
         };
+        let vf_mac = config.vf.as_ref().and_then(|v| v.mac).unwrap_or(config.mac);
+        let vf = match &config.vf {
+            Some(v) => Some(host::VfHost::create(v, vf_mac, config.mtu + 14)?),
+            None => None,
+        };
         let env = HostEnv {
             mem,
             signal: Arc::new(TreeSignal(tree.ctl().clone())),
@@ -198,6 +212,8 @@ impl Emulator {
                 cached: Mutex::new(None),
             }),
             backend,
+            vf,
+            vf_mac,
         };
         let hc = HostConfig {
             mac: config.mac,
@@ -216,11 +232,66 @@ impl Emulator {
             rings: tree.rings().clone(),
         };
         let device = Device::start(hc, env, primary).map_err(EmulatorError::Host)?;
+        let registry = Arc::new(Registry::default());
+        register_commands(&registry, &device);
         Ok(Emulator {
             tree,
             device,
             config,
+            registry,
         })
+    }
+
+    /// The control socket's commands (add more with [`Registry::register`]).
+    pub fn control_registry(&self) -> &Arc<Registry> {
+        &self.registry
+    }
+
+    /// Serve the control socket at `path` (e.g. `DIR/ctl.sock`) until the returned server is dropped.
+    pub fn serve_control(&self, path: &Path) -> std::io::Result<ControlServer> {
+        ControlServer::start(path, self.registry.clone())
+    }
+
+    /// Offer the VF now (SEND_VF_ASSOCIATION {1, serial}); refused before the guest is ready, below NVSP 4,
+    /// without the guest's SR-IOV bit, or with the VF removed.
+    pub fn vf_offer(&self) -> Result<(), VfError> {
+        self.device.vf_offer()
+    }
+
+    /// Withdraw the VF (SEND_VF_ASSOCIATION {0}); the host's rx goes synthetic at once.
+    pub fn vf_revoke(&self) -> Result<(), VfError> {
+        self.device.vf_revoke()
+    }
+
+    /// Hot-remove the VF: delete the veth pair (under traffic is fine); rx goes synthetic at once.
+    pub fn vf_remove(&self) -> Result<(), VfError> {
+        self.device.vf_remove()
+    }
+
+    /// Hot-add the VF again: re-create the pair; offered again after the configured delay.
+    pub fn vf_add(&self) -> Result<(), VfError> {
+        self.device.vf_add()
+    }
+
+    /// Host-initiated switch to synthetic (NVSP 129 {0}, transaction id 2^63 + 1, completion requested).
+    pub fn vf_switch_back(&self) -> Result<(), VfError> {
+        self.device.vf_switch_back()
+    }
+
+    /// Change the VF's MAC (the guest end's address and what the host diverts to it).
+    pub fn vf_set_mac(&self, mac: Mac) -> Result<(), VfError> {
+        self.device.vf_set_mac(mac)
+    }
+
+    /// The VF's state and counters (`None` without a VF).
+    pub fn vf_state(&self) -> Option<VfStats> {
+        self.device.vf_state()
+    }
+
+    /// `vf_state()` as JSON (camelCase).
+    pub fn vf_state_json(&self) -> Option<String> {
+        self.vf_state()
+            .map(|s| serde_json::to_string(&s).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}")))
     }
 
     /// The device tree (paths, mappings).
@@ -268,6 +339,8 @@ impl Emulator {
 impl Drop for Emulator {
     fn drop(&mut self) {
         self.device.stop();
+        // The control socket's handlers may keep the device alive a little longer: the pair goes now.
+        self.device.vf_release();
     }
 }
 
@@ -323,7 +396,61 @@ pub fn stats_of(dev: &Device) -> EmuStats {
         control_messages_sent: load(&dev.counters.control_sent),
         control_messages_dropped: load(&dev.counters.control_dropped),
         backend,
+        vf: dev.vf_state(),
     }
+}
+
+/// The built-in control commands: `vf`, `link`, `stats`.
+fn register_commands(reg: &Registry, device: &Arc<Device>) {
+    let d = device.clone();
+    reg.register(
+        "vf",
+        "vf offer|revoke|remove|add|switch-back|mac XX:XX:XX:XX:XX:XX|state",
+        move |args| vf_command(&d, args),
+    );
+    let d = device.clone();
+    reg.register("link", "link up|down", move |args| {
+        let up = match args {
+            [a] if a == "up" => true,
+            [a] if a == "down" => false,
+            _ => return Err("usage: link up|down".into()),
+        };
+        d.set_link(up);
+        Ok(json!({ "linkUp": up }))
+    });
+    let d = device.clone();
+    reg.register("stats", "stats", move |args| {
+        if !args.is_empty() {
+            return Err("usage: stats".into());
+        }
+        serde_json::to_value(stats_of(&d))
+            .map(|v| json!({ "stats": v }))
+            .map_err(|e| e.to_string())
+    });
+}
+
+fn vf_command(d: &Device, args: &[String]) -> Result<serde_json::Value, String> {
+    let usage = "usage: vf offer|revoke|remove|add|switch-back|mac XX:XX:XX:XX:XX:XX|state";
+    let r = match args.iter().map(String::as_str).collect::<Vec<_>>()[..] {
+        ["offer"] => d.vf_offer(),
+        ["revoke"] => d.vf_revoke(),
+        ["remove"] => d.vf_remove(),
+        ["add"] => d.vf_add(),
+        ["switch-back"] => d.vf_switch_back(),
+        ["mac", m] => match crate::vf::parse_mac(m) {
+            Some(mac) => d.vf_set_mac(mac),
+            None => return Err(format!("bad MAC '{m}' (want aa:bb:cc:dd:ee:ff)")),
+        },
+        ["state"] => Ok(()),
+        _ => return Err(usage.into()),
+    };
+    r.map_err(|e| e.to_string())?;
+    let state = d
+        .vf_state()
+        .ok_or_else(|| VfError::NotConfigured.to_string())?;
+    serde_json::to_value(state)
+        .map(|v| json!({ "vf": v }))
+        .map_err(|e| e.to_string())
 }
 
 pub use host::HostConfig as HostSettings;

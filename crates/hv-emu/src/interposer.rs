@@ -21,6 +21,10 @@ pub const ENV_DIR: &str = "HV_EMU_DIR";
 pub const ENV_LOG: &str = "HV_EMU_LOG";
 /// Environment variable enabling the DPDK 22.11 queue-state workaround.
 pub const ENV_QUEUE_STATE_FIX: &str = "HV_EMU_DPDK_QUEUE_STATE_FIX";
+/// Environment variable letting net/netvsc configure a VF whose PMD has no removal interrupt (af_packet on the
+/// emulator's veth): `rte_eth_dev_configure` then passes `intr_conf.rmv = 0` for such a port (same build condition
+/// as the queue-state workaround).
+pub const ENV_VF_RMV_FIX: &str = "HV_EMU_DPDK_VF_RMV_FIX";
 
 /// Where [`install`] puts the library under D.
 pub fn path_in(dir: &Path) -> PathBuf {

@@ -3,6 +3,7 @@
 #![allow(unsafe_code)]
 
 pub mod backend;
+pub mod ctl;
 pub mod emulator;
 pub mod guest_mem;
 pub mod host;
@@ -12,7 +13,9 @@ pub mod stats;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 pub mod tree;
+pub mod vf;
 
 pub use backend::{Backend, BackendConfig, GeneratorConfig};
 pub use emulator::{Emulator, EmulatorConfig, EmulatorError};
 pub use stats::EmuStats;
+pub use vf::{VfConfig, VfError, VfNetns, VfStats};

@@ -15,6 +15,7 @@ macro_rules! counters {
         pub struct $name { $(pub $field: AtomicU64,)* }
     };
 }
+pub(crate) use counters;
 
 counters!(ChannelCounters {
     g2h_frames,
@@ -259,6 +260,8 @@ pub struct EmuStats {
     pub control_messages_sent: u64,
     pub control_messages_dropped: u64,
     pub backend: serde_json::Value,
+    /// The VF (accelerated networking), when configured.
+    pub vf: Option<crate::vf::VfStats>,
 }
 
 /// NDIS_CONFIG as the guest sent it.

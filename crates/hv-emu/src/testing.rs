@@ -287,10 +287,15 @@ impl FakeGuest {
     /// INIT, NDIS_CONFIG, NDIS_VER, receive and send buffers, as DPDK does (no completion asked
     /// for NDIS_CONFIG/NDIS_VER).
     pub fn handshake(&mut self, version: u32) {
+        self.handshake_with_caps(version, nvsp::ndis_config_caps::IEEE8021Q);
+    }
+
+    /// [`FakeGuest::handshake`] declaring `caps` in NDIS_CONFIG (e.g. `IEEE8021Q | SRIOV`).
+    pub fn handshake_with_caps(&mut self, version: u32, caps: u64) {
         assert_eq!(self.init(version), status::SUCCESS, "INIT {version:#x}");
         if version >= nvsp::VERSION_2 {
-            let caps = nvsp::ndis_config_caps::IEEE8021Q as u32;
-            self.send_nvsp(&[nt::SEND_NDIS_CONFIG, 1514, 0, caps, 0], false);
+            let (lo, hi) = (caps as u32, (caps >> 32) as u32);
+            self.send_nvsp(&[nt::SEND_NDIS_CONFIG, 1514, 0, lo, hi], false);
         }
         let (major, minor) = nvsp::ndis_version_for(version);
         self.send_nvsp(&[nt::SEND_NDIS_VER, major, minor], false);

@@ -213,3 +213,27 @@ fn silent_host_never_answers() {
     );
     assert!(e.stats().channels[0].triggers >= 1);
 }
+
+#[test]
+fn vf_commands_without_a_vf_are_typed_errors_and_the_control_socket_says_so() {
+    let (d, e) = emu(|_| {});
+    assert_eq!(e.vf_offer(), Err(hv_emu::VfError::NotConfigured));
+    assert_eq!(e.vf_remove(), Err(hv_emu::VfError::NotConfigured));
+    assert!(e.vf_state().is_none());
+    assert!(e.stats().vf.is_none());
+    let path = d.path().join("ctl.sock");
+    let _server = e.serve_control(&path).unwrap();
+    let r = hv_emu::ctl::request(&path, "vf", &["remove"]).unwrap();
+    assert_eq!(r["ok"], false);
+    assert!(
+        r["error"].as_str().unwrap().contains("no VF configured"),
+        "{r}"
+    );
+    let r = hv_emu::ctl::request(&path, "help", &[]).unwrap();
+    assert_eq!(r["ok"], true);
+    // A guest SWITCH_DATA_PATH with no VF at all: completed, recorded, nothing else.
+    let mut g = FakeGuest::attach(e.tree());
+    g.handshake(nvsp::VERSION_61);
+    let t = g.send_nvsp(&[nt::SWITCH_DATA_PATH, 1], true);
+    assert!(g.expect_completion(t).payload.is_empty());
+}

@@ -8,7 +8,9 @@ use std::path::PathBuf;
 use std::process::Stdio;
 
 use hv_emu::backend::{BackendConfig, CaptureHandle, GeneratorConfig};
+use hv_emu::ctl::ControlServer;
 use hv_emu::emulator::{Emulator, EmulatorConfig};
+use hv_emu::vf::{VfConfig, VfError, VfNetns};
 use napi::bindgen_prelude::Buffer;
 use napi_derive::napi;
 
@@ -30,6 +32,22 @@ pub struct GeneratorOptions {
     pub limit: Option<f64>,
     pub multicast_every: Option<u32>,
     pub broadcast_every: Option<u32>,
+}
+
+/// The accelerated-networking VF the emulator offers (a veth pair; root).
+#[napi(object)]
+#[derive(Debug, Default, Clone)]
+pub struct VfOptions {
+    /// Name of the guest end (the VF netdev), ≤ 15 bytes; the host end is `<iface>h`.
+    pub iface: String,
+    /// Offer delay after the guest is ready, ms (default 1000).
+    pub delay_ms: Option<f64>,
+    /// VF serial (default 1).
+    pub serial: Option<u32>,
+    /// The VF's MAC (default: the synthetic MAC).
+    pub mac: Option<String>,
+    /// Network-namespace file to put the guest end in (default: this namespace).
+    pub netns: Option<String>,
 }
 
 /// Options of `NativeEmulator.start`.
@@ -60,6 +78,8 @@ pub struct EmulatorOptions {
     pub recv_size: Option<u32>,
     pub send_size: Option<u32>,
     pub uio_number: Option<u32>,
+    /// Offer a VF.
+    pub vf: Option<VfOptions>,
 }
 
 /// Parse `aa:bb:cc:dd:ee:ff` (also `-` separated).
@@ -124,6 +144,23 @@ fn config(o: &EmulatorOptions) -> Result<(EmulatorConfig, Option<CaptureHandle>)
         c.uio_number = n;
     }
     c.pcap = o.pcap.as_ref().map(PathBuf::from);
+    if let Some(v) = &o.vf {
+        let mut vc = VfConfig::new(v.iface.clone());
+        if let Some(d) = v.delay_ms {
+            if !(0.0..=3_600_000.0).contains(&d) {
+                return Err(invalid("vf.delayMs", d));
+            }
+            vc.delay_ms = d as u64;
+        }
+        if let Some(s) = v.serial {
+            vc.serial = s;
+        }
+        if let Some(m) = &v.mac {
+            vc.mac = Some(parse_mac(m).ok_or_else(|| invalid("vf.mac", m))?);
+        }
+        vc.netns = v.netns.as_ref().map(|p| VfNetns::Path(PathBuf::from(p)));
+        c.vf = Some(vc);
+    }
     let mut capture = None;
     c.backend = match o.backend.as_deref().unwrap_or("sink") {
         "sink" => BackendConfig::Sink,
@@ -182,6 +219,15 @@ pub struct NativeEmulator {
     uuid: String,
     dir: String,
     capture: Option<CaptureHandle>,
+    control: Option<ControlServer>,
+}
+
+fn vf_error(e: VfError) -> napi::Error<Code> {
+    let code = match e {
+        VfError::Invalid(_) => Code::InvalidArg,
+        _ => Code::Emulator,
+    };
+    error(code, format!("VF: {e}"))
 }
 
 #[napi]
@@ -197,6 +243,7 @@ impl NativeEmulator {
             uuid,
             dir: options.dir,
             capture,
+            control: None,
         })
     }
 
@@ -241,6 +288,60 @@ impl NativeEmulator {
         Ok(self.emu()?.send_vf_association(allocated, serial))
     }
 
+    /// Offer the VF now (refused before the guest is ready, below NVSP 4, without its SR-IOV bit, or removed).
+    #[napi]
+    pub fn vf_offer(&self) -> Result<()> {
+        self.emu()?.vf_offer().map_err(vf_error)
+    }
+
+    /// Withdraw the VF (SEND_VF_ASSOCIATION allocated=0); rx goes synthetic at once.
+    #[napi]
+    pub fn vf_revoke(&self) -> Result<()> {
+        self.emu()?.vf_revoke().map_err(vf_error)
+    }
+
+    /// Hot-remove the VF: delete its veth pair.
+    #[napi]
+    pub fn vf_remove(&self) -> Result<()> {
+        self.emu()?.vf_remove().map_err(vf_error)
+    }
+
+    /// Hot-add the VF: re-create the pair; offered again after the delay.
+    #[napi]
+    pub fn vf_add(&self) -> Result<()> {
+        self.emu()?.vf_add().map_err(vf_error)
+    }
+
+    /// Host-initiated switch to synthetic (NVSP 129 {0}).
+    #[napi]
+    pub fn vf_switch_back(&self) -> Result<()> {
+        self.emu()?.vf_switch_back().map_err(vf_error)
+    }
+
+    /// Give the VF another MAC (`aa:bb:cc:dd:ee:ff`).
+    #[napi]
+    pub fn vf_set_mac(&self, mac: String) -> Result<()> {
+        let m = parse_mac(&mac).ok_or_else(|| invalid("mac", &mac))?;
+        self.emu()?.vf_set_mac(m).map_err(vf_error)
+    }
+
+    /// The VF's state and counters as JSON, or null without a VF.
+    #[napi]
+    pub fn vf_state_json(&self) -> Result<Option<String>> {
+        Ok(self.emu()?.vf_state_json())
+    }
+
+    /// Serve the control socket at `path` (one JSON line per request and reply) until `stop()`.
+    #[napi]
+    pub fn serve_control(&mut self, path: String) -> Result<()> {
+        let server = self
+            .emu()?
+            .serve_control(std::path::Path::new(&path))
+            .map_err(|e| error(Code::Io, format!("control socket {path}: {e}")))?;
+        self.control = Some(server);
+        Ok(())
+    }
+
     /// The host's counters and negotiated state as JSON (camelCase).
     #[napi]
     pub fn stats_json(&self) -> Result<String> {
@@ -271,6 +372,7 @@ impl NativeEmulator {
     /// Stop the host threads and flush the pcap (idempotent). The tree stays on disk.
     #[napi]
     pub fn stop(&mut self) {
+        self.control = None;
         if let Some(e) = self.emu.take() {
             e.stop();
         }

@@ -56,13 +56,13 @@ pub struct OpenOptions {
     /// `'va'` (default) or `'pa'`.
     pub iova: Option<String>,
     /// VF (accelerated networking) failover.
-    pub vf: Option<VfOptions>,
+    pub vf: Option<VfFailoverOptions>,
 }
 
 /// VF failover settings.
 #[napi(object)]
 #[derive(Debug, Clone, Default)]
-pub struct VfOptions {
+pub struct VfFailoverOptions {
     /// Pair and switch to an offered VF (default true).
     pub enabled: Option<bool>,
     /// Pairing retry period in ms (default 1000).

@@ -66,7 +66,8 @@ impl Default for PortConfig {
     }
 }
 
-/// Per-frame receive metadata.
+/// Per-frame receive metadata. AF_PACKET fills both fields; AF_XDP sees frames before the stack, so a VLAN tag
+/// stays in the frame (`vlan_tci` None) and `csum_ok` is false.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct VfRx {
     /// The 802.1Q TCI the kernel stripped, if any.
@@ -120,9 +121,16 @@ pub struct VfQueueStats {
 }
 
 pub(crate) enum QueueImpl {
-    Packet(afpacket::PacketQueue),
-    Xdp(afxdp::XdpQueue),
+    Packet(Box<afpacket::PacketQueue>),
+    Xdp(Box<afxdp::XdpQueue>),
 }
+
+// Each queue is driven from its own thread.
+const _: () = {
+    const fn is_send<T: Send>() {}
+    is_send::<VfQueue>();
+    is_send::<Port>();
+};
 
 /// One queue of a [`Port`].
 pub struct VfQueue {
@@ -201,7 +209,7 @@ impl Port {
                 cfg.frame_size
             )));
         }
-        if (cfg.frame_size as usize) < info.mtu as usize + 18 + 256 {
+        if (cfg.frame_size as usize) < info.mtu as usize + 18 {
             return Err(NetdevError::Invalid(format!(
                 "frame_size {} too small for mtu {}",
                 cfg.frame_size, info.mtu
@@ -210,12 +218,17 @@ impl Port {
         let n = cfg.queues.min(info.channels.max(1));
         let xdp_err = match cfg.prefer {
             Prefer::AfPacket => None,
-            Prefer::Auto | Prefer::AfXdp => match afxdp::open(ifindex, &info.name, n, cfg) {
-                Ok((mode, qs)) => {
-                    return Ok(Port::assemble(mode, qs.into_iter().map(QueueImpl::Xdp)));
+            Prefer::Auto | Prefer::AfXdp => {
+                match afxdp::open(ifindex, &info.name, n, info.mtu, cfg) {
+                    Ok((mode, qs)) => {
+                        return Ok(Port::assemble(
+                            mode,
+                            qs.into_iter().map(|q| QueueImpl::Xdp(Box::new(q))),
+                        ));
+                    }
+                    Err(e) => Some(e),
                 }
-                Err(e) => Some(e),
-            },
+            }
         };
         if let (Prefer::AfXdp, Some(e)) = (cfg.prefer, xdp_err) {
             return Err(e);
@@ -223,7 +236,7 @@ impl Port {
         let qs = afpacket::open(ifindex, &info.name, n, cfg)?;
         Ok(Port::assemble(
             Mode::AfPacket,
-            qs.into_iter().map(QueueImpl::Packet),
+            qs.into_iter().map(|q| QueueImpl::Packet(Box::new(q))),
         ))
     }
 
@@ -259,7 +272,6 @@ impl Port {
     }
 }
 
-#[allow(dead_code)]
 /// Ones-complement sum of `data` added to `sum` (not folded).
 pub(crate) fn csum_add(mut sum: u64, data: &[u8]) -> u64 {
     let mut c = data.chunks_exact(2);
@@ -272,7 +284,6 @@ pub(crate) fn csum_add(mut sum: u64, data: &[u8]) -> u64 {
     sum
 }
 
-#[allow(dead_code)]
 pub(crate) fn csum_fold(mut sum: u64) -> u16 {
     while sum >> 16 != 0 {
         sum = (sum & 0xffff) + (sum >> 16);
@@ -282,7 +293,6 @@ pub(crate) fn csum_fold(mut sum: u64) -> u16 {
 
 /// Software CHECKSUM_PARTIAL completion: sums `frame[start..]` (whose checksum field holds the pseudo-header sum)
 /// and stores the complement at `start + offset`.
-#[allow(dead_code)]
 pub(crate) fn fill_csum(frame: &mut [u8], start: u16, offset: u16) -> Result<()> {
     let (s, o) = (start as usize, start as usize + offset as usize);
     if o + 2 > frame.len() {

@@ -144,3 +144,52 @@ pub(crate) fn errno_is_gone(e: &io::Error) -> bool {
         Some(libc::ENXIO) | Some(libc::ENODEV) | Some(libc::ENETDOWN) | Some(libc::EBADF)
     )
 }
+
+/// An owned shared mapping (munmapped on drop).
+pub(crate) struct Mmap {
+    pub ptr: *mut u8,
+    pub len: usize,
+}
+
+// SAFETY: the mapping is plain memory owned by this value; concurrent access is governed by the ring protocols.
+unsafe impl Send for Mmap {}
+
+impl Mmap {
+    /// mmap(2) of `len` bytes of `fd` at `offset` (MAP_SHARED), or anonymous memory when `fd` is None.
+    pub fn map(fd: Option<RawFd>, len: usize, offset: i64, populate: bool) -> io::Result<Mmap> {
+        let mut flags = libc::MAP_SHARED;
+        if fd.is_none() {
+            flags |= libc::MAP_ANONYMOUS;
+        }
+        if populate {
+            flags |= libc::MAP_POPULATE;
+        }
+        // SAFETY: a fresh mapping chosen by the kernel; nothing else is at that address.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                flags,
+                fd.unwrap_or(-1),
+                offset,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(Mmap { ptr: p.cast(), len })
+    }
+
+    pub fn mem(&self) -> crate::ring::Mem {
+        // SAFETY: the mapping is page aligned and lives as long as self; users keep self alive (same struct).
+        unsafe { crate::ring::Mem::new(self.ptr, self.len) }
+    }
+}
+
+impl Drop for Mmap {
+    fn drop(&mut self) {
+        // SAFETY: ptr/len came from a successful mmap and are unmapped once.
+        unsafe { libc::munmap(self.ptr.cast(), self.len) };
+    }
+}

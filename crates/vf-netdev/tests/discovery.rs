@@ -1,4 +1,5 @@
 //! Discovery and control, seen from sysfs / procfs / a fresh lookup.
+#![allow(unsafe_code)]
 mod common;
 
 use std::path::Path;
@@ -162,4 +163,54 @@ fn pci_slot_from_fake_tree() {
     // No slot with that address: None.
     std::fs::remove_file(r.join("sys/bus/pci/slots/7/address")).unwrap();
     assert_eq!(pci_slot_of(r, "eth1"), None);
+}
+
+#[test]
+fn veth_guest_end_in_another_namespace() {
+    if !common::enter_netns() {
+        return;
+    }
+    // A second namespace, held by a helper thread that answers lookups from inside it.
+    let (tx, rx) = std::sync::mpsc::channel::<(i32, std::sync::mpsc::Sender<Option<NetdevInfo>>)>();
+    let (fd_tx, fd_rx) = std::sync::mpsc::channel();
+    let helper = std::thread::spawn(move || {
+        // SAFETY: unshare only affects this helper thread.
+        assert_eq!(unsafe { libc::unshare(libc::CLONE_NEWNET) }, 0);
+        let f = std::fs::File::open("/proc/thread-self/ns/net").unwrap();
+        fd_tx.send(f).unwrap();
+        for (_, reply) in rx {
+            reply.send(by_name("ga0").ok()).unwrap();
+        }
+    });
+    let ns = fd_rx.recv().unwrap();
+    let (g, h) = create_veth(&VethSpec {
+        guest: "ga0",
+        host: "gb0",
+        guest_mac: Some(common::mac(5)),
+        host_mac: Some(common::mac(6)),
+        queues: 4,
+        guest_netns_fd: Some(std::os::fd::AsRawFd::as_raw_fd(&ns)),
+    })
+    .unwrap();
+    assert!(
+        matches!(by_name("ga0"), Err(NetdevError::NotFound(_))),
+        "guest end must not be here"
+    );
+    let host = by_index(h).unwrap();
+    assert_eq!(
+        (host.name.as_str(), host.mac, host.channels),
+        ("gb0", Some(common::mac(6)), 4)
+    );
+    let (rtx, rrx) = std::sync::mpsc::channel();
+    tx.send((0, rtx)).unwrap();
+    let guest = rrx
+        .recv()
+        .unwrap()
+        .expect("guest end in the other namespace");
+    assert_eq!(guest.ifindex, g);
+    assert_eq!(guest.mac, Some(common::mac(5)));
+    assert_eq!(guest.channels, 4);
+    drop(tx);
+    helper.join().unwrap();
+    delete_link("gb0").unwrap();
 }

@@ -15,9 +15,11 @@ mod rndis;
 mod rx;
 mod state;
 mod tx;
+pub(crate) mod vf;
 
 pub use channel::{Channel, ChannelSpec};
 pub use state::{DeviceState, OffloadState, RecvBufInfo, RssState};
+pub use vf::{VfHost, VfSession};
 
 use crate::backend::Backend;
 use crate::stats::Counters;
@@ -106,6 +108,10 @@ pub struct HostEnv {
     pub factory: Arc<dyn ChannelFactory>,
     pub gpa: Arc<dyn GpaReader>,
     pub backend: Box<dyn Backend>,
+    /// The VF's veth pair, when the emulator offers one.
+    pub vf: Option<VfHost>,
+    /// The VF's initial MAC.
+    pub vf_mac: [u8; 6],
 }
 
 /// One emulated synthetic NIC.
@@ -123,6 +129,8 @@ pub struct Device {
     /// RNDIS control messages waiting for a free reserved sub-allocation.
     pub(crate) control_queue: Mutex<VecDeque<Vec<u8>>>,
     pub(crate) stop: AtomicBool,
+    /// The VF half, when configured.
+    pub(crate) vf: Option<VfHost>,
     threads: Mutex<Vec<JoinHandle<()>>>,
     me: Weak<Device>,
 }
@@ -134,7 +142,13 @@ impl Device {
         env: HostEnv,
         primary: ChannelSpec,
     ) -> Result<Arc<Device>, String> {
-        let state = DeviceState::new(&cfg);
+        let mut state = DeviceState::new(&cfg);
+        if env.vf.is_some() {
+            state.vf.configured = true;
+            state.vf.present = true;
+            state.vf.auto = true;
+            state.vf.mac = env.vf_mac;
+        }
         let dev = Arc::new_cyclic(|me| Device {
             cfg,
             mem: env.mem,
@@ -148,6 +162,7 @@ impl Device {
             counters: Counters::default(),
             control_queue: Mutex::new(VecDeque::new()),
             stop: AtomicBool::new(false),
+            vf: env.vf,
             threads: Mutex::new(Vec::new()),
             me: me.clone(),
         });

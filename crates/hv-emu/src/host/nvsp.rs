@@ -190,6 +190,7 @@ fn handle_message(
         NvspMessage::Subchannel(s) => subchannel(dev, ch, pkt, s),
         NvspMessage::SwitchDataPath(p) => {
             lock(&dev.state).data_path.push(p.active_datapath);
+            super::vf::guest_switch(dev, p.active_datapath);
             empty_completion(dev, ch, pkt);
         }
         NvspMessage::OidQueryEx(_) => {

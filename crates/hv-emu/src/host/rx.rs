@@ -37,6 +37,9 @@ struct Snapshot {
     hash_info: u32,
     key: Vec<u8>,
     table: Vec<u32>,
+    /// Data path VF: unicast frames for `vf_mac` leave through the veth.
+    vf_path: bool,
+    vf_mac: [u8; 6],
     /// The open channels, primary first (refreshed only when their number changes).
     chans: Vec<Arc<Channel>>,
 }
@@ -53,10 +56,18 @@ pub(crate) fn run_pump(dev: &Device) {
     let mut batches: Vec<Batch> = Vec::new();
     let mut untagged = Vec::with_capacity(16384);
     let mut snap = Snapshot::default();
+    let mut stage = super::vf::Stage::default();
+    let mut vf_tagged = Vec::new();
+    let has_vf = dev.vf.is_some();
     while !dev.stopped() {
         let link = lock(&dev.backend).poll_link();
         if let Some(up) = link {
             dev.set_link(up);
+        }
+        if has_vf {
+            // The delayed offer, and whatever the guest sent on its VF (to the backend, ready or not).
+            super::vf::tick(dev, Instant::now());
+            super::vf::poll_host_end(dev, &mut vf_tagged);
         }
         refresh(dev, &mut snap);
         while batches.len() < snap.chans.len() {
@@ -87,9 +98,14 @@ pub(crate) fn run_pump(dev: &Device) {
         let now = Instant::now();
         let mut backend = lock(&dev.backend);
         let n = backend.receive(now, budget, &mut |f| {
-            deliver(dev, &snap, &mut batches, &mut untagged, f);
+            if snap.vf_path && snap.link_up && f.len() >= frame::ETH_LEN && f[..6] == snap.vf_mac {
+                stage.push(f);
+            } else {
+                deliver(dev, &snap, &mut batches, &mut untagged, f);
+            }
         });
         drop(backend);
+        super::vf::flush_stage(dev, &mut stage);
         for (i, b) in batches.iter_mut().enumerate() {
             flush(dev, &snap, i, b);
         }
@@ -132,6 +148,8 @@ fn refresh(dev: &Device, snap: &mut Snapshot) {
         snap.sub_size = st.recv.map_or(0, |r| r.sub_alloc_size);
         snap.rss = st.rss.enabled && !st.rss.table.is_empty();
         snap.hash_info = st.rss.hash_info;
+        snap.vf_path = st.vf.datapath_vf && st.vf.present;
+        snap.vf_mac = st.vf.mac;
         if snap.rss && (snap.key != st.rss.key || snap.table != st.rss.table) {
             snap.key.clear();
             snap.key.extend_from_slice(&st.rss.key);

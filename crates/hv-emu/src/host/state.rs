@@ -90,6 +90,8 @@ pub struct DeviceState {
     pub current_mac: [u8; 6],
     pub subchannels: u16,
     pub data_path: Vec<u32>,
+    /// The VF session (see `host::vf`).
+    pub vf: super::vf::VfSession,
 }
 
 impl DeviceState {
@@ -115,6 +117,7 @@ impl DeviceState {
             current_mac: cfg.mac,
             subchannels: 0,
             data_path: Vec::new(),
+            vf: super::vf::VfSession::default(),
         }
     }
 

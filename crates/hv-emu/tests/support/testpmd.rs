@@ -58,7 +58,18 @@ impl Testpmd {
     /// [`Testpmd::start`], running `before` on the emulator before testpmd is spawned.
     pub fn start_with(
         tag: &str,
+        config: EmulatorConfig,
+        extra: &[&str],
+        before: impl FnOnce(&Emulator),
+    ) -> Testpmd {
+        Self::start_eal(tag, config, &[], extra, before)
+    }
+
+    /// [`Testpmd::start_with`] with `eal` appended to the EAL arguments (e.g. `--vdev`, `--log-level`).
+    pub fn start_eal(
+        tag: &str,
         mut config: EmulatorConfig,
+        eal: &[&str],
         extra: &[&str],
         before: impl FnOnce(&Emulator),
     ) -> Testpmd {
@@ -82,16 +93,18 @@ impl Testpmd {
             "0-1".into(),
             "--file-prefix".into(),
             prefix.clone(),
-            "--".into(),
-            "-i".into(),
-            "--total-num-mbufs=16384".into(),
         ];
+        argv.extend(eal.iter().map(|s| s.to_string()));
+        argv.extend(["--".into(), "-i".into(), "--total-num-mbufs=16384".into()]);
         argv.extend(extra.iter().map(|s| s.to_string()));
         let mut cmd = GuestCommand::new(emu.tree().root(), &argv);
         // DPDK 22.11 defect 1 (dpdk-interop.md): the PMD never reports its queues STARTED, so testpmd disables
         // every stream. The interposer reports STARTED from rte_eth_{rx,tx}_queue_info_get, as DPDK 23.11 commit
         // 0727d5d0e6 ("net/netvsc: set queue state after start/stop") does inside the PMD.
         cmd.env(hv_emu::interposer::ENV_QUEUE_STATE_FIX, "1");
+        // net/netvsc configures a VF with rmv = 1, which af_packet (the emulated VF's PMD) cannot do; a no-op for
+        // every port whose driver has removal interrupts or that is not asked for them.
+        cmd.env(hv_emu::interposer::ENV_VF_RMV_FIX, "1");
         cmd.command_mut()
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
