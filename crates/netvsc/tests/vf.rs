@@ -14,7 +14,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use common::*;
-use hv_emu::backend::BackendConfig;
+use hv_emu::backend::{BackendConfig, CaptureHandle};
+use hv_emu::vf::VfConfig as EmuVfConfig;
 use netvsc::{
     Device, DeviceConfig, Event, RxPacket, TxMeta, TxPacket, VfConfig, VfFailure, VfPrefer,
     VfReason, VfState,
@@ -545,4 +546,156 @@ fn vf_that_never_appears_gives_up_and_synthetic_keeps_working() {
             assert!(rig.emu.stats().data_path.is_empty());
         },
     );
+}
+
+// ---- With the emulator's own VF (hv-emu `EmulatorConfig::vf`: a veth whose guest end is the VF netdev, the
+// offer after a delay, SWITCH_DATA_PATH honoured, unicast for our MAC diverted through the veth).
+
+const EMU_VF: &str = "evf0";
+const EMU_SERIAL: u32 = 5;
+
+fn emu_vf_rig(cap: &CaptureHandle, delay_ms: u64) -> Rig {
+    let cap = cap.clone();
+    rig_with(move |c| {
+        c.backend = BackendConfig::Capture(cap);
+        c.vf = Some(EmuVfConfig {
+            delay_ms,
+            serial: EMU_SERIAL,
+            ..EmuVfConfig::new(EMU_VF)
+        });
+    })
+}
+
+fn ours(frames: &[Vec<u8>], src: [u8; 6]) -> usize {
+    frames
+        .iter()
+        .filter(|f| f.len() >= 14 && f[6..12] == src && f[12..14] == ETHERTYPE)
+        .count()
+}
+
+#[test]
+fn vf_emulator_offer_after_delay_switch_and_unicast_both_ways() {
+    in_netns(
+        "vf_emulator_offer_after_delay_switch_and_unicast_both_ways",
+        || {
+            let cap = CaptureHandle::default();
+            let rig = emu_vf_rig(&cap, 300);
+            let mac = rig.emu.config().mac;
+            let t0 = Instant::now();
+            let mut dev = rig.open(vf_cfg(20, 100)).unwrap();
+            dev.start().unwrap();
+            let mut q = dev.queues().remove(0);
+            assert!(
+                wait_for(10, || switched(&dev)),
+                "{:?} {:?}",
+                dev.vf_info(),
+                rig.emu.vf_state()
+            );
+            println!(
+                "offered, paired and switched {:?} after open (offer delay 300 ms)",
+                t0.elapsed()
+            );
+            let info = dev.vf_info().unwrap();
+            assert_eq!(
+                (info.serial, info.iface.as_deref()),
+                (EMU_SERIAL, Some(EMU_VF))
+            );
+            let vs = rig.emu.vf_state().unwrap();
+            assert!(vs.datapath_vf, "{vs:?}");
+            assert_eq!(vs.switches.to_vf, 1);
+
+            // Host → guest unicast goes through the VF; broadcast stays on the synthetic ring; both come out of rx_burst.
+            // (The emulator's rx pump applies the switch from its next loop: frames it already holds still go synthetic,
+            // as on a real host, which is why rx polls both paths.)
+            std::thread::sleep(Duration::from_millis(20));
+            for i in 0..50 {
+                cap.inject(&frame(mac, PEER_MAC, i, 200));
+            }
+            cap.inject(&frame([0xff; 6], PEER_MAC, 99, 200));
+            assert_eq!(rx_count(&mut q, 51, 5), 51);
+            let vs = rig.emu.vf_state().unwrap();
+            assert_eq!(vs.vf_host_to_guest_frames, 50, "{vs:?}");
+            // Guest → host through the VF.
+            send_n(&mut q, mac, 40, 0);
+            assert!(
+                wait_for(5, || ours(&cap.sent(), mac) == 40),
+                "{}",
+                ours(&cap.sent(), mac)
+            );
+            let vs = rig.emu.vf_state().unwrap();
+            assert!(vs.vf_guest_to_host_frames >= 40, "{vs:?}");
+            let x: std::collections::HashMap<String, u64> = dev.xstats().into_iter().collect();
+            assert_eq!((x["vf_rx_good_packets"], x["vf_tx_good_packets"]), (50, 40));
+            drop(q);
+            dev.close().unwrap();
+            assert_eq!(rig.emu.vf_state().unwrap().switches.to_synthetic, 1);
+        },
+    );
+}
+
+#[test]
+fn vf_emulator_remove_add_switch_back_and_revoke() {
+    in_netns("vf_emulator_remove_add_switch_back_and_revoke", || {
+        let cap = CaptureHandle::default();
+        let rig = emu_vf_rig(&cap, 0);
+        let mac = rig.emu.config().mac;
+        let mut dev = rig.open(vf_cfg(20, 100)).unwrap();
+        dev.start().unwrap();
+        let mut q = dev.queues().remove(0);
+        assert!(wait_for(10, || switched(&dev)), "{:?}", rig.emu.vf_state());
+
+        // Hot-remove under the emulator: the driver goes back to synthetic and traffic flows there.
+        let t0 = Instant::now();
+        rig.emu.vf_remove().unwrap();
+        let removed = t0.elapsed();
+        let host_switched = wait_for(5, || {
+            let s = rig.emu.vf_state().unwrap().switches;
+            s.to_synthetic + s.ignored == 1
+        });
+        let mut log = Vec::new();
+        events(&dev, &mut log);
+        assert!(host_switched, "{:?}\n{log:?}", rig.emu.vf_state());
+        println!(
+            "emulator hot-remove: vf_remove returned after {:.3} ms, host counted the switch to synthetic at {:.3} ms \
+             ({:?})",
+            removed.as_secs_f64() * 1e3,
+            t0.elapsed().as_secs_f64() * 1e3,
+            rig.emu.vf_state().unwrap().switches,
+        );
+        assert!(!switched(&dev));
+        let before = ours(&cap.sent(), mac);
+        send_n(&mut q, mac, 20, 0);
+        drain_tx(&mut q);
+        assert_eq!(
+            ours(&cap.sent(), mac) - before,
+            20,
+            "synthetic carries tx after the removal"
+        );
+
+        // Hot-add: re-offered, paired and switched again.
+        rig.emu.vf_add().unwrap();
+        assert!(wait_for(10, || switched(&dev)), "{:?}", rig.emu.vf_state());
+        assert_eq!(rig.emu.vf_state().unwrap().switches.to_vf, 2);
+
+        // The host switches back itself: the driver closes the VF, stays synthetic, answers the completion.
+        rig.emu.vf_switch_back().unwrap();
+        assert!(wait_for(5, || !switched(&dev)));
+        let mut log = Vec::new();
+        events(&dev, &mut log);
+        assert!(
+            vf_states(&log).contains(&(VfState::Removed, VfReason::HostSwitched)),
+            "{log:?}"
+        );
+        assert!(log.contains(&Event::HostDataPath { to_vf: false }));
+
+        // Revoke.
+        rig.emu.vf_revoke().unwrap();
+        assert!(wait_for(5, || dev
+            .vf_info()
+            .is_some_and(|i| i.state == VfState::Revoked)));
+        let before = ours(&cap.sent(), mac);
+        send_n(&mut q, mac, 10, 0);
+        drain_tx(&mut q);
+        assert_eq!(ours(&cap.sent(), mac) - before, 10);
+    });
 }
