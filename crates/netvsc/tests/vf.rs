@@ -218,76 +218,87 @@ fn rx_count(q: &mut netvsc::QueuePair, want: u64, secs: u64) -> u64 {
 fn vf_pairs_by_mac_switches_and_carries_traffic_both_ways() {
     in_netns(
         "vf_pairs_by_mac_switches_and_carries_traffic_both_ways",
-        || {
-            let rig = rig(BackendConfig::Sink);
-            let mac = rig.emu.config().mac;
-            let mut other = mac;
-            other[5] ^= 0x40;
-            // A netdev with another MAC is never paired, even listed first.
-            let (_, mut decoy) = veth("vfx0", "vfxp0", other);
-            let (vf_idx, mut wire) = veth("vf0", "vfp0", mac);
-            let mut dev = rig.open(vf_cfg(20, 100)).unwrap();
-            dev.start().unwrap();
-            let mut q = dev.queues().remove(0);
-            assert!(rig.emu.send_vf_association(true, SERIAL));
-            assert!(
-                wait_for(5, || switched(&dev)),
-                "never switched: {:?}",
-                dev.vf_info()
-            );
-            let info = dev.vf_info().unwrap();
-            println!("vf info: {info:?}");
-            assert_eq!(info.iface.as_deref(), Some("vf0"));
-            assert_eq!(info.ifindex, vf_idx);
-            assert_eq!(info.serial, SERIAL);
-            assert_eq!(info.state, VfState::Switched);
-            assert_eq!(info.mode, Some(vf_netdev::Mode::AfPacket));
-            assert_eq!(
-                rig.emu.stats().data_path,
-                vec![1],
-                "host saw SWITCH_DATA_PATH(VF)"
-            );
-
-            // Tx through the VF reaches the wire; none of it reaches the synthetic host.
-            let host_before = rig.emu.stats().totals.guest_to_host_frames;
-            send_n(&mut q, mac, 200, 0);
-            let at_wire = wire.count(300);
-            assert_eq!(at_wire, 200, "frames at the veth peer");
-            assert_eq!(rig.emu.stats().totals.guest_to_host_frames, host_before);
-            assert_eq!(decoy.count(50), 0, "the decoy saw nothing");
-
-            // Rx from the wire comes out of the same rx_burst.
-            let frames: Vec<Vec<u8>> = (0..100).map(|i| frame(mac, PEER_MAC, i, 200)).collect();
-            wire.send(&frames);
-            assert_eq!(rx_count(&mut q, 100, 5), 100);
-
-            let st = dev.stats();
-            assert!(st.opackets >= 200 && st.ipackets >= 100, "{st:?}");
-            let x: std::collections::HashMap<String, u64> = dev.xstats().into_iter().collect();
-            assert_eq!(x["vf_tx_good_packets"], 200);
-            assert_eq!(x["vf_rx_good_packets"], 100);
-            assert_eq!(x["vf_switches"], 1);
-            assert!(x["vf_pair_attempts"] >= 1);
-            let mut log = Vec::new();
-            events(&dev, &mut log);
-            assert_eq!(
-                vf_states(&log),
-                [
-                    (VfState::Offered, VfReason::None),
-                    (VfState::Paired, VfReason::None),
-                    (VfState::Switched, VfReason::None)
-                ]
-            );
-            assert!(log.contains(&Event::VfAssociation {
-                allocated: true,
-                serial: SERIAL
-            }));
-            // Close: synthetic first.
-            drop(q);
-            dev.close().unwrap();
-            assert_eq!(rig.emu.stats().data_path, vec![1, 0]);
-        },
+        || traffic_both_ways(VfPrefer::AfPacket, "af_packet"),
     );
+}
+
+#[test]
+fn vf_af_xdp_carries_traffic_both_ways() {
+    in_netns("vf_af_xdp_carries_traffic_both_ways", || {
+        traffic_both_ways(VfPrefer::AfXdp, "af_xdp")
+    });
+}
+
+fn traffic_both_ways(prefer: VfPrefer, mode: &str) {
+    let rig = rig(BackendConfig::Sink);
+    let mac = rig.emu.config().mac;
+    let mut other = mac;
+    other[5] ^= 0x40;
+    // A netdev with another MAC is never paired, even listed first.
+    let (_, mut decoy) = veth("vfx0", "vfxp0", other);
+    let (vf_idx, mut wire) = veth("vf0", "vfp0", mac);
+    let mut cfg = vf_cfg(20, 100);
+    cfg.vf.prefer = prefer;
+    let mut dev = rig.open(cfg).unwrap();
+    dev.start().unwrap();
+    let mut q = dev.queues().remove(0);
+    assert!(rig.emu.send_vf_association(true, SERIAL));
+    assert!(
+        wait_for(5, || switched(&dev)),
+        "never switched: {:?}",
+        dev.vf_info()
+    );
+    let info = dev.vf_info().unwrap();
+    println!("vf info: {info:?}");
+    assert_eq!(info.iface.as_deref(), Some("vf0"));
+    assert_eq!(info.ifindex, vf_idx);
+    assert_eq!(info.serial, SERIAL);
+    assert_eq!(info.state, VfState::Switched);
+    assert_eq!(info.mode.map(|m| m.as_str()), Some(mode));
+    assert_eq!(
+        rig.emu.stats().data_path,
+        vec![1],
+        "host saw SWITCH_DATA_PATH(VF)"
+    );
+
+    // Tx through the VF reaches the wire; none of it reaches the synthetic host.
+    let host_before = rig.emu.stats().totals.guest_to_host_frames;
+    send_n(&mut q, mac, 200, 0);
+    let at_wire = wire.count(300);
+    assert_eq!(at_wire, 200, "frames at the veth peer");
+    assert_eq!(rig.emu.stats().totals.guest_to_host_frames, host_before);
+    assert_eq!(decoy.count(50), 0, "the decoy saw nothing");
+
+    // Rx from the wire comes out of the same rx_burst.
+    let frames: Vec<Vec<u8>> = (0..100).map(|i| frame(mac, PEER_MAC, i, 200)).collect();
+    wire.send(&frames);
+    assert_eq!(rx_count(&mut q, 100, 5), 100);
+
+    let st = dev.stats();
+    assert!(st.opackets >= 200 && st.ipackets >= 100, "{st:?}");
+    let x: std::collections::HashMap<String, u64> = dev.xstats().into_iter().collect();
+    assert_eq!(x["vf_tx_good_packets"], 200);
+    assert_eq!(x["vf_rx_good_packets"], 100);
+    assert_eq!(x["vf_switches"], 1);
+    assert!(x["vf_pair_attempts"] >= 1);
+    let mut log = Vec::new();
+    events(&dev, &mut log);
+    assert_eq!(
+        vf_states(&log),
+        [
+            (VfState::Offered, VfReason::None),
+            (VfState::Paired, VfReason::None),
+            (VfState::Switched, VfReason::None)
+        ]
+    );
+    assert!(log.contains(&Event::VfAssociation {
+        allocated: true,
+        serial: SERIAL
+    }));
+    // Close: synthetic first.
+    drop(q);
+    dev.close().unwrap();
+    assert_eq!(rig.emu.stats().data_path, vec![1, 0]);
 }
 
 #[test]
@@ -697,5 +708,181 @@ fn vf_emulator_remove_add_switch_back_and_revoke() {
         send_n(&mut q, mac, 10, 0);
         drain_tx(&mut q);
         assert_eq!(ours(&cap.sent(), mac) - before, 10);
+    });
+}
+
+/// Every frame the wire received within `ms` whose source is `src`, with the kernel's checksum verdict
+/// (`csum_ok`: verified, or still CHECKSUM_PARTIAL — a veth hands the peer the unfinished packet).
+fn wire_frames(wire: &mut Wire, src: [u8; 6], ms: u64) -> Vec<(Vec<u8>, bool)> {
+    let until = Instant::now() + Duration::from_millis(ms);
+    let mut v = Vec::new();
+    while Instant::now() < until {
+        let _ = wire.q.rx_burst(64, |f, m| {
+            if f.len() >= 14 && f[6..12] == src {
+                v.push((f.to_vec(), m.csum_ok));
+            }
+        });
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    v
+}
+
+/// The UDP/TCP checksum of an IPv4 frame verifies (pseudo header + segment sum to 0xffff).
+fn l4_ok(f: &[u8]) -> bool {
+    let ihl = usize::from(f[14] & 15) * 4;
+    let tot = usize::from(u16::from_be_bytes([f[16], f[17]]));
+    let seg = &f[14 + ihl..14 + tot];
+    let mut sum: u32 = 0;
+    let mut add = |b: &[u8]| {
+        for c in b.chunks(2) {
+            sum += u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]));
+        }
+    };
+    add(&f[26..34]);
+    add(&[0, f[23]]);
+    add(&(seg.len() as u16).to_be_bytes());
+    add(seg);
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    sum == 0xffff
+}
+
+fn ipv4_fix(f: &mut [u8]) {
+    f[24..26].copy_from_slice(&[0, 0]);
+    let mut sum: u32 = 0;
+    for c in f[14..34].chunks(2) {
+        sum += u32::from(u16::from_be_bytes([c[0], c[1]]));
+    }
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    f[24..26].copy_from_slice(&(!(sum as u16)).to_be_bytes());
+}
+
+fn offloads_on(prefer: VfPrefer) {
+    let gso = matches!(prefer, VfPrefer::AfPacket);
+    let rig = rig(BackendConfig::Sink);
+    let mac = rig.emu.config().mac;
+    let (_, mut wire) = veth("vf0", "vfp0", mac);
+    let mut cfg = vf_cfg(20, 100);
+    cfg.vf.prefer = prefer;
+    let mut dev = rig.open(cfg).unwrap();
+    dev.start().unwrap();
+    assert!(rig.emu.send_vf_association(true, SERIAL));
+    assert!(wait_for(5, || switched(&dev)), "{:?}", dev.vf_info());
+    let mut q = dev.queues().remove(0);
+    // From us to the peer (the helper builds frames the other way round), the L4 checksum field seeded with the
+    // pseudo-header sum as DPDK's checksum/TSO offloads require (virtio NEEDS_CSUM semantics).
+    let fix = |mut f: Vec<u8>| {
+        f[..6].copy_from_slice(&PEER_MAC);
+        f[6..12].copy_from_slice(&mac);
+        ipv4_fix(&mut f);
+        let tcp = f[23] == 6;
+        let l4_len = f.len() - 34;
+        let mut sum: u32 = 0;
+        for c in f[26..34].chunks(2) {
+            sum += u32::from(u16::from_be_bytes([c[0], c[1]]));
+        }
+        sum += u32::from(f[23]);
+        // TSO: the pseudo header without the length (each segment gets its own).
+        if !tcp {
+            sum += l4_len as u32;
+        }
+        while sum > 0xffff {
+            sum = (sum & 0xffff) + (sum >> 16);
+        }
+        let at = if tcp { 34 + 16 } else { 34 + 6 };
+        f[at..at + 2].copy_from_slice(&(sum as u16).to_be_bytes());
+        f
+    };
+    let udp = fix(ip_frame(600, PEER_MAC, false, 1));
+    let tso = fix(ip_frame(14 + 20 + 20 + 4000, PEER_MAC, true, 2));
+    let plain = fix(ip_frame(300, PEER_MAC, false, 3));
+    let (s1, s2, s3) = ([udp.as_slice()], [tso.as_slice()], [plain.as_slice()]);
+    let csum = TxMeta {
+        vlan_tci: None,
+        offload: netvsc::TxOffload::Checksum {
+            ipv6: false,
+            ip_hdr: true,
+            l4: netvsc::L4Proto::Udp,
+            l2_len: 14,
+            l3_len: 20,
+        },
+    };
+    let seg = TxMeta {
+        vlan_tci: None,
+        offload: netvsc::TxOffload::Tso {
+            ipv6: false,
+            mss: 1000,
+            l2_len: 14,
+            l3_len: 20,
+        },
+    };
+    let vlan = TxMeta {
+        vlan_tci: Some(7),
+        ..TxMeta::default()
+    };
+    let host0 = rig.emu.stats().totals.guest_to_host_frames;
+    let pkts = [
+        TxPacket {
+            segs: &s1,
+            meta: csum,
+        },
+        TxPacket {
+            segs: &s2,
+            meta: seg,
+        },
+        TxPacket {
+            segs: &s3,
+            meta: vlan,
+        },
+    ];
+    send_all(&mut q, &pkts);
+    drain_tx(&mut q);
+    let got = wire_frames(&mut wire, mac, 300);
+    let host = rig.emu.stats().totals.guest_to_host_frames - host0;
+    println!(
+        "{prefer:?}: at the wire (len, csum_ok) {:?}, at the synthetic host {host}",
+        got.iter().map(|(f, ok)| (f.len(), *ok)).collect::<Vec<_>>()
+    );
+    let c = got
+        .iter()
+        .find(|(f, _)| f.len() == 600)
+        .expect("the checksum frame reaches the peer");
+    if gso {
+        // AF_PACKET hands csum/gso to the kernel (virtio-net header); over a veth the peer gets the packet still
+        // marked CHECKSUM_PARTIAL and unsegmented, as a NIC would before finishing it.
+        assert!(c.1, "checksum offload requested from the kernel");
+        let t = got
+            .iter()
+            .find(|(f, _)| f.len() == tso.len())
+            .expect("the TSO frame went to the VF as one GSO packet");
+        assert!(t.1);
+        assert_eq!(got.len(), 2);
+        assert_eq!(host, 1, "only the VLAN-insert frame goes synthetic");
+    } else {
+        // AF_XDP fills the checksum in software; it has no GSO, so the TSO frame goes synthetic with the
+        // VLAN-insert frame.
+        assert!(l4_ok(&c.0), "UDP checksum filled in");
+        assert_eq!(got.len(), 1, "only the checksum frame reaches the peer");
+        assert_eq!(host, 2, "TSO and VLAN frames go synthetic");
+    }
+    drop(q);
+    dev.close().unwrap();
+}
+
+#[test]
+fn vf_af_packet_offloads_go_to_the_kernel_vlan_insert_goes_synthetic() {
+    in_netns(
+        "vf_af_packet_offloads_go_to_the_kernel_vlan_insert_goes_synthetic",
+        || offloads_on(VfPrefer::AfPacket),
+    );
+}
+
+#[test]
+fn vf_af_xdp_fills_checksums_and_sends_tso_synthetic() {
+    in_netns("vf_af_xdp_fills_checksums_and_sends_tso_synthetic", || {
+        offloads_on(VfPrefer::AfXdp)
     });
 }
