@@ -886,3 +886,77 @@ fn vf_af_xdp_fills_checksums_and_sends_tso_synthetic() {
         offloads_on(VfPrefer::AfXdp)
     });
 }
+
+#[test]
+fn vf_queues_are_min_of_synthetic_and_vf_channels_and_each_queue_transmits() {
+    in_netns(
+        "vf_queues_are_min_of_synthetic_and_vf_channels_and_each_queue_transmits",
+        || {
+            let rig = rig_with(|c| {
+                c.backend = BackendConfig::Sink;
+                c.max_queues = 4;
+            });
+            let mac = rig.emu.config().mac;
+            // A VF with 2 channels under a 4-queue synthetic device: 2 VF queues.
+            let (g, h) = vf_netdev::create_veth(&VethSpec {
+                guest: "vf0",
+                host: "vfp0",
+                guest_mac: Some(mac),
+                host_mac: Some(PEER_MAC),
+                queues: 2,
+                guest_netns_fd: None,
+            })
+            .unwrap();
+            let _ = (
+                vf_netdev::disable_ipv6("vf0"),
+                vf_netdev::disable_ipv6("vfp0"),
+            );
+            Netdev::open(h).unwrap().set_up(true).unwrap();
+            let mut port = Port::open(
+                h,
+                &PortConfig {
+                    prefer: Prefer::AfPacket,
+                    queues: 2,
+                    ..PortConfig::default()
+                },
+            )
+            .unwrap();
+            let mut wire_qs = port.take_queues();
+            let mut cfg = vf_cfg(20, 100);
+            cfg.queues = 4;
+            let mut dev = rig.open(cfg).unwrap();
+            assert_eq!(dev.info().queues, 4);
+            dev.start().unwrap();
+            assert!(rig.emu.send_vf_association(true, SERIAL));
+            assert!(wait_for(5, || switched(&dev)), "{:?}", dev.vf_info());
+            let info = dev.vf_info().unwrap();
+            assert_eq!((info.ifindex, info.queues), (g, 2));
+            let mut qs = dev.queues();
+            let host0 = rig.emu.stats().totals.guest_to_host_frames;
+            for (i, q) in qs.iter_mut().enumerate() {
+                send_n(q, mac, 10, 100 * i as u32);
+                drain_tx(q);
+            }
+            // Queues 0 and 1 transmit through the VF, 2 and 3 (no VF queue) on their synthetic channels.
+            let mut at_wire = 0;
+            let until = Instant::now() + Duration::from_millis(300);
+            while Instant::now() < until {
+                for wq in wire_qs.iter_mut() {
+                    let _ = wq.rx_burst(64, |f, _| {
+                        if f.len() >= 14 && f[12..14] == ETHERTYPE {
+                            at_wire += 1;
+                        }
+                    });
+                }
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            let host = rig.emu.stats().totals.guest_to_host_frames - host0;
+            println!(
+                "4 queues, 2 VF queues: {at_wire} frames at the wire, {host} at the synthetic host"
+            );
+            assert_eq!((at_wire, host), (20, 20));
+            let x: std::collections::HashMap<String, u64> = dev.xstats().into_iter().collect();
+            assert_eq!((x["vf_tx_q0_packets"], x["vf_tx_q1_packets"]), (10, 10));
+        },
+    );
+}
