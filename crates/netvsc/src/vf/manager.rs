@@ -28,6 +28,17 @@ use netvsc_proto::nvsp::{self, NvspMessage, SwitchDataPath};
 
 /// How often the manager drains queue 0's control traffic when nothing else happens.
 const CONTROL_POLL: Duration = Duration::from_millis(5);
+/// How long the netlink helper blocks before looking at its stop flag (bounds the close of a device with a VF).
+const WATCH_WAIT: Duration = Duration::from_millis(10);
+
+/// The netlink helper thread, started with the first VF offer (a device never offered a VF never opens a
+/// netlink socket).
+struct Watcher {
+    tx: Sender<Cmd>,
+    stop: Arc<AtomicBool>,
+    name: String,
+    thread: Option<JoinHandle<()>>,
+}
 
 /// What the manager is told.
 pub(crate) enum Cmd {
@@ -215,6 +226,7 @@ pub(crate) struct Manager<B: Backend, H: Host> {
     shared: Arc<Shared>,
     st: St,
     mirror: Mirror,
+    watcher: Option<Watcher>,
 }
 
 impl<B: Backend, H: Host> Manager<B, H> {
@@ -226,6 +238,48 @@ impl<B: Backend, H: Host> Manager<B, H> {
             shared,
             st: St::Idle,
             mirror,
+            watcher: None,
+        }
+    }
+
+    /// Start the netlink helper if it is configured and not running yet.
+    fn watch(&mut self) {
+        let Some(w) = self.watcher.as_mut() else {
+            return;
+        };
+        if w.thread.is_some() {
+            return;
+        }
+        let Some(mut src) = self.backend.watcher() else {
+            return;
+        };
+        let (tx, stop) = (w.tx.clone(), w.stop.clone());
+        w.thread = std::thread::Builder::new()
+            .name(format!("netvsc-vfnl-{}", w.name))
+            .spawn(move || {
+                let mut out = Vec::with_capacity(64);
+                while !stop.load(Ordering::Acquire) {
+                    out.clear();
+                    if src.wait(&mut out, WATCH_WAIT).is_err() {
+                        std::thread::sleep(WATCH_WAIT);
+                        continue;
+                    }
+                    for ch in out.drain(..) {
+                        if tx.send(Cmd::Link(ch)).is_err() {
+                            return;
+                        }
+                    }
+                }
+            })
+            .ok();
+    }
+
+    fn stop_watch(&mut self) {
+        if let Some(w) = self.watcher.as_mut() {
+            w.stop.store(true, Ordering::Release);
+            if let Some(t) = w.thread.take() {
+                let _ = t.join();
+            }
         }
     }
 
@@ -390,6 +444,7 @@ impl<B: Backend, H: Host> Manager<B, H> {
     }
 
     fn offer(&mut self, serial: u32, now: Instant) {
+        self.watch();
         self.st = St::Offered {
             serial,
             attempts: 0,
@@ -659,7 +714,7 @@ impl Drop for Handle {
     }
 }
 
-/// Start the manager thread (and the netlink helper thread) for a device.
+/// Start the manager thread for a device (it starts its netlink helper with the first VF offer).
 pub(crate) fn spawn<B: Backend, H: Host>(
     mut m: Manager<B, H>,
     tx: Sender<Cmd>,
@@ -667,54 +722,40 @@ pub(crate) fn spawn<B: Backend, H: Host>(
     name: &str,
 ) -> std::io::Result<Handle> {
     let stop = Arc::new(AtomicBool::new(false));
-    let mut threads = Vec::new();
-    if let Some(mut w) = m.backend.watcher() {
-        let (tx, stop) = (tx.clone(), stop.clone());
-        threads.push(
-            std::thread::Builder::new()
-                .name(format!("netvsc-vfnl-{name}"))
-                .spawn(move || {
-                    let mut out = Vec::with_capacity(64);
-                    while !stop.load(Ordering::Acquire) {
-                        out.clear();
-                        if w.wait(&mut out, Duration::from_millis(50)).is_err() {
-                            std::thread::sleep(Duration::from_millis(50));
-                            continue;
-                        }
-                        for ch in out.drain(..) {
-                            if tx.send(Cmd::Link(ch)).is_err() {
-                                return;
-                            }
-                        }
-                    }
-                })?,
-        );
-    }
+    m.watcher = Some(Watcher {
+        tx: tx.clone(),
+        stop: stop.clone(),
+        name: name.to_string(),
+        thread: None,
+    });
     let stop2 = stop.clone();
-    threads.push(
-        std::thread::Builder::new()
-            .name(format!("netvsc-vf-{name}"))
-            .spawn(move || {
-                while !stop2.load(Ordering::Acquire) {
-                    let now = Instant::now();
-                    let wait = m
-                        .deadline()
-                        .map_or(CONTROL_POLL, |d| d.saturating_duration_since(now))
-                        .min(CONTROL_POLL);
-                    match rx.recv_timeout(wait) {
-                        Ok(cmd) => {
-                            if !m.handle(cmd, Instant::now()) {
-                                return;
-                            }
+    let thread = std::thread::Builder::new()
+        .name(format!("netvsc-vf-{name}"))
+        .spawn(move || {
+            while !stop2.load(Ordering::Acquire) {
+                let now = Instant::now();
+                let wait = m
+                    .deadline()
+                    .map_or(CONTROL_POLL, |d| d.saturating_duration_since(now))
+                    .min(CONTROL_POLL);
+                match rx.recv_timeout(wait) {
+                    Ok(cmd) => {
+                        if !m.handle(cmd, Instant::now()) {
+                            break;
                         }
-                        Err(RecvTimeoutError::Timeout) => m.host.poll_control(),
-                        Err(RecvTimeoutError::Disconnected) => return,
                     }
-                    m.tick(Instant::now());
+                    Err(RecvTimeoutError::Timeout) => m.host.poll_control(),
+                    Err(RecvTimeoutError::Disconnected) => break,
                 }
-            })?,
-    );
-    Ok(Handle { tx, stop, threads })
+                m.tick(Instant::now());
+            }
+            m.stop_watch();
+        })?;
+    Ok(Handle {
+        tx,
+        stop,
+        threads: vec![thread],
+    })
 }
 
 #[cfg(test)]
