@@ -171,8 +171,9 @@ impl Host for DeviceHost {
         if self.shared.closed() {
             return;
         }
+        // A short drain when the owner is not in a burst: enough for control notes, little rx set aside.
         if let Ok(mut core) = self.cores[0].try_lock() {
-            core.poll(crate::queue::Mode::Drain, 256);
+            core.poll(crate::queue::Mode::Drain, 64);
         }
     }
 
