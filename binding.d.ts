@@ -40,6 +40,8 @@ export declare class NativeDevice {
   setMtu(mtu: number): void
   /** The VF serial the host offered, if any. */
   vf(): number | null
+  /** The VF failover state, or null before any VF was offered. */
+  vfInfo(): NativeVfInfo | null
   /** Switch the data path to the VF (true) or back to synthetic. */
   switchDatapath(toVf: boolean): void
   /** Port totals into `out`: ipackets, opackets, ibytes, obytes, imissed, ierrors, oerrors. */
@@ -51,6 +53,8 @@ export declare class NativeDevice {
    * Returns the number of queues written.
    */
   queueStatsInto(out: Float64Array): number
+  /** The VF's counters with the `vf_` prefix (totals, per VF queue, switches, pairing attempts, lost frames). */
+  vfXstats(): Array<NativeXstat>
   /** DPDK's per-queue stat names (`good_packets`, `ring full`, ...). */
   statNames(): Array<string>
   /** Zero every counter. */
@@ -302,7 +306,7 @@ export interface NativeDeviceInfo {
   devargs: DevargsInfo
 }
 
-/** One event: `kind` is `link`, `speed`, `vf`, `datapath` or `error`. */
+/** One event: `kind` is `link`, `speed`, `vf` (association), `datapath`, `vfstate`, `vferror` or `error`. */
 export interface NativeEvent {
   kind: string
   /** `link`: media connected. */
@@ -315,6 +319,20 @@ export interface NativeEvent {
   serial?: number
   /** `datapath`: the host switched to the VF (true) or back to synthetic. */
   toVf?: boolean
+  /** `vfstate`: `offered`, `paired`, `switched`, `removed` or `revoked`. */
+  state?: string
+  /** `vfstate`/`vferror`: the VF netdev. */
+  iface?: string
+  /** `vfstate`: `af_xdp` or `af_packet`. */
+  mode?: string
+  /** `vfstate`: why (`none`, `link_down`, `netdev_removed`, `queue_error`, `host_switched`, `stopped`, ...). */
+  reason?: string
+  /** `vferror`: `pairing_gave_up`, `switch_refused`, `switch_failed`, `vanished`, `open_failed`, `old_protocol`. */
+  failure?: string
+  /** `vferror`: the host's status (switch_refused), attempts (pairing_gave_up) or NVSP version (old_protocol). */
+  detail?: number
+  /** `vfstate`/`vferror`: wall-clock time in ms since the Unix epoch (µs resolution). */
+  at?: number
   /** `error`: what went wrong. */
   message?: string
   /** `error`: stable `ERR_NETVSC_*` code. */
@@ -347,6 +365,26 @@ export interface NativeLink {
 /** Version of the native addon (the crate version), so JS can check it loaded the addon it expects. */
 export declare function nativeVersion(): string
 
+/** The VF failover state. */
+export interface NativeVfInfo {
+  /** `offered`, `paired`, `switched`, `removed` or `revoked`. */
+  state: string
+  serial: number
+  iface?: string
+  ifindex: number
+  /** `af_xdp` or `af_packet`. */
+  mode?: string
+  zeroCopy: boolean
+  queues: number
+  switched: boolean
+}
+
+/** One named counter. */
+export interface NativeXstat {
+  name: string
+  value: number
+}
+
 /** Offload capabilities the host reported. */
 export interface OffloadCapsInfo {
   ip4TxCsum: number
@@ -378,6 +416,8 @@ export interface OpenOptions {
   timeoutMs?: number
   /** `'va'` (default) or `'pa'`. */
   iova?: string
+  /** VF (accelerated networking) failover. */
+  vf?: VfFailoverOptions
 }
 
 /**
@@ -397,6 +437,20 @@ export interface RssOptions {
  * Returns its exit status (128 + signal when killed).
  */
 export declare function runGuest(dir: string, argv: Array<string>): number
+
+/** VF failover settings. */
+export interface VfFailoverOptions {
+  /** Pair and switch to an offered VF (default true). */
+  enabled?: boolean
+  /** Pairing retry period in ms (default 1000). */
+  retryMs?: number
+  /** Pairing attempts before giving up (default 120). */
+  retries?: number
+  /** `'auto'` (default), `'af_xdp'` or `'af_packet'`. */
+  prefer?: string
+  /** Root of the sysfs tree netdevs are listed under (default `/`). */
+  sysfsRoot?: string
+}
 
 /** The accelerated-networking VF the emulator offers (a veth pair; root). */
 export interface VfOptions {

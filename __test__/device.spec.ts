@@ -5,7 +5,7 @@
  */
 import test from 'ava'
 import * as native from '../binding.js'
-import { META_WORDS, DESC_WORDS, NetvscError, type LinkEvent, decodeRxMeta, encodeTxMeta, open } from '../src/index.js'
+import { META_WORDS, DESC_WORDS, NetvscError, type LinkEvent, type VfEvent, decodeRxMeta, encodeTxMeta, open } from '../src/index.js'
 import { MAC, emulator, udpFrame, waitFor } from './helpers.js'
 
 test.serial('open, info, close (idempotent), use after close, reopen', (t) => {
@@ -232,6 +232,40 @@ test.serial('link and speed events arrive in order through the EventEmitter', as
   } finally {
     dispose()
   }
+})
+
+test.serial('vf events: an offered VF that never appears is reported, retried, given up; vfInfo and xstats follow', async (t) => {
+  // A MAC no netdev of this machine has, so pairing can only give up (the synthetic path is unaffected).
+  const { emu, dir, dispose } = emulator({ mac: '00:15:5d:7e:57:01' })
+  try {
+    using dev = open(emu.uuid, { root: dir, timeoutMs: 5000, vf: { retryMs: 20, retries: 3, prefer: 'af_packet' } })
+    t.is(dev.vfInfo(), null)
+    const seen: VfEvent[] = []
+    dev.on('vf', (e: VfEvent) => seen.push(e))
+    t.true(emu.offerVf(true, 42))
+    await waitFor('the give-up', 5000, () => seen.some((e) => e.kind === 'failure'))
+    t.deepEqual(
+      seen.map((e) => e.kind),
+      ['association', 'state', 'failure'],
+    )
+    const st = seen[1]
+    if (st?.kind !== 'state') return t.fail()
+    t.is(st.state, 'offered')
+    t.is(st.serial, 42)
+    t.is(st.iface, null)
+    t.true(Math.abs(st.at - Date.now()) < 60_000)
+    const f = seen[2]
+    if (f?.kind !== 'failure') return t.fail()
+    t.is(f.failure, 'pairing_gave_up')
+    t.is(f.detail, 3)
+    t.like(dev.vfInfo(), { state: 'offered', serial: 42, iface: null, switched: false, queues: 0 })
+    t.is(dev.xstats()['vf_pair_attempts'], 3)
+    t.is(dev.xstats()['vf_switches'], 0)
+  } finally {
+    dispose()
+  }
+  t.throws(() => open('x', { vf: { prefer: 'dpdk' as never } }), { code: 'ERR_NETVSC_INVALID_ARG' })
+  t.throws(() => open('x', { vf: { bogus: 1 } as never }), { message: /vf\.bogus/ })
 })
 
 test.serial('async iteration yields received bursts', async (t) => {

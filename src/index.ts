@@ -35,7 +35,22 @@ export function listDevices(options: ListOptions = {}): VmbusDevice[] {
 }
 
 export { Netvsc, Queue, open, openQueue, claimedQueueCount } from './netvsc.js'
-export type { OpenOptions, LinkState, LinkEvent, VfEvent, DeviceInfo, PortStats, RxBatch } from './netvsc.js'
+export type {
+  OpenOptions,
+  LinkState,
+  LinkEvent,
+  VfEvent,
+  VfStateEvent,
+  VfFailureEvent,
+  VfInfo,
+  VfStateName,
+  VfMode,
+  VfReason,
+  VfFailure,
+  DeviceInfo,
+  PortStats,
+  RxBatch,
+} from './netvsc.js'
 export type { Capture, CaptureOptions } from './capture.js'
 export { PcapWriter, readPcap, readPcapRecords } from './pcap.js'
 export type { PcapRecord } from './pcap.js'

@@ -30,6 +30,12 @@ export interface OpenOptions {
   timeoutMs?: number
   /** Start the port (set the packet filter) after bring-up. Default true. */
   start?: boolean
+  /**
+   * VF (accelerated networking) failover: when the host offers a VF, pair its kernel netdev (PCI slot = serial,
+   * else the same MAC), open it with AF_XDP (else AF_PACKET) and move the data path to it; the same bursts then
+   * use it transparently. Default: enabled, retry every 1000 ms up to 120 times, `prefer: 'auto'`.
+   */
+  vf?: { enabled?: boolean; retryMs?: number; retries?: number; prefer?: 'auto' | 'af_xdp' | 'af_packet' }
 }
 
 export interface LinkState {
@@ -45,10 +51,64 @@ export interface LinkEvent extends LinkState {
   coalesced: number
 }
 
-/** The payload of a 'vf' event. */
+/** Where VF failover is. */
+export type VfStateName = 'offered' | 'paired' | 'switched' | 'removed' | 'revoked'
+/** Data-path kind of the VF port. */
+export type VfMode = 'af_xdp' | 'af_packet'
+/** Why a VF state changed. */
+export type VfReason =
+  | 'none'
+  | 'link_down'
+  | 'netdev_removed'
+  | 'queue_error'
+  | 'host_switched'
+  | 'stopped'
+  | 'revoked'
+  | 'replaced'
+/** A VF operation that failed (the synthetic path keeps working). */
+export type VfFailure = 'pairing_gave_up' | 'switch_refused' | 'switch_failed' | 'vanished' | 'open_failed' | 'old_protocol'
+
+/** A VF state change: `at` is wall-clock ms since the Unix epoch (µs resolution). */
+export interface VfStateEvent {
+  kind: 'state'
+  state: VfStateName
+  serial: number
+  iface: string | null
+  mode: VfMode | null
+  reason: VfReason
+  at: number
+  coalesced: number
+}
+
+/** A VF failure; `detail` = attempts (pairing_gave_up), host status (switch_refused), NVSP version (old_protocol). */
+export interface VfFailureEvent {
+  kind: 'failure'
+  failure: VfFailure
+  serial: number
+  iface: string | null
+  detail: number | null
+  at: number
+  coalesced: number
+}
+
+/** The payload of a 'vf' event: failover state changes and failures, plus the host's raw notes. */
 export type VfEvent =
+  | VfStateEvent
+  | VfFailureEvent
   | { kind: 'association'; allocated: boolean; serial: number; coalesced: number }
   | { kind: 'datapath'; toVf: boolean; coalesced: number }
+
+/** `vfInfo()`: the failover state. */
+export interface VfInfo {
+  state: VfStateName
+  serial: number
+  iface: string | null
+  ifindex: number
+  mode: VfMode | null
+  zeroCopy: boolean
+  queues: number
+  switched: boolean
+}
 
 export type DeviceInfo = native.NativeDeviceInfo
 
@@ -255,6 +315,7 @@ export class Netvsc extends EventEmitter {
       ...(o.mtu !== undefined && { mtu: o.mtu }),
       ...(o.timeoutMs !== undefined && { timeoutMs: o.timeoutMs }),
       ...(o.offloads !== undefined && { offloads: { ...o.offloads } }),
+      ...(o.vf !== undefined && { vf: { ...o.vf } }),
       ...(rss !== undefined && {
         rss: {
           ...(rss.key !== undefined && { key: Array.from(rss.key) }),
@@ -292,6 +353,29 @@ export class Netvsc extends EventEmitter {
         return
       case 'datapath':
         this.emit('vf', { kind: 'datapath', toVf: ev.toVf ?? false, coalesced } satisfies VfEvent)
+        return
+      case 'vfstate':
+        this.emit('vf', {
+          kind: 'state',
+          state: (ev.state ?? 'offered') as VfStateName,
+          serial: ev.serial ?? 0,
+          iface: ev.iface ?? null,
+          mode: (ev.mode ?? null) as VfMode | null,
+          reason: (ev.reason ?? 'none') as VfReason,
+          at: ev.at ?? 0,
+          coalesced,
+        } satisfies VfEvent)
+        return
+      case 'vferror':
+        this.emit('vf', {
+          kind: 'failure',
+          failure: (ev.failure ?? 'open_failed') as VfFailure,
+          serial: ev.serial ?? 0,
+          iface: ev.iface ?? null,
+          detail: ev.detail ?? null,
+          at: ev.at ?? 0,
+          coalesced,
+        } satisfies VfEvent)
         return
       case 'error':
         if (this.listenerCount('error') > 0) {
@@ -412,6 +496,7 @@ export class Netvsc extends EventEmitter {
         names.forEach((name, i) => (out[`${dir}_q${q}_${name}`] = buf[q * QUEUE_STAT_WORDS + base + i] ?? 0))
       }
     }
+    for (const { name, value } of this.#dev.vfXstats()) out[name] = value
     return out
   }
 
@@ -433,6 +518,22 @@ export class Netvsc extends EventEmitter {
   /** The VF serial the host offered, or null. */
   vf(): number | null {
     return call(() => this.#dev.vf())
+  }
+
+  /** VF failover state (paired netdev, mode, queues, switched), or null before any VF was offered. */
+  vfInfo(): VfInfo | null {
+    const i = call(() => this.#dev.vfInfo())
+    if (!i) return null
+    return {
+      state: i.state as VfStateName,
+      serial: i.serial,
+      iface: i.iface ?? null,
+      ifindex: i.ifindex,
+      mode: (i.mode ?? null) as VfMode | null,
+      zeroCopy: i.zeroCopy,
+      queues: i.queues,
+      switched: i.switched,
+    }
   }
 
   /** Events merged because the JS side did not keep up. */
@@ -499,7 +600,7 @@ function validate(options: OpenOptions): OpenOptions {
   if (options === null || typeof options !== 'object') {
     throw new NetvscError('ERR_NETVSC_INVALID_ARG', `options must be an object, got ${options === null ? 'null' : typeof options}`)
   }
-  const known = new Set(['root', 'devargs', 'queues', 'mtu', 'offloads', 'rss', 'timeoutMs', 'start'])
+  const known = new Set(['root', 'devargs', 'queues', 'mtu', 'offloads', 'rss', 'timeoutMs', 'start', 'vf'])
   for (const k of Object.keys(options)) {
     if (!known.has(k)) throw new NetvscError('ERR_NETVSC_INVALID_ARG', `unknown option '${k}'`)
   }
@@ -509,6 +610,22 @@ function validate(options: OpenOptions): OpenOptions {
   checkInt('options.queues', options.queues, 1, 64)
   checkInt('options.mtu', options.mtu, 68, 9202)
   checkInt('options.timeoutMs', options.timeoutMs, 1, 3_600_000)
+  const vf = options.vf
+  if (vf !== undefined) {
+    if (vf === null || typeof vf !== 'object') throw new NetvscError('ERR_NETVSC_INVALID_ARG', 'options.vf must be an object')
+    const vfKnown = new Set(['enabled', 'retryMs', 'retries', 'prefer'])
+    for (const k of Object.keys(vf)) {
+      if (!vfKnown.has(k)) throw new NetvscError('ERR_NETVSC_INVALID_ARG', `unknown option 'vf.${k}'`)
+    }
+    if (vf.enabled !== undefined && typeof vf.enabled !== 'boolean') {
+      throw new NetvscError('ERR_NETVSC_INVALID_ARG', 'options.vf.enabled must be a boolean')
+    }
+    checkInt('options.vf.retryMs', vf.retryMs, 1, 3_600_000)
+    checkInt('options.vf.retries', vf.retries, 1, 1_000_000)
+    if (vf.prefer !== undefined && !['auto', 'af_xdp', 'af_packet'].includes(vf.prefer)) {
+      throw new NetvscError('ERR_NETVSC_INVALID_ARG', `options.vf.prefer must be 'auto', 'af_xdp' or 'af_packet', got '${String(vf.prefer)}'`)
+    }
+  }
   if (options.rss?.key !== undefined && options.rss.key.length !== 40) {
     throw new NetvscError('ERR_NETVSC_INVALID_ARG', `options.rss.key must be 40 bytes, got ${options.rss.key.length}`)
   }

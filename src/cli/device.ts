@@ -28,8 +28,16 @@ Options:
 
 const common = { root: { type: 'string' }, json: { type: 'boolean' }, devargs: { type: 'string' } } as const
 
-function openDev(name: string, root: string, devargs: string | undefined): Netvsc {
-  return open(name, { root, timeoutMs: 10_000, ...(devargs !== undefined && { devargs }) })
+function openDev(name: string, root: string, devargs: string | undefined, vf = true): Netvsc {
+  return open(name, { root, timeoutMs: 10_000, ...(devargs !== undefined && { devargs }), ...(!vf && { vf: { enabled: false } }) })
+}
+
+function vfLine(serial: number | null, f: ReturnType<Netvsc['vfInfo']>): string {
+  if (f) {
+    const where = f.iface ? ` ${f.iface} (${f.mode ?? '-'}${f.zeroCopy ? ' zero-copy' : ''}, ${f.queues} queues)` : ''
+    return `serial ${f.serial} ${f.state}${where}${f.switched ? ', data path on the VF' : ''}`
+  }
+  return serial === null ? 'none offered during bring-up' : `serial ${serial} offered by the host (info does not pair it)`
 }
 
 export async function runInfo(args: string[], io: Io): Promise<number> {
@@ -41,9 +49,10 @@ export async function runInfo(args: string[], io: Io): Promise<number> {
   if (!entry) throw new CommandError(`no vmbus device '${key}' under ${root}`)
   let negotiated = null
   if (entry.uioNumber !== null && entry.isNetvsc) {
-    const dev = openDev(entry.uuid, root, values.devargs)
+    // The VF manager stays off: `info` must not move the data path of a NIC another process may use.
+    const dev = openDev(entry.uuid, root, values.devargs, false)
     try {
-      negotiated = { ...dev.info(), link: dev.link() }
+      negotiated = { ...dev.info(), link: dev.link(), vf: { offeredSerial: dev.vf(), failover: dev.vfInfo() } }
     } finally {
       dev.close()
     }
@@ -68,6 +77,7 @@ export async function runInfo(args: string[], io: Io): Promise<number> {
       `link       ${n.link.up ? 'up' : 'down'} ${n.link.speedMbps} Mbit/s`,
       `offloads   tx csum v4 0x${n.offloadCaps.ip4TxCsum.toString(16)} v6 0x${n.offloadCaps.ip6TxCsum.toString(16)}, lso ${n.offloadCaps.lso4Max ?? '-'}/${n.offloadCaps.lso6Max ?? '-'}`,
       `devargs    latency=${n.devargs.latency} rx_copybreak=${n.devargs.rxCopybreak} tx_copybreak=${n.devargs.txCopybreak} rx_extmbuf_enable=${n.devargs.rxExtmbufEnable ? 1 : 0}`,
+      `vf         ${vfLine(n.vf.offeredSerial, n.vf.failover)}`,
     )
   } else {
     lines.push('(not bound to uio_hv_generic: bind it with `netvsc bind` to open it)')

@@ -25,7 +25,7 @@ const TICK: Duration = Duration::from_millis(2);
 /// Events held back while JS is busy before they are merged.
 const BACKLOG_MAX: usize = 64;
 
-/// One event: `kind` is `link`, `speed`, `vf`, `datapath` or `error`.
+/// One event: `kind` is `link`, `speed`, `vf` (association), `datapath`, `vfstate`, `vferror` or `error`.
 #[napi(object)]
 #[derive(Debug, Clone, Default)]
 pub struct NativeEvent {
@@ -40,6 +40,20 @@ pub struct NativeEvent {
     pub serial: Option<u32>,
     /// `datapath`: the host switched to the VF (true) or back to synthetic.
     pub to_vf: Option<bool>,
+    /// `vfstate`: `offered`, `paired`, `switched`, `removed` or `revoked`.
+    pub state: Option<String>,
+    /// `vfstate`/`vferror`: the VF netdev.
+    pub iface: Option<String>,
+    /// `vfstate`: `af_xdp` or `af_packet`.
+    pub mode: Option<String>,
+    /// `vfstate`: why (`none`, `link_down`, `netdev_removed`, `queue_error`, `host_switched`, `stopped`, ...).
+    pub reason: Option<String>,
+    /// `vferror`: `pairing_gave_up`, `switch_refused`, `switch_failed`, `vanished`, `open_failed`, `old_protocol`.
+    pub failure: Option<String>,
+    /// `vferror`: the host's status (switch_refused), attempts (pairing_gave_up) or NVSP version (old_protocol).
+    pub detail: Option<u32>,
+    /// `vfstate`/`vferror`: wall-clock time in ms since the Unix epoch (µs resolution).
+    pub at: Option<f64>,
     /// `error`: what went wrong.
     pub message: Option<String>,
     /// `error`: stable `ERR_NETVSC_*` code.
@@ -171,7 +185,48 @@ fn convert(ev: netvsc::Event, speed: u32) -> NativeEvent {
             to_vf: Some(to_vf),
             ..Default::default()
         },
+        netvsc::Event::Vf {
+            state,
+            serial,
+            iface,
+            mode,
+            reason,
+            at_ns,
+        } => NativeEvent {
+            kind: "vfstate".into(),
+            state: Some(state.as_str().into()),
+            serial: Some(serial),
+            iface: iface.map(|n| n.as_str().into()),
+            mode: mode.map(|m| m.as_str().into()),
+            reason: Some(reason.as_str().into()),
+            at: Some(ms(at_ns)),
+            ..Default::default()
+        },
+        netvsc::Event::VfError {
+            serial,
+            failure,
+            iface,
+            at_ns,
+        } => NativeEvent {
+            kind: "vferror".into(),
+            serial: Some(serial),
+            iface: iface.map(|n| n.as_str().into()),
+            failure: Some(failure.as_str().into()),
+            detail: match failure {
+                netvsc::VfFailure::PairingGaveUp { attempts } => Some(attempts),
+                netvsc::VfFailure::SwitchRefused { status } => Some(status),
+                netvsc::VfFailure::OldProtocol { nvsp_version } => Some(nvsp_version),
+                _ => None,
+            },
+            at: Some(ms(at_ns)),
+            ..Default::default()
+        },
     }
+}
+
+/// ns since the epoch → ms (f64 keeps µs at today's magnitudes).
+fn ms(ns: u64) -> f64 {
+    (ns / 1_000) as f64 / 1_000.0
 }
 
 /// Keep the latest event of each kind, in the order of those latest events.

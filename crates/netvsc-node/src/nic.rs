@@ -55,6 +55,48 @@ pub struct OpenOptions {
     pub timeout_ms: Option<u32>,
     /// `'va'` (default) or `'pa'`.
     pub iova: Option<String>,
+    /// VF (accelerated networking) failover.
+    pub vf: Option<VfFailoverOptions>,
+}
+
+/// VF failover settings.
+#[napi(object)]
+#[derive(Debug, Clone, Default)]
+pub struct VfFailoverOptions {
+    /// Pair and switch to an offered VF (default true).
+    pub enabled: Option<bool>,
+    /// Pairing retry period in ms (default 1000).
+    pub retry_ms: Option<u32>,
+    /// Pairing attempts before giving up (default 120).
+    pub retries: Option<u32>,
+    /// `'auto'` (default), `'af_xdp'` or `'af_packet'`.
+    pub prefer: Option<String>,
+    /// Root of the sysfs tree netdevs are listed under (default `/`).
+    pub sysfs_root: Option<String>,
+}
+
+/// One named counter.
+#[napi(object)]
+#[derive(Debug, Clone)]
+pub struct NativeXstat {
+    pub name: String,
+    pub value: f64,
+}
+
+/// The VF failover state.
+#[napi(object)]
+#[derive(Debug, Clone)]
+pub struct NativeVfInfo {
+    /// `offered`, `paired`, `switched`, `removed` or `revoked`.
+    pub state: String,
+    pub serial: u32,
+    pub iface: Option<String>,
+    pub ifindex: u32,
+    /// `af_xdp` or `af_packet`.
+    pub mode: Option<String>,
+    pub zero_copy: bool,
+    pub queues: u32,
+    pub switched: bool,
 }
 
 /// Offload capabilities the host reported.
@@ -119,6 +161,8 @@ pub struct DeviceCore {
     pub root: PathBuf,
     pub dev: Mutex<Option<netvsc::Device>>,
     pub stats: Mutex<Vec<Arc<QueueStats>>>,
+    /// The VF counters (replaced with `stats` when the device is re-opened by an MTU change).
+    pub vf_stats: Mutex<netvsc::VfStats>,
     pub max_frame: Mutex<usize>,
     closed: AtomicBool,
 }
@@ -144,6 +188,13 @@ impl DeviceCore {
     fn take(&self) -> Option<netvsc::Device> {
         self.closed.store(true, Ordering::Release);
         self.lock().take()
+    }
+
+    pub fn vf_snapshot(&self) -> netvsc::VfStats {
+        self.vf_stats
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     pub fn stats_snapshot(&self) -> Vec<Arc<QueueStats>> {
@@ -210,6 +261,31 @@ fn config(opts: &OpenOptions) -> Result<DeviceConfig> {
     if let Some(ms) = opts.timeout_ms {
         cfg.timeouts = Timeouts::all(Duration::from_millis(u64::from(ms.max(1))));
     }
+    if let Some(v) = &opts.vf {
+        if let Some(e) = v.enabled {
+            cfg.vf.enabled = e;
+        }
+        if let Some(ms) = v.retry_ms {
+            cfg.vf.retry_period = Duration::from_millis(u64::from(ms.max(1)));
+        }
+        if let Some(n) = v.retries {
+            cfg.vf.retries = n.max(1);
+        }
+        if let Some(r) = &v.sysfs_root {
+            cfg.vf.sysfs_root = r.into();
+        }
+        cfg.vf.prefer = match v.prefer.as_deref() {
+            None | Some("auto") => netvsc::VfPrefer::Auto,
+            Some("af_xdp") => netvsc::VfPrefer::AfXdp,
+            Some("af_packet") => netvsc::VfPrefer::AfPacket,
+            Some(other) => {
+                return Err(error(
+                    Code::InvalidArg,
+                    format!("vf.prefer must be 'auto', 'af_xdp' or 'af_packet', got '{other}'"),
+                ));
+            }
+        };
+    }
     match opts.iova.as_deref() {
         None | Some("va") => cfg.iova = IovaMode::Va,
         Some("pa") => cfg.iova = IovaMode::Pa,
@@ -262,12 +338,14 @@ impl NativeDevice {
         let dev = netvsc::Device::open(&root, &found.uuid, cfg).map_err(from_driver)?;
         let max_frame = dev.info().mtu.max(dev.config().mtu) as usize + 18;
         let stats = dev.queue_stats();
+        let vf_stats = dev.vf_stats();
         let core = Arc::new(DeviceCore {
             key: key.clone(),
             uuid: found.uuid.clone(),
             root,
             dev: Mutex::new(Some(dev)),
             stats: Mutex::new(stats),
+            vf_stats: Mutex::new(vf_stats),
             max_frame: Mutex::new(max_frame),
             closed: AtomicBool::new(false),
         });
@@ -395,6 +473,7 @@ impl NativeDevice {
         self.core.with(|d| {
             d.set_mtu(mtu).map_err(from_driver)?;
             *self.core.stats.lock().unwrap_or_else(|p| p.into_inner()) = d.queue_stats();
+            *self.core.vf_stats.lock().unwrap_or_else(|p| p.into_inner()) = d.vf_stats();
             *self
                 .core
                 .max_frame
@@ -408,6 +487,23 @@ impl NativeDevice {
     #[napi]
     pub fn vf(&self) -> Result<Option<u32>> {
         self.core.with(|d| Ok(d.vf()))
+    }
+
+    /// The VF failover state, or null before any VF was offered.
+    #[napi]
+    pub fn vf_info(&self) -> Result<Option<NativeVfInfo>> {
+        self.core.with(|d| {
+            Ok(d.vf_info().map(|i| NativeVfInfo {
+                state: i.state.as_str().into(),
+                serial: i.serial,
+                iface: i.iface,
+                ifindex: i.ifindex,
+                mode: i.mode.map(|m| m.as_str().into()),
+                zero_copy: i.mode.is_some_and(|m| m.zero_copy()),
+                queues: i.queues,
+                switched: i.switched,
+            }))
+        })
     }
 
     /// Switch the data path to the VF (true) or back to synthetic.
@@ -428,7 +524,15 @@ impl NativeDevice {
                 format!("stats array needs 7 slots, got {}", out.len()),
             ));
         }
-        let t = netvsc::stats::totals(self.core.stats_snapshot().iter().map(|a| a.as_ref()));
+        let mut t = netvsc::stats::totals(self.core.stats_snapshot().iter().map(|a| a.as_ref()));
+        // The VF's traffic belongs to the port (the application never sees the VF).
+        let vf = self.core.vf_snapshot().totals();
+        t.ipackets += vf.rx_packets;
+        t.ibytes += vf.rx_bytes;
+        t.opackets += vf.tx_packets;
+        t.obytes += vf.tx_bytes;
+        t.imissed += vf.rx_dropped;
+        t.oerrors += vf.tx_errors;
         let v = [
             t.ipackets, t.opackets, t.ibytes, t.obytes, t.imissed, t.ierrors, t.oerrors,
         ];
@@ -462,6 +566,20 @@ impl NativeDevice {
             n += 1;
         }
         n
+    }
+
+    /// The VF's counters with the `vf_` prefix (totals, per VF queue, switches, pairing attempts, lost frames).
+    #[napi]
+    pub fn vf_xstats(&self) -> Vec<NativeXstat> {
+        self.core
+            .vf_snapshot()
+            .xstats()
+            .into_iter()
+            .map(|(name, v)| NativeXstat {
+                name,
+                value: v as f64,
+            })
+            .collect()
     }
 
     /// DPDK's per-queue stat names (`good_packets`, `ring full`, ...).

@@ -59,7 +59,7 @@ pub(crate) struct Opened {
     pub shared: Arc<Shared>,
     pub cores: Vec<Arc<Mutex<QueueCore>>>,
     pub ctl_page: CtlPage,
-    pub ids: Ids,
+    pub ids: Arc<Ids>,
 }
 
 fn ctl_page(cfg: &DeviceConfig) -> Result<CtlPage> {
@@ -218,7 +218,7 @@ pub(crate) fn open(uio: &UioDevice, cfg: &DeviceConfig) -> Result<Opened> {
         });
     }
     let t = cfg.timeouts;
-    let ids = Ids::default();
+    let ids = Arc::new(Ids::default());
     let latency = cfg.devargs.latency_100ns();
     let sig = uio.primary_signaller()?;
     let _ = sig.set_latency_100ns(latency)?;
@@ -506,6 +506,18 @@ pub(crate) fn open(uio: &UioDevice, cfg: &DeviceConfig) -> Result<Opened> {
     let shared = Arc::new(Shared::new(recv_buf, agg, cfg.devargs));
     shared.link_up.store(up, Relaxed);
     shared.link_speed.store(speed, Relaxed);
+    shared.nvsp_version.store(version, Relaxed);
+    // A VF association read during bring-up landed on the placeholder: keep it.
+    let early = &core.shared;
+    shared
+        .vf_allocated
+        .store(early.vf_allocated.load(Relaxed), Relaxed);
+    shared
+        .vf_serial
+        .store(early.vf_serial.load(Relaxed), Relaxed);
+    while let Some(ev) = early.pop_event() {
+        shared.push_event(ev);
+    }
     let per_q = send_sections / u32::from(nq);
     let max_views = (recv_sections / 2 / u32::from(nq)).max(1);
     let make_tx = |q: u16| -> Result<TxState> {

@@ -60,6 +60,8 @@ pub struct DeviceConfig {
     pub iova: IovaMode,
     /// GPA-direct slots per queue (each holds one frame up to 64 KiB until completion).
     pub tx_gpa_slots: u32,
+    /// VF (accelerated networking) pairing and failover.
+    pub vf: crate::vf::VfConfig,
 }
 
 impl Default for DeviceConfig {
@@ -74,6 +76,7 @@ impl Default for DeviceConfig {
             timeouts: Timeouts::default(),
             iova: IovaMode::Va,
             tx_gpa_slots: 32,
+            vf: crate::vf::VfConfig::default(),
         }
     }
 }

@@ -18,6 +18,8 @@ use crate::link::{Event, LinkInfo};
 use crate::queue::{QueueCore, QueuePair, lock};
 use crate::shared::Shared;
 use crate::stats::{self, QueueStats, Totals};
+use crate::vf::manager::{self, Cmd, DeviceHost, Manager, Mirror};
+use crate::vf::{VfInfo, backend::Kernel};
 use netvsc_proto::nvsp::{self, NvspMessage, RevokeRecvBuf, RevokeSendBuf, SwitchDataPath};
 use netvsc_proto::oid;
 
@@ -49,7 +51,8 @@ pub struct Device {
     shared: Arc<Shared>,
     cores: Vec<Arc<Mutex<QueueCore>>>,
     ctl_page: CtlPage,
-    ids: Ids,
+    ids: Arc<Ids>,
+    vf: Option<manager::Handle>,
     promisc: bool,
     allmulti: bool,
     filter: u32,
@@ -71,6 +74,7 @@ impl Device {
     /// real guest, the emulator's directory in tests) and bring it up. The port starts stopped.
     pub fn open(root: &Path, name: &str, cfg: DeviceConfig) -> Result<Device> {
         let info = vmbus_uio::find_device(root, name)?;
+        let own_iface = info.iface.clone();
         let uio = UioDevice::open(root, &info)?;
         let Opened {
             info,
@@ -79,7 +83,7 @@ impl Device {
             ctl_page,
             ids,
         } = bringup::open(&uio, &cfg)?;
-        Ok(Device {
+        let mut dev = Device {
             root: root.to_path_buf(),
             name: name.to_string(),
             cfg,
@@ -89,12 +93,82 @@ impl Device {
             cores,
             ctl_page,
             ids,
+            vf: None,
             promisc: false,
             allmulti: true,
             filter: 0,
             mc_list: Vec::new(),
             vf_datapath: false,
-        })
+        };
+        if dev.cfg.vf.enabled && dev.info.nvsp_version >= nvsp::VERSION_4 {
+            dev.vf = Some(dev.spawn_vf_manager(own_iface)?);
+        }
+        Ok(dev)
+    }
+
+    fn spawn_vf_manager(&self, own_iface: Option<String>) -> Result<manager::Handle> {
+        let host = DeviceHost {
+            shared: self.shared.clone(),
+            cores: self.cores.clone(),
+            ids: self.ids.clone(),
+            mac: self.info.mac,
+            own_iface,
+            timeout: self.cfg.timeouts.nvsp,
+        };
+        let mirror = Mirror {
+            promisc: self.promisc,
+            allmulti: self.allmulti,
+            mc_list: self.mc_list.clone(),
+            mtu: self.cfg.mtu,
+            started: false,
+        };
+        let backend = Kernel {
+            sysfs_root: self.cfg.vf.sysfs_root.clone(),
+        };
+        let m = Manager::new(
+            backend,
+            host,
+            self.cfg.vf.clone(),
+            self.shared.clone(),
+            mirror,
+        );
+        let (tx, rx) = std::sync::mpsc::channel();
+        let _ = self.shared.vf_cmd.set(tx.clone());
+        let short: String = self.name.chars().take(6).collect();
+        let h = manager::spawn(m, tx, rx, &short).map_err(|e| Error::Ring {
+            step: "start the VF manager",
+            detail: e.to_string(),
+        })?;
+        // An association read during bring-up.
+        if self.shared.vf_allocated.load(Relaxed) {
+            let serial = self.shared.vf_serial.load(Relaxed);
+            let _ = h.tx.send(Cmd::Assoc {
+                allocated: true,
+                serial,
+            });
+        }
+        Ok(h)
+    }
+
+    fn vf_cmd(&self, cmd: Cmd) {
+        if let Some(h) = &self.vf {
+            let _ = h.tx.send(cmd);
+        }
+    }
+
+    /// How long a stop/close waits for the VF manager (its switch back may wait for the host).
+    fn vf_wait(&self) -> Duration {
+        self.cfg.timeouts.nvsp + Duration::from_secs(1)
+    }
+
+    /// A handle on the VF counters usable without the device (it follows this device, not a re-open).
+    pub fn vf_stats(&self) -> crate::vf::VfStats {
+        crate::vf::VfStats(self.shared.clone())
+    }
+
+    /// The VF failover state: `None` until the host offers a VF (or with the manager disabled).
+    pub fn vf_info(&self) -> Option<VfInfo> {
+        self.shared.vf.info()
     }
 
     /// What bring-up negotiated.
@@ -159,12 +233,18 @@ impl Device {
         let r = self.set_filter(f);
         if r.is_err() {
             self.shared.started.store(false, Relaxed);
+        } else {
+            self.vf_cmd(Cmd::Start);
         }
         r
     }
 
-    /// Stop receiving: filter 0 (the host then delivers nothing).
+    /// Stop receiving: the data path back to synthetic and the VF closed first (DPDK da1fcd9b36), then
+    /// filter 0 (the host then delivers nothing).
     pub fn stop(&mut self) -> Result<()> {
+        if let Some(h) = &self.vf {
+            h.call(Cmd::Stop, self.vf_wait());
+        }
         self.shared.started.store(false, Relaxed);
         self.set_filter(0)
     }
@@ -182,6 +262,7 @@ impl Device {
     /// Promiscuous mode (0x20 on; 0x9, plus 0x4 with all-multicast, off).
     pub fn set_promiscuous(&mut self, on: bool) -> Result<()> {
         self.promisc = on;
+        self.vf_cmd(Cmd::Promisc(on));
         if !self.is_started() {
             return Ok(());
         }
@@ -201,6 +282,7 @@ impl Device {
     /// All-multicast (0xD on, 0x9 off; recorded only while promiscuous).
     pub fn set_allmulticast(&mut self, on: bool) -> Result<()> {
         self.allmulti = on;
+        self.vf_cmd(Cmd::Allmulti(on));
         if !self.is_started() || self.promisc {
             return Ok(());
         }
@@ -236,6 +318,7 @@ impl Device {
             });
         }
         self.mc_list = list.to_vec();
+        self.vf_cmd(Cmd::McList(self.mc_list.clone()));
         Ok(())
     }
 
@@ -345,22 +428,33 @@ impl Device {
         self.cores.iter().map(|c| lock(c).stats.clone()).collect()
     }
 
-    /// Port totals.
+    /// Port totals, the VF's packets and bytes included (the application never sees the VF).
     pub fn stats(&self) -> Totals {
         let s = self.queue_stats();
-        stats::totals(s.iter().map(|a| a.as_ref()))
+        let mut t = stats::totals(s.iter().map(|a| a.as_ref()));
+        let (v, _) = self.shared.vf.counters();
+        t.ipackets += v.rx_packets;
+        t.ibytes += v.rx_bytes;
+        t.opackets += v.tx_packets;
+        t.obytes += v.tx_bytes;
+        t.imissed += v.rx_dropped;
+        t.oerrors += v.tx_errors;
+        t
     }
 
-    /// DPDK-named extended statistics.
+    /// DPDK-named extended statistics, then the VF's with the `vf_` prefix.
     pub fn xstats(&self) -> Vec<(String, u64)> {
         let s = self.queue_stats();
         let refs: Vec<&QueueStats> = s.iter().map(|a| a.as_ref()).collect();
-        stats::xstats(&refs)
+        let mut x = stats::xstats(&refs);
+        self.shared.vf.xstats(&mut x);
+        x
     }
 
     /// Zero all counters.
     pub fn reset_stats(&self) {
         self.queue_stats().iter().for_each(|s| s.reset());
+        self.shared.vf.reset();
     }
 
     /// Close: synthetic data path first, filter 0, RNDIS HALT, revoke both buffers, unmap.
@@ -375,6 +469,8 @@ impl Device {
             return Ok(());
         }
         let t = self.cfg.timeouts;
+        // The VF first: data path back to synthetic, then the VF closed.
+        self.stop_vf_manager();
         if self.vf_datapath {
             self.switch_datapath(false)?;
         }
@@ -412,7 +508,15 @@ impl Device {
         Ok(())
     }
 
+    fn stop_vf_manager(&mut self) {
+        if let Some(h) = self.vf.take() {
+            let wait = self.vf_wait();
+            h.shutdown(wait);
+        }
+    }
+
     fn teardown(&mut self) {
+        self.stop_vf_manager();
         self.shared.closed.store(true, Relaxed);
         self.shared.started.store(false, Relaxed);
         self.uio = None;

@@ -17,6 +17,7 @@ pub mod rx;
 mod shared;
 pub mod stats;
 pub mod tx;
+pub mod vf;
 
 pub use bringup::DeviceInfo;
 pub use config::{DeviceConfig, Timeouts};
@@ -29,4 +30,7 @@ pub use queue::QueuePair;
 pub use rx::{Csum, RxMeta, RxPacket, RxView};
 pub use shared::AggLimits;
 pub use tx::{L4Proto, TxMeta, TxOffload, TxPacket};
+pub use vf::{
+    IfName, VfConfig, VfCounters, VfFailure, VfInfo, VfMode, VfPrefer, VfReason, VfState, VfStats,
+};
 pub use vmbus_uio::IovaMode;

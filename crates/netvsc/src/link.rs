@@ -5,6 +5,7 @@
 use std::sync::atomic::Ordering::Relaxed;
 
 use crate::shared::Shared;
+use crate::vf::{IfName, VfFailure, VfMode, VfReason, VfState};
 use netvsc_proto::rndis::status;
 
 /// Something the host told us outside the data path.
@@ -27,6 +28,32 @@ pub enum Event {
     HostDataPath {
         /// New data path.
         to_vf: bool,
+    },
+    /// The VF failover state machine moved (see [`crate::vf`]).
+    Vf {
+        /// New state.
+        state: VfState,
+        /// Serial from the host's association.
+        serial: u32,
+        /// The paired netdev, if any.
+        iface: Option<IfName>,
+        /// Data-path kind of its port, if open.
+        mode: Option<VfMode>,
+        /// Why (for `Removed`: link down, removal, queue error, host switch, stop).
+        reason: VfReason,
+        /// Wall-clock time, ns since the Unix epoch.
+        at_ns: u64,
+    },
+    /// A VF operation failed; the synthetic path keeps working.
+    VfError {
+        /// Serial from the host's association.
+        serial: u32,
+        /// What failed.
+        failure: VfFailure,
+        /// The netdev concerned, if any.
+        iface: Option<IfName>,
+        /// Wall-clock time, ns since the Unix epoch.
+        at_ns: u64,
     },
 }
 

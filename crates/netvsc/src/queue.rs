@@ -67,6 +67,8 @@ pub(crate) struct QueueCore {
     pub completions: Vec<u64>,
     /// Ring corruption seen: the channel is dead.
     pub broken: bool,
+    /// This queue's VF queue, while a VF is paired (installed and removed by the VF manager).
+    pub vf: Option<crate::vf::path::Lane>,
 }
 
 impl QueueCore {
@@ -86,6 +88,7 @@ impl QueueCore {
             },
             completions: Vec::with_capacity(1024),
             broken: false,
+            vf: None,
         }
     }
 
@@ -258,15 +261,35 @@ impl QueueCore {
         match NvspMessage::parse(payload) {
             Ok(NvspMessage::VfAssociation(v)) => {
                 let (allocated, serial) = (v.allocated != 0, v.serial);
-                self.shared.vf_allocated.store(allocated, Relaxed);
-                self.shared.vf_serial.store(serial, Relaxed);
-                self.shared
-                    .push_event(Event::VfAssociation { allocated, serial });
+                let version = self.shared.nvsp_version.load(Relaxed);
+                if version != 0 && version < nvsp::VERSION_4 {
+                    // Hosts only send it from NVSP 4 on; ignore it, count it, say so.
+                    self.shared.vf.assoc_ignored.fetch_add(1, Relaxed);
+                    self.shared.push_event(Event::VfError {
+                        serial,
+                        failure: crate::vf::VfFailure::OldProtocol {
+                            nvsp_version: version,
+                        },
+                        iface: None,
+                        at_ns: crate::vf::now_ns(),
+                    });
+                } else {
+                    self.shared.vf_allocated.store(allocated, Relaxed);
+                    self.shared.vf_serial.store(serial, Relaxed);
+                    self.shared
+                        .push_event(Event::VfAssociation { allocated, serial });
+                    if let Some(tx) = self.shared.vf_cmd.get() {
+                        let _ = tx.send(crate::vf::manager::Cmd::Assoc { allocated, serial });
+                    }
+                }
             }
             Ok(NvspMessage::SwitchDataPath(d)) => {
                 let to_vf = d.active_datapath == nvsp::DATAPATH_VF;
                 self.shared.host_switched_datapath.fetch_add(1, Relaxed);
                 self.shared.push_event(Event::HostDataPath { to_vf });
+                if let Some(tx) = self.shared.vf_cmd.get() {
+                    let _ = tx.send(crate::vf::manager::Cmd::HostSwitch { to_vf });
+                }
             }
             // Send indirection table (134) and anything else: ignored, as DPDK does.
             _ => {}
@@ -347,6 +370,9 @@ impl QueuePair {
         let Ok(mut core) = self.core.try_lock() else {
             return 0;
         };
+        if core.vf.as_ref().is_some_and(|l| l.tx) {
+            return crate::vf::path::tx_burst(&mut core, pkts);
+        }
         crate::tx::tx_burst(&mut core, pkts)
     }
 
@@ -358,7 +384,12 @@ impl QueuePair {
         let Ok(mut core) = self.core.try_lock() else {
             return 0;
         };
-        crate::rx::rx_burst(&mut core, out)
+        // Synthetic first (multicast, broadcast and pre-switch flows arrive there), then the VF.
+        let n = crate::rx::rx_burst(&mut core, out);
+        if core.vf.is_some() && n < out.len() {
+            return n + crate::vf::path::rx_fill(&mut core, &mut out[n..]);
+        }
+        n
     }
 
     /// Reap tx completions without sending (DPDK's tx_done_cleanup); returns packets read.

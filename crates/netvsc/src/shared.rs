@@ -2,13 +2,16 @@
 //! bring-up, the started/closed flags, and the event queue status indications feed.
 
 use std::collections::VecDeque;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed};
+use std::sync::mpsc::Sender;
+use std::sync::{Mutex, OnceLock};
 
 use vmbus_ring::SharedMem;
 
 use crate::devargs::Devargs;
 use crate::link::Event;
+use crate::vf::VfShared;
+use crate::vf::manager::Cmd;
 
 /// Events kept before the oldest is dropped.
 const EVENT_CAP: usize = 1024;
@@ -35,6 +38,12 @@ pub(crate) struct Shared {
     pub vf_allocated: AtomicBool,
     pub vf_serial: AtomicU32,
     pub host_switched_datapath: AtomicU64,
+    /// Negotiated NVSP version (0 until known).
+    pub nvsp_version: AtomicU32,
+    /// VF info and counters.
+    pub vf: VfShared,
+    /// The VF manager's command channel, once it runs.
+    pub vf_cmd: OnceLock<Sender<Cmd>>,
     events: Mutex<VecDeque<Event>>,
 }
 
@@ -51,6 +60,9 @@ impl Shared {
             vf_allocated: AtomicBool::new(false),
             vf_serial: AtomicU32::new(0),
             host_switched_datapath: AtomicU64::new(0),
+            nvsp_version: AtomicU32::new(0),
+            vf: VfShared::default(),
+            vf_cmd: OnceLock::new(),
             events: Mutex::new(VecDeque::with_capacity(64)),
         }
     }
