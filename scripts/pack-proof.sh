@@ -10,6 +10,7 @@
 #  4. installs the main package alone (no matching binary, no cargo): the install succeeds printing one warning line
 #     and no stack trace, `netvsc --help` and `--version` work, and a command that needs the addon fails with one line.
 # Everything happens under a temporary directory, removed at the end. Exit status 0 when every check held.
+# NETVSC_PROOF_ADDON=FILE proves a given x64-gnu addon (the release workflow's) instead of building one.
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -23,11 +24,16 @@ version=$(node -p 'require("./package.json").version')
 napi="$repo/node_modules/.bin/napi"
 [[ -x $napi ]] || fail "run npm install first ($napi is missing)"
 
-# 1. The x64-gnu addon, release and stripped.
-step "cargo build --release -p netvsc-node (x86_64-unknown-linux-gnu)"
-cargo build --release --locked --quiet --manifest-path crates/netvsc-node/Cargo.toml -p netvsc-node
-lib="${CARGO_TARGET_DIR:-$repo/target}/release/libnetvsc_node.so"
-[[ -f $lib ]] || fail "$lib was not built"
+# 1. The x64-gnu addon, release and stripped (NETVSC_PROOF_ADDON=FILE: use that one, e.g. the release workflow's).
+if [[ -n ${NETVSC_PROOF_ADDON:-} ]]; then
+  lib=$NETVSC_PROOF_ADDON
+  step "using the prebuilt addon $lib"
+else
+  step "cargo build --release -p netvsc-node (x86_64-unknown-linux-gnu)"
+  cargo build --release --locked --quiet --manifest-path crates/netvsc-node/Cargo.toml -p netvsc-node
+  lib="${CARGO_TARGET_DIR:-$repo/target}/release/libnetvsc_node.so"
+fi
+[[ -f $lib ]] || fail "$lib does not exist"
 mkdir -p "$work/pkg/artifacts"
 cp package.json "$work/pkg/"
 cp -r npm "$work/pkg/npm"
@@ -35,7 +41,7 @@ addon="$work/pkg/artifacts/netvsc.linux-x64-gnu.node"
 cp "$lib" "$addon"
 strip --strip-unneeded "$addon"
 floor=$(objdump -T "$addon" | grep -o 'GLIBC_[0-9][0-9.]*' | sed 's/GLIBC_//' | sort -uV | tail -n1)
-step "addon: $(stat -c %s "$lib") B unstripped, $(stat -c %s "$addon") B stripped; needs glibc >= $floor (this machine's toolchain; the release workflow pins 2.28)"
+step "addon: $(stat -c %s "$lib") B as built, $(stat -c %s "$addon") B stripped; needs glibc >= $floor (the glibc of the toolchain that built it; the release workflow pins 2.28)"
 # `napi artifacts` moves <binaryName>.<platform>.node files into npm/<platform>; here only x64-gnu exists, so a config
 # naming just that target (napi artifacts refuses a run where a configured target has no artifact).
 echo '{"binaryName":"netvsc","targets":["x86_64-unknown-linux-gnu"]}' > "$work/pkg/napi-x64-gnu.json"
