@@ -292,7 +292,10 @@ pub fn stats_of(dev: &Device) -> EmuStats {
     // One lock at a time: a guard taken inside the struct literal below would live until the end of the statement,
     // and holding `pool` while waiting for `backend` deadlocks against the rx pump (backend, then pool).
     let recv_outstanding = lock(&dev.pool).outstanding();
-    let backend = lock(&dev.backend).stats();
+    let (backend, backend_dropped) = {
+        let b = lock(&dev.backend);
+        (b.stats(), b.dropped())
+    };
     EmuStats {
         nvsp_version: (st.version != 0).then_some(st.version),
         ndis_version: st
@@ -317,7 +320,7 @@ pub fn stats_of(dev: &Device) -> EmuStats {
         link_speed: st.link_speed,
         subchannels: st.subchannels,
         data_path: st.data_path.clone(),
-        totals: Totals::sum(&channels),
+        totals: Totals::sum_with_backend(&channels, backend_dropped),
         channels,
         protocol_errors: dev.counters.proto_errors(),
         control_messages_sent: load(&dev.counters.control_sent),

@@ -35,6 +35,10 @@ pub trait Backend: Send {
     fn poll_link(&mut self) -> Option<bool> {
         None
     }
+    /// Frames the backend dropped itself (a full queue), counted in the stats' drops as `backendOverflow`.
+    fn dropped(&self) -> u64 {
+        0
+    }
     /// Backend counters for the stats document.
     fn stats(&self) -> serde_json::Value {
         serde_json::Value::Null

@@ -92,6 +92,9 @@ impl Backend for PcapMirror {
     fn poll_link(&mut self) -> Option<bool> {
         self.inner.poll_link()
     }
+    fn dropped(&self) -> u64 {
+        self.inner.dropped()
+    }
     fn stats(&self) -> serde_json::Value {
         let mut v = self.inner.stats();
         if let Some(o) = v.as_object_mut() {
