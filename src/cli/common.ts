@@ -125,9 +125,5 @@ export function untilSignal(ms?: number): Promise<string> {
 
 export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms))
 
-/** Fixed-width text table. */
-export function table(header: string[], rows: string[][]): string {
-  const all = [header, ...rows]
-  const widths = header.map((_, i) => Math.max(...all.map((r) => (r[i] ?? '').length)))
-  return all.map((r) => r.map((c, i) => c.padEnd(widths[i] ?? 0)).join('  ').trimEnd()).join('\n')
-}
+/** The table formatter lives in ../format.ts (one for the whole CLI); re-exported for the command modules. */
+export { table } from '../format.js'

@@ -35,7 +35,7 @@ pub struct EmulatorConfig {
     pub monitor_id: u8,
     pub uio_number: u32,
     pub backend: BackendConfig,
-    /// Mirror both directions into this pcap file.
+    /// Mirror both directions into this pcapng file.
     pub pcap: Option<PathBuf>,
     /// Workers spin instead of sleeping `latency` between scans.
     pub busy_poll: bool,

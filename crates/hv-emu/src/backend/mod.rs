@@ -17,7 +17,7 @@ pub use generator::{
     fill_sequenced, sequence_word,
 };
 pub use loopback::Loopback;
-pub use pcap::{PcapMirror, PcapWriter};
+pub use pcap::{Direction, PcapMirror, PcapWriter};
 pub use sink::{Digest, Sink, frame_hash, hash_bytes, l4_payload_offset};
 pub use tap::Tap;
 
