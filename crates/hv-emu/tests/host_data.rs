@@ -379,13 +379,19 @@ fn loopback_and_pcap_mirror_both_directions() {
     assert_eq!(rx[0].frame, f);
     e.stop();
     let bytes = std::fs::read(&pcap).unwrap();
-    assert_eq!(&bytes[..4], &0x0a0d_0d0au32.to_le_bytes(), "a pcapng section header");
+    assert_eq!(
+        &bytes[..4],
+        &0x0a0d_0d0au32.to_le_bytes(),
+        "a pcapng section header"
+    );
     let mut reader = pcap_file::pcapng::PcapNgReader::new(&bytes[..]).unwrap();
     let mut packets = Vec::new();
     while let Some(block) = reader.next_block() {
         if let pcap_file::pcapng::Block::EnhancedPacket(p) = block.unwrap() {
             let flags = p.options.iter().find_map(|o| match o {
-                pcap_file::pcapng::blocks::enhanced_packet::EnhancedPacketOption::Flags(f) => Some(*f),
+                pcap_file::pcapng::blocks::enhanced_packet::EnhancedPacketOption::Flags(f) => {
+                    Some(*f)
+                }
                 _ => None,
             });
             packets.push((flags, p.original_len, p.data.into_owned()));

@@ -42,7 +42,9 @@ pub struct PcapWriter {
 
 impl std::fmt::Debug for PcapWriter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PcapWriter").field("records", &self.records).finish_non_exhaustive()
+        f.debug_struct("PcapWriter")
+            .field("records", &self.records)
+            .finish_non_exhaustive()
     }
 }
 
