@@ -19,7 +19,7 @@ Options:
   --max-queues N   Channels offered, 1..64 (default 8)
   --backend B      sink | loopback | generator | tap (default sink)
   --tap NAME       TAP interface for --backend tap (default hvemu0)
-  --pcap F         Mirror both directions into pcap file F
+  --pcap F         Mirror both directions into pcapng file F (direction flag per packet)
   --stats-json F   Write the host's stats JSON to F when stopping
   --uuid U         Device instance uuid
   --busy-poll      Host threads spin instead of sleeping
