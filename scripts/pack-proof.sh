@@ -40,7 +40,7 @@ cp -r npm "$work/pkg/npm"
 addon="$work/pkg/artifacts/netvsc.linux-x64-gnu.node"
 cp "$lib" "$addon"
 strip --strip-unneeded "$addon"
-floor=$(objdump -T "$addon" | grep -o 'GLIBC_[0-9][0-9.]*' | sed 's/GLIBC_//' | sort -uV | tail -n1)
+floor=$( (objdump -T "$addon" | grep -o 'GLIBC_[0-9][0-9.]*' || true) | sed 's/GLIBC_//' | sort -uV | tail -n1)
 step "addon: $(stat -c %s "$lib") B as built, $(stat -c %s "$addon") B stripped; needs glibc >= $floor (the glibc of the toolchain that built it; the release workflow pins 2.28)"
 # `napi artifacts` moves <binaryName>.<platform>.node files into npm/<platform>; here only x64-gnu exists, so a config
 # naming just that target (napi artifacts refuses a run where a configured target has no artifact).
