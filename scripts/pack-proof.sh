@@ -138,6 +138,11 @@ ours=$(grep -c '\[netvsc ensure-native\]' "$work/bare.log" || true)
 [[ $ours == 1 ]] || { cat "$work/bare.log"; fail "expected one line from the install script, got $ours"; }
 if grep -Eq '^\s+at |Error:|npm error' "$work/bare.log"; then cat "$work/bare.log"; fail "the install printed an error or a stack trace"; fi
 step "install said: $(grep '\[netvsc ensure-native\]' "$work/bare.log")"
+# The same without --foreground-scripts (npm's default hides a dependency's install output): still no error.
+rm -rf "$bare/node_modules" "$bare/package-lock.json"
+(cd "$bare" && nocargo npm install --offline --no-audit --no-fund "$work/$main_tgz" >"$work/bare2.log" 2>&1) \
+  || { cat "$work/bare2.log"; fail "npm install (background scripts) without a binary and without cargo failed"; }
+if grep -Eq '^\s+at |Error:|npm error' "$work/bare2.log"; then cat "$work/bare2.log"; fail "the install printed an error or a stack trace"; fi
 (cd "$bare" && nocargo npx --offline netvsc --help >"$work/help.log" 2>&1) || { cat "$work/help.log"; fail "netvsc --help failed without the addon"; }
 grep -q '^Usage: netvsc' "$work/help.log" || fail "netvsc --help printed no usage"
 [[ $(cd "$bare" && nocargo npx --offline netvsc --version) == "$version" ]] || fail "netvsc --version failed without the addon"
