@@ -15,7 +15,7 @@ use crate::config::DeviceConfig;
 use crate::control::{CtlPage, Ids, rndis_halt_req};
 use crate::error::{Error, Result};
 use crate::link::{Event, LinkInfo};
-use crate::queue::{QueueCore, QueuePair, lock};
+use crate::queue::{QueueCore, QueuePair, control_lock, lock};
 use crate::shared::Shared;
 use crate::stats::{self, QueueStats, Totals};
 use crate::vf::manager::{self, Cmd, DeviceHost, Manager, Mirror};
@@ -201,7 +201,7 @@ impl Device {
         if self.shared.closed() {
             return Err(Error::Closed);
         }
-        Ok(lock(&self.cores[0]))
+        Ok(control_lock(&self.cores[0], &self.shared))
     }
 
     fn set_filter(&mut self, value: u32) -> Result<()> {
@@ -477,7 +477,7 @@ impl Device {
         if self.is_started() || self.filter != 0 {
             self.stop()?;
         }
-        let mut core = lock(&self.cores[0]);
+        let mut core = control_lock(&self.cores[0], &self.shared);
         let rid = self.ids.next_rid();
         core.rndis_send(&self.ctl_page, &rndis_halt_req(rid), "RNDIS HALT", t.rndis)?;
         core.nvsp_send(

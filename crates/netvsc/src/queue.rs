@@ -351,6 +351,19 @@ pub(crate) fn lock(core: &Mutex<QueueCore>) -> MutexGuard<'_, QueueCore> {
     core.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// Lock a queue for a control operation (RNDIS/NVSP requests, the VF manager's data-path switch). The mutex is not
+/// fair: a thread bursting at full rate re-takes it before a waiting control thread wakes, so bursts step aside
+/// (return 0) while a control operation waits — one relaxed load per burst.
+pub(crate) fn control_lock<'a>(
+    core: &'a Mutex<QueueCore>,
+    shared: &Shared,
+) -> MutexGuard<'a, QueueCore> {
+    shared.control_waiting.fetch_add(1, Relaxed);
+    let g = lock(core);
+    shared.control_waiting.fetch_sub(1, Relaxed);
+    g
+}
+
 impl QueuePair {
     /// Queue index (= subchannel id; 0 is the primary channel).
     pub fn id(&self) -> u16 {
@@ -364,7 +377,7 @@ impl QueuePair {
 
     /// Send a burst; returns how many packets were taken (the rest met backpressure: retry them).
     pub fn tx_burst(&mut self, pkts: &[TxPacket<'_>]) -> usize {
-        if self.shared.closed() {
+        if self.shared.closed() || self.shared.control_waiting.load(Relaxed) != 0 {
             return 0;
         }
         let Ok(mut core) = self.core.try_lock() else {
@@ -378,7 +391,7 @@ impl QueuePair {
 
     /// Receive up to `out.len()` frames; returns how many were filled.
     pub fn rx_burst(&mut self, out: &mut [RxPacket]) -> usize {
-        if self.shared.closed() {
+        if self.shared.closed() || self.shared.control_waiting.load(Relaxed) != 0 {
             return 0;
         }
         let Ok(mut core) = self.core.try_lock() else {
@@ -394,6 +407,9 @@ impl QueuePair {
 
     /// Reap tx completions without sending (DPDK's tx_done_cleanup); returns packets read.
     pub fn poll_completions(&mut self) -> usize {
+        if self.shared.control_waiting.load(Relaxed) != 0 {
+            return 0;
+        }
         let Ok(mut core) = self.core.try_lock() else {
             return 0;
         };

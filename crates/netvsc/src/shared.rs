@@ -44,6 +44,9 @@ pub(crate) struct Shared {
     pub vf: VfShared,
     /// The VF manager's command channel, once it runs.
     pub vf_cmd: OnceLock<Sender<Cmd>>,
+    /// Control operations waiting for a queue's lock: bursts step aside while this is non-zero (see
+    /// `queue::control_lock`).
+    pub control_waiting: AtomicU32,
     events: Mutex<VecDeque<Event>>,
 }
 
@@ -63,6 +66,7 @@ impl Shared {
             nvsp_version: AtomicU32::new(0),
             vf: VfShared::default(),
             vf_cmd: OnceLock::new(),
+            control_waiting: AtomicU32::new(0),
             events: Mutex::new(VecDeque::with_capacity(64)),
         }
     }

@@ -383,12 +383,14 @@ fn vf_hot_remove_fails_over_to_synthetic_and_back() {
                             n += 1;
                         }
                     });
-                    if r.is_err() {
-                        break;
+                    match r {
+                        Err(_) => break,
+                        Ok(0) => std::thread::yield_now(),
+                        Ok(_) => {}
                     }
-                    std::thread::sleep(Duration::from_micros(100));
                 }
-                n
+                // Frames the peer's socket ring overflowed on are the wire's loss, not the failover's.
+                (n, wire.q.stats().rx_dropped.load(Ordering::Relaxed))
             })
         };
         // The application keeps transmitting on its own thread while the VF is deleted.
@@ -408,10 +410,13 @@ fn vf_hot_remove_fails_over_to_synthetic_and_back() {
                             meta: TxMeta::default(),
                         })
                         .collect();
+                    // Full rate: the next burst as soon as this one is taken.
                     let n = q.tx_burst(&pkts);
                     seq += n as u32;
                     sent.fetch_add(n as u64, Ordering::Relaxed);
-                    std::thread::sleep(Duration::from_micros(200));
+                    if n == 0 {
+                        std::thread::yield_now();
+                    }
                 }
                 drain_tx(&mut q);
                 q
@@ -443,26 +448,31 @@ fn vf_hot_remove_fails_over_to_synthetic_and_back() {
         std::thread::sleep(Duration::from_millis(300));
         stop.store(true, Ordering::Relaxed);
         let mut q = app.join().unwrap();
-        let at_wire = counter.join().unwrap();
+        let (at_wire, wire_dropped) = counter.join().unwrap();
         let total = sent.load(Ordering::Relaxed);
         let host = rig.emu.stats().totals.guest_to_host_frames - host_before;
+        let lost = total as i64 - at_wire as i64 - wire_dropped as i64 - host as i64;
         let x: std::collections::HashMap<String, u64> = dev.xstats().into_iter().collect();
         let ms = |d: Duration| d.as_secs_f64() * 1e3;
         println!(
             "hot-remove: delete_link returned after {:.3} ms, first netlink change at {:.3} ms, host saw \
              SWITCH_DATA_PATH(synthetic) at {:.3} ms ({:.3} ms after the first change); frames sent {total}, \
-             at the wire {at_wire}, at the synthetic host {host}, lost {} (driver vf_lost_frames {}), \
-             vf_tx_good_packets {}",
+             at the wire {at_wire} (+{wire_dropped} its socket dropped), at the synthetic host {host}, lost {lost} \
+             (driver vf_lost_frames {}), vf_tx_good_packets {}",
             ms(deleted),
             ms(first_change),
             ms(seen),
             ms(seen.saturating_sub(first_change)),
-            total as i64 - at_wire as i64 - host as i64,
             x["vf_lost_frames"],
             x["vf_tx_good_packets"],
         );
         assert_eq!(rig.emu.stats().data_path, vec![1, 0]);
-        assert!(seen < Duration::from_millis(100), "{seen:?}");
+        // No timing assert (the figure is printed above); the loss is bounded by what the VF's rings can hold.
+        let ring = VfConfig::default().ring_frames as i64;
+        assert!(
+            (0..=ring).contains(&lost),
+            "frames lost across the hot-remove ({lost}) exceed the VF ring ({ring})"
+        );
         assert!(
             host > 0,
             "synthetic path carries the traffic after the failover"

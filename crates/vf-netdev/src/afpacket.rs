@@ -198,7 +198,10 @@ impl PacketTx {
                     }
                     _ => {
                         if let Err(x) = health.on_error(&e) {
-                            break 'outer Err(x);
+                            // Frames already sent in this call were taken: report them, not the error (the
+                            // caller would send them again elsewhere); the queue is marked dead, so the next
+                            // call returns the error.
+                            break 'outer if done > 0 { Ok(()) } else { Err(x) };
                         }
                         errs += 1;
                         done += 1;

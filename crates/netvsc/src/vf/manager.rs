@@ -22,7 +22,7 @@ use super::path::Lane;
 use super::{IfName, VfConfig, VfFailure, VfInfo, VfMode, VfReason, VfState, now_ns};
 use crate::control::Ids;
 use crate::link::Event;
-use crate::queue::{QueueCore, lock};
+use crate::queue::{QueueCore, control_lock, lock};
 use crate::shared::Shared;
 use netvsc_proto::nvsp::{self, NvspMessage, SwitchDataPath};
 
@@ -128,7 +128,7 @@ impl Host for DeviceHost {
             },
         })
         .to_bytes();
-        let mut core = lock(&self.cores[0]);
+        let mut core = control_lock(&self.cores[0], &self.shared);
         let (reply, len) = core
             .nvsp_request(&self.ids, &msg, "SWITCH_DATA_PATH", self.timeout)
             .map_err(|_| SwitchError::Failed)?;
