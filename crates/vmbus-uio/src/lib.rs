@@ -17,6 +17,7 @@ pub mod irq;
 pub mod lock;
 pub mod mapinfo;
 mod mapping;
+pub mod memfd;
 pub mod pagemap;
 pub mod signal;
 mod sysfs;
