@@ -179,7 +179,7 @@ test('property: the TypeScript and Rust parsers agree on random strings (verdict
   const seed = Number(process.env.DEVARGS_SEED ?? 0x9e3779b9)
   const rand = prng(seed)
   let oks = 0
-  for (let i = 0; i < 20_000; i++) {
+  for (let i = 0; i < 8_000; i++) {
     const input = randomDevargs(rand)
     let ts: { ok: unknown } | { message: string; code: string }
     let rs: { ok: unknown } | { message: string; code: string }
@@ -200,5 +200,5 @@ test('property: the TypeScript and Rust parsers agree on random strings (verdict
     if ('ok' in ts) oks++
     else t.true(ts.message.length < 140, `message too long: ${ts.message.length}`)
   }
-  t.true(oks > 200, `${oks} accepted inputs: the generator must reach the accepting paths too`)
+  t.true(oks > 80, `${oks} accepted inputs: the generator must reach the accepting paths too`)
 })
