@@ -426,6 +426,13 @@ export interface OpenOptions {
  */
 export declare function openQueue(uuid: string, index: number, root?: string | undefined | null): NativeQueue
 
+/**
+ * Devargs as the Rust driver parses them (`parseDevargs` in src/devargs.ts must agree on every input; the
+ * shared table and the property test in `__test__/devargs.spec.ts` hold both to it). Errors are
+ * `ERR_NETVSC_DEVARGS` with the driver's message.
+ */
+export declare function parseDevargsNative(text: string): DevargsInfo
+
 /** RSS settings: 40-byte key and 128-entry indirection table (queue per bucket). */
 export interface RssOptions {
   key?: Array<number>

@@ -844,4 +844,5 @@ module.exports.listDevices = nativeBinding.listDevices
 module.exports.nativeLayout = nativeBinding.nativeLayout
 module.exports.nativeVersion = nativeBinding.nativeVersion
 module.exports.openQueue = nativeBinding.openQueue
+module.exports.parseDevargsNative = nativeBinding.parseDevargsNative
 module.exports.runGuest = nativeBinding.runGuest

@@ -92,6 +92,27 @@ pub enum EmulatorError {
     Host(String),
     #[error("VF: {0}")]
     Vf(#[from] VfError),
+    /// A live emulator (another process, or another `Emulator` here) serves this directory.
+    #[error("{dir}: already served by the emulator in pid {pid}")]
+    Busy {
+        /// The directory asked for.
+        dir: PathBuf,
+        /// The serving emulator's pid (0 if it could not be read).
+        pid: u32,
+    },
+    /// The directory's lock could not be taken.
+    #[error("lock {dir}: {source}")]
+    Lock {
+        /// The directory asked for.
+        dir: PathBuf,
+        /// Why.
+        source: vmbus_uio::UioError,
+    },
+}
+
+/// The lock a serving emulator holds on its directory: `D/run/hv-emu.lock`, holding its pid.
+pub fn emulator_lock_path(dir: &std::path::Path) -> PathBuf {
+    dir.join("run/hv-emu.lock")
 }
 
 struct TreeSignal(ControlPage);
@@ -166,11 +187,26 @@ pub struct Emulator {
     device: Arc<Device>,
     config: EmulatorConfig,
     registry: Arc<Registry>,
+    /// Held while this emulator serves `config.dir` (dropped last, after the host threads stop).
+    _lock: vmbus_uio::OwnerLock,
 }
 
 impl Emulator {
     /// Create the tree under `config.dir` and start the host.
     pub fn start(config: EmulatorConfig) -> Result<Emulator, EmulatorError> {
+        // Refuse a directory a live emulator serves before touching its tree; the lock dies with its process.
+        let lock = vmbus_uio::OwnerLock::acquire(&emulator_lock_path(&config.dir)).map_err(
+            |e| match e {
+                vmbus_uio::UioError::Busy { pid, .. } => EmulatorError::Busy {
+                    dir: config.dir.clone(),
+                    pid,
+                },
+                source => EmulatorError::Lock {
+                    dir: config.dir.clone(),
+                    source,
+                },
+            },
+        )?;
         let mut tc = TreeConfig::new(config.uuid.clone());
         tc.mac = Some(config.mac);
         tc.relid = config.relid;
@@ -239,6 +275,7 @@ impl Emulator {
             device,
             config,
             registry,
+            _lock: lock,
         })
     }
 

@@ -237,7 +237,13 @@ impl NativeEmulator {
     pub fn start(options: EmulatorOptions) -> Result<NativeEmulator> {
         let (cfg, capture) = config(&options)?;
         let uuid = cfg.uuid.clone();
-        let emu = Emulator::start(cfg).map_err(|e| with_causes(Code::Emulator, &e))?;
+        let emu = Emulator::start(cfg).map_err(|e| {
+            let code = match e {
+                hv_emu::emulator::EmulatorError::Busy { .. } => Code::DeviceBusy,
+                _ => Code::Emulator,
+            };
+            with_causes(code, &e)
+        })?;
         Ok(NativeEmulator {
             emu: Some(emu),
             uuid,

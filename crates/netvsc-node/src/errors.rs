@@ -43,6 +43,8 @@ pub enum Code {
     Started,
     /// The queue is already open (in this thread, another worker, or another device handle).
     QueueBusy,
+    /// Another live process owns the device, or serves the emulator directory (the message names its pid).
+    DeviceBusy,
     /// No open device with this uuid in this process, or no such queue on it.
     NotOpen,
     /// A ring or shared-memory failure in the driver.
@@ -74,6 +76,7 @@ impl AsRef<str> for Code {
             Code::NotSupported => "ERR_NETVSC_NOT_SUPPORTED",
             Code::Started => "ERR_NETVSC_STARTED",
             Code::QueueBusy => "ERR_NETVSC_QUEUE_BUSY",
+            Code::DeviceBusy => "ERR_NETVSC_DEVICE_BUSY",
             Code::NotOpen => "ERR_NETVSC_NOT_OPEN",
             Code::Ring => "ERR_NETVSC_RING",
             Code::Emulator => "ERR_NETVSC_EMULATOR",
@@ -108,6 +111,7 @@ pub fn uio_code(err: &UioError) -> Code {
         UioError::NotFound { .. } => Code::DeviceNotFound,
         UioError::NoUio { .. } => Code::NotUioBound,
         UioError::Invalid(_) => Code::InvalidArg,
+        UioError::Busy { .. } => Code::DeviceBusy,
         _ => Code::Uio,
     }
 }
@@ -128,6 +132,7 @@ pub fn driver_code(err: &netvsc::Error) -> Code {
         E::Rejected { .. } => Code::HostRejected,
         E::NoVersion { .. } | E::Protocol { .. } => Code::Protocol,
         E::Devarg { .. } => Code::Devargs,
+        E::DeviceBusy { .. } => Code::DeviceBusy,
         E::Config { .. } => Code::Config,
         E::NotSupported(_) => Code::NotSupported,
         E::Started(_) => Code::Started,

@@ -47,6 +47,21 @@ pub fn native_layout() -> NativeLayout {
     }
 }
 
+/// Devargs as the Rust driver parses them (`parseDevargs` in src/devargs.ts must agree on every input; the
+/// shared table and the property test in `__test__/devargs.spec.ts` hold both to it). Errors are
+/// `ERR_NETVSC_DEVARGS` with the driver's message.
+#[napi]
+pub fn parse_devargs_native(text: String) -> errors::Result<nic::DevargsInfo> {
+    let d = netvsc::Devargs::parse(&text).map_err(errors::from_driver)?;
+    Ok(nic::DevargsInfo {
+        latency: d.latency_us,
+        rx_copybreak: d.rx_copybreak,
+        tx_copybreak: d.tx_copybreak,
+        rx_extmbuf_enable: d.rx_extmbuf_enable,
+        numa_aware: d.numa_aware,
+    })
+}
+
 /// Queues claimed in this process (all threads), for tests of the registry.
 #[napi]
 pub fn claimed_queue_count() -> u32 {

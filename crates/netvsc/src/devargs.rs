@@ -38,42 +38,114 @@ impl Default for Devargs {
     }
 }
 
+/// Most characters of the input an error quotes (key and value together; each is clipped to half, with `…`).
+pub const QUOTE_MAX: usize = 64;
+
+/// Why a devargs item was refused; `Display` is the wording both parsers (this one and `src/devargs.ts`) use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DevargKind {
+    /// The key is not one of [`KEYS`].
+    UnknownKey,
+    /// `key=` or a bare `key`.
+    EmptyValue,
+    /// Not C `strtoul(.., 0)` syntax, or past 2^64.
+    NotANumber,
+    /// `latency` at or above 6553 µs.
+    LatencyRange,
+    /// A copybreak above 65536.
+    CopybreakRange,
+    /// A flag other than 0 or 1.
+    NotAFlag,
+}
+
+impl DevargKind {
+    /// The stable name of the kind (as in `crates/netvsc/tests/devargs_cases.json`).
+    pub fn name(self) -> &'static str {
+        match self {
+            DevargKind::UnknownKey => "unknown_key",
+            DevargKind::EmptyValue => "empty_value",
+            DevargKind::NotANumber => "not_a_number",
+            DevargKind::LatencyRange => "latency_range",
+            DevargKind::CopybreakRange => "copybreak_range",
+            DevargKind::NotAFlag => "not_a_flag",
+        }
+    }
+}
+
+impl std::fmt::Display for DevargKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            DevargKind::UnknownKey => "unknown key",
+            DevargKind::EmptyValue => "empty value",
+            DevargKind::NotANumber => "not a number",
+            DevargKind::LatencyRange => "latency must be below 6553 us",
+            DevargKind::CopybreakRange => "copybreak must be at most 65536",
+            DevargKind::NotAFlag => "flag must be 0 or 1",
+        })
+    }
+}
+
+/// The keys, in DPDK's spelling.
+pub const KEYS: [&str; 5] = [
+    "latency",
+    "rx_copybreak",
+    "tx_copybreak",
+    "rx_extmbuf_enable",
+    "numa_aware",
+];
+
+/// The whitespace trimmed around items, keys and values: C `isspace` in the "C" locale (space, `\t`, `\n`, `\v`,
+/// `\f`, `\r`) and nothing else, so no Unicode space (U+00A0, U+0085, U+FEFF, ...) is ever dropped.
+pub fn is_space(c: char) -> bool {
+    matches!(c, ' ' | '\t' | '\n' | '\u{0B}' | '\u{0C}' | '\r')
+}
+
+fn trim(s: &str) -> &str {
+    s.trim_matches(is_space)
+}
+
+/// `s` as an error quotes it: at most `max` characters, the last replaced by `…` when clipped.
+pub fn clip(s: &str, max: usize) -> String {
+    match s.char_indices().nth(max) {
+        None => s.to_string(),
+        Some(_) => {
+            let end = s.char_indices().nth(max - 1).map_or(s.len(), |(i, _)| i);
+            format!("{}…", &s[..end])
+        }
+    }
+}
+
 impl Devargs {
-    /// Parse a devargs string; the empty string gives the defaults.
+    /// Parse a devargs string; the empty string gives the defaults. Items are split at `,`, blank ones skipped;
+    /// key and value are split at the first `=` and trimmed of [`is_space`] characters.
     pub fn parse(text: &str) -> Result<Devargs> {
         let mut args = Devargs::default();
-        for item in text.split(',').filter(|s| !s.trim().is_empty()) {
+        for item in text.split(',').filter(|s| !trim(s).is_empty()) {
             let (key, value) = match item.split_once('=') {
-                Some((k, v)) => (k.trim(), v.trim()),
-                None => (item.trim(), ""),
+                Some((k, v)) => (trim(k), trim(v)),
+                None => (trim(item), ""),
             };
-            let err = |reason| Error::Devarg {
-                key: key.to_string(),
-                value: value.to_string(),
-                reason,
+            let err = |kind| Error::Devarg {
+                key: clip(key, QUOTE_MAX / 2),
+                value: clip(value, QUOTE_MAX / 2),
+                kind,
             };
-            let known = matches!(
-                key,
-                "latency" | "rx_copybreak" | "tx_copybreak" | "rx_extmbuf_enable" | "numa_aware"
-            );
-            if !known {
-                return Err(err("unknown key"));
+            if !KEYS.contains(&key) {
+                return Err(err(DevargKind::UnknownKey));
             }
             if value.is_empty() {
-                return Err(err("empty value"));
+                return Err(err(DevargKind::EmptyValue));
             }
-            let n = strtoul(value).ok_or_else(|| err("not a number"))?;
+            let n = strtoul(value).ok_or_else(|| err(DevargKind::NotANumber))?;
             match key {
-                "latency" if n >= LATENCY_LIMIT_US => {
-                    return Err(err("latency must be below 6553 us"));
-                }
+                "latency" if n >= LATENCY_LIMIT_US => return Err(err(DevargKind::LatencyRange)),
                 "latency" => args.latency_us = n as u32,
                 "rx_copybreak" | "tx_copybreak" if n > COPYBREAK_MAX => {
-                    return Err(err("copybreak must be at most 65536"));
+                    return Err(err(DevargKind::CopybreakRange));
                 }
                 "rx_copybreak" => args.rx_copybreak = n as u32,
                 "tx_copybreak" => args.tx_copybreak = n as u32,
-                _ if n > 1 => return Err(err("flag must be 0 or 1")),
+                _ if n > 1 => return Err(err(DevargKind::NotAFlag)),
                 "rx_extmbuf_enable" => args.rx_extmbuf_enable = n == 1,
                 _ => args.numa_aware = n == 1,
             }
@@ -174,8 +246,13 @@ mod tests {
         ];
         for (text, k, v, r) in cases {
             match Devargs::parse(text) {
-                Err(Error::Devarg { key, value, reason }) => {
-                    assert_eq!((key.as_str(), value.as_str(), reason), (k, v, r), "{text}");
+                Err(Error::Devarg { key, value, kind }) => {
+                    let reason = kind.to_string();
+                    assert_eq!(
+                        (key.as_str(), value.as_str(), reason.as_str()),
+                        (k, v, r),
+                        "{text}"
+                    );
                     let msg = Devargs::parse(text).unwrap_err().to_string();
                     assert!(msg.contains(k) && msg.contains(v), "{msg}");
                 }
@@ -192,5 +269,72 @@ mod tests {
         assert_eq!(strtoul("0x"), None);
         assert_eq!(strtoul("99999999999999999999999"), None);
         assert_eq!(strtoul(" 1"), None);
+    }
+
+    #[test]
+    fn only_c_whitespace_is_trimmed() {
+        assert_eq!(
+            Devargs::parse(" \t\u{0B}latency = 7\r\n\u{0C}")
+                .unwrap()
+                .latency_us,
+            7
+        );
+        for odd in ['\u{FEFF}', '\u{85}', '\u{A0}', '\u{2028}', '\u{3000}'] {
+            let e = Devargs::parse(&format!("{odd}latency=1")).unwrap_err();
+            assert!(
+                matches!(
+                    e,
+                    Error::Devarg {
+                        kind: DevargKind::UnknownKey,
+                        ..
+                    }
+                ),
+                "{odd:?}: {e}"
+            );
+            let e = Devargs::parse(&format!("latency=1{odd}")).unwrap_err();
+            assert!(
+                matches!(
+                    e,
+                    Error::Devarg {
+                        kind: DevargKind::NotANumber,
+                        ..
+                    }
+                ),
+                "{odd:?}: {e}"
+            );
+            assert!(
+                Devargs::parse(&format!("{odd},latency=1")).is_err(),
+                "{odd:?} is an item"
+            );
+        }
+    }
+
+    #[test]
+    fn errors_quote_at_most_64_characters() {
+        let long = "x".repeat(10_000);
+        let msg = Devargs::parse(&format!("{long}={long}"))
+            .unwrap_err()
+            .to_string();
+        assert!(msg.chars().count() < 120, "{msg}");
+        let want = format!(
+            "devargs: key `{0}…` value `{0}…`: unknown key",
+            "x".repeat(31)
+        );
+        assert_eq!(msg, want);
+        let msg = Devargs::parse(&format!("latency={}", "é".repeat(40)))
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            msg,
+            format!(
+                "devargs: key `latency` value `{}…`: not a number",
+                "é".repeat(31)
+            )
+        );
+        assert_eq!(
+            clip(&"y".repeat(32), 32),
+            "y".repeat(32),
+            "32 characters fit"
+        );
     }
 }

@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use vmbus_uio::UioDevice;
+use vmbus_uio::{OwnerLock, UioDevice, UioError};
 
 use crate::bringup::{self, DeviceInfo, Opened};
 use crate::config::DeviceConfig;
@@ -47,6 +47,8 @@ pub struct Device {
     name: String,
     cfg: DeviceConfig,
     uio: Option<UioDevice>,
+    /// This process's ownership of the device (see [`vmbus_uio::lock`]); released after the unmap.
+    owner: Option<OwnerLock>,
     info: DeviceInfo,
     shared: Arc<Shared>,
     cores: Vec<Arc<Mutex<QueueCore>>>,
@@ -74,6 +76,16 @@ impl Device {
     /// real guest, the emulator's directory in tests) and bring it up. The port starts stopped.
     pub fn open(root: &Path, name: &str, cfg: DeviceConfig) -> Result<Device> {
         let info = vmbus_uio::find_device(root, name)?;
+        // One owner across processes: a second opener learns who holds the device.
+        let owner = OwnerLock::acquire(&vmbus_uio::device_lock_path(root, &info.uuid)).map_err(
+            |e| match e {
+                UioError::Busy { pid, .. } => Error::DeviceBusy {
+                    device: info.uuid.clone(),
+                    pid,
+                },
+                e => Error::Uio(e),
+            },
+        )?;
         let own_iface = info.iface.clone();
         let uio = UioDevice::open(root, &info)?;
         let Opened {
@@ -88,6 +100,7 @@ impl Device {
             name: name.to_string(),
             cfg,
             uio: Some(uio),
+            owner: Some(owner),
             info,
             shared,
             cores,
@@ -520,6 +533,7 @@ impl Device {
         self.shared.closed.store(true, Relaxed);
         self.shared.started.store(false, Relaxed);
         self.uio = None;
+        self.owner = None;
     }
 }
 

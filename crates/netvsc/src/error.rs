@@ -61,14 +61,14 @@ pub enum Error {
         value: u64,
     },
     /// A devargs string could not be parsed.
-    #[error("devargs: key `{key}` value `{value}`: {reason}")]
+    #[error("devargs: key `{key}` value `{value}`: {kind}")]
     Devarg {
-        /// Key as written.
+        /// Key as written (trimmed; clipped to 32 characters with `…`).
         key: String,
-        /// Value as written.
+        /// Value as written (trimmed; clipped to 32 characters with `…`).
         value: String,
         /// What was wrong.
-        reason: &'static str,
+        kind: crate::devargs::DevargKind,
     },
     /// A configuration value is out of range.
     #[error("invalid configuration: {what} = {value}")]
@@ -84,6 +84,14 @@ pub enum Error {
     /// The operation needs the port stopped.
     #[error("{0} is not allowed while the port is started")]
     Started(&'static str),
+    /// Another live process has the device open (its owner lock is held).
+    #[error("device {device} is in use by pid {pid}")]
+    DeviceBusy {
+        /// The device's uuid.
+        device: String,
+        /// The owner's pid (0 if it could not be read).
+        pid: u32,
+    },
     /// The device was closed; the handle is stale.
     #[error("device is closed")]
     Closed,

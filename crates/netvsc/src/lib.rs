@@ -10,6 +10,9 @@ mod control;
 pub mod devargs;
 pub mod device;
 pub mod error;
+#[cfg(any(test, feature = "fuzzing"))]
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod link;
 pub mod ndis;
 mod queue;

@@ -63,9 +63,11 @@ fn to_usize(size: u64, path: &Path) -> Result<usize, UioError> {
     })
 }
 
-/// Map a whole emulated backing file, checking it is at least `len` bytes long.
+/// Map a whole emulated backing file, checking it is sealed against shrinking (a peer's truncate would otherwise
+/// kill us with SIGBUS) and at least `len` bytes long.
 fn map_file(path: &Path, len: u64) -> Result<Mapping, UioError> {
     let file = open_rw(path)?;
+    crate::memfd::require_sealed(&file, path)?;
     let actual = file.metadata().map_err(|e| UioError::io(path, e))?.len();
     if actual < len {
         return Err(UioError::BadSize {
@@ -288,6 +290,9 @@ impl UioDevice {
                 },
                 _ => UioError::io(&path, e),
             })?;
+        if self.emulated {
+            crate::memfd::require_sealed(&file, &path)?;
+        }
         let size = file.metadata().map_err(|e| UioError::io(&path, e))?.len();
         let bad = |why| UioError::BadSize {
             path: path.clone(),

@@ -9,7 +9,7 @@ use std::time::Duration;
 use crate::device::UioDevice;
 use crate::discover::{DeviceInfo, find_device};
 use crate::error::UioError;
-use crate::fake_tree::{DevSpec, FakeTree};
+use crate::fake_tree::{DevSpec, FakeTree, overwrite};
 use crate::irq::ctl;
 
 const U: &str = "5b2c8f10-1111-4222-8333-444455556666";
@@ -146,7 +146,7 @@ fn signal_sets_exactly_the_documented_bits() {
         backing(&tree, "map2"),
         backing(&tree, "ctl"),
     );
-    let zero = |p: &Path| fs::write(p, vec![0u8; 4096]).unwrap();
+    let zero = |p: &Path| overwrite(p, &[0u8; 4096]);
     for relid in [0u32, 31, 32, 63] {
         for monitor in [Some(0u8), Some(31), Some(32), Some(127), None, Some(255)] {
             zero(&int_path);
@@ -206,7 +206,7 @@ fn latency_is_written_in_100ns_units_at_its_slot() {
         (32, Duration::from_nanos(6_553_499), 65534),
         (127, Duration::ZERO, 0),
     ] {
-        fs::write(&mon_path, vec![0xeeu8; 4096]).unwrap();
+        overwrite(&mon_path, &[0xeeu8; 4096]);
         assert!(dev.signaller(1, Some(m)).unwrap().set_latency(dur).unwrap());
         let page = fs::read(&mon_path).unwrap();
         let slot = 576 + 2 * m as usize;
@@ -233,7 +233,7 @@ fn latency_is_written_in_100ns_units_at_its_slot() {
         s.set_latency_100ns(u16::MAX),
         Err(UioError::LatencyTooLarge { .. })
     ));
-    fs::write(&mon_path, vec![0u8; 4096]).unwrap();
+    overwrite(&mon_path, &[0u8; 4096]);
     assert!(
         !dev.signaller(1, None)
             .unwrap()
@@ -289,13 +289,15 @@ fn subchannels_appear_as_their_ring_files_do() {
     let writer = std::thread::spawn(move || {
         std::thread::sleep(Duration::from_millis(30));
         let tmp = dir.join(".ring.tmp");
-        fs::File::create(&tmp).unwrap().set_len(8192 * 4).unwrap();
+        let file = crate::memfd::sealed("ring", 8192 * 4).unwrap();
+        std::os::unix::fs::symlink(crate::memfd::proc_path(&file), &tmp).unwrap();
         fs::rename(tmp, dir.join("ring")).unwrap();
+        file
     });
     let subs = dev
         .wait_subchannels(2, Duration::from_millis(5), 1000)
         .unwrap();
-    writer.join().unwrap();
+    let _ring_file = writer.join().unwrap();
     let ids: Vec<_> = subs
         .iter()
         .map(|s| (s.relid, s.subchannel_id, s.monitor_id))
@@ -355,20 +357,25 @@ fn open_refuses_broken_trees() {
 
     // Wrong control-page magic.
     let (tree, info) = tree_with_nic(None);
-    fs::write(backing(&tree, "ctl"), vec![0u8; 4096]).unwrap();
+    overwrite(&backing(&tree, "ctl"), &[0u8; 4096]);
     assert!(matches!(
         UioDevice::open(tree.root(), &info),
         Err(UioError::BadControlPage { found: 0, .. })
     ));
 
+    // A backing file that is not sealed against shrinking: a peer could SIGBUS us through it.
+    let (tree, info) = tree_with_nic(None);
+    let map3 = backing(&tree, "map3");
+    fs::remove_file(&map3).unwrap();
+    fs::File::create(&map3).unwrap().set_len(65536).unwrap();
+    match UioDevice::open(tree.root(), &info).unwrap_err() {
+        UioError::NotSealed { path, .. } => assert!(path.ends_with("map3")),
+        other => panic!("{other}"),
+    }
+
     // A backing file shorter than sysfs says.
     let (tree, info) = tree_with_nic(None);
-    fs::File::options()
-        .write(true)
-        .open(backing(&tree, "map3"))
-        .unwrap()
-        .set_len(4096)
-        .unwrap();
+    tree.sealed_file(&backing(&tree, "map3"), 4096);
     match UioDevice::open(tree.root(), &info).unwrap_err() {
         UioError::BadSize {
             path, size: 4096, ..
@@ -438,15 +445,17 @@ fn char_device_is_mapped_at_page_offsets() {
     assert_eq!(read_u64(&backing(&tree, "ctl"), ctl::IRQ_WRITES as u64), 0);
 }
 
-/// Lines of /proc/self/maps and targets of /proc/self/fd that lie under `root`.
-fn resources_under(root: &Path) -> (usize, usize) {
+/// Lines of /proc/self/maps and targets of /proc/self/fd that lie under `root` or are the fake tree's memfds.
+fn resources_under(root: &Path, memfd: &str) -> (usize, usize) {
     let root = root.to_string_lossy().into_owned();
+    let memfd = format!("/memfd:{memfd} ");
+    let ours = |s: &str| s.contains(&root) || format!("{s} ").contains(&memfd);
     let maps = fs::read_to_string("/proc/self/maps").unwrap();
-    let mapped = maps.lines().filter(|l| l.contains(&root)).count();
+    let mapped = maps.lines().filter(|l| ours(l)).count();
     let fds = fs::read_dir("/proc/self/fd")
         .unwrap()
         .filter_map(|e| fs::read_link(e.ok()?.path()).ok())
-        .filter(|t| t.to_string_lossy().contains(&root))
+        .filter(|t| ours(&t.to_string_lossy()))
         .count();
     (mapped, fds)
 }
@@ -456,19 +465,21 @@ fn thousand_open_close_cycles_leak_nothing() {
     let (tree, info) = tree_with_nic(Some(3));
     tree.add_channel(U, 15, 1, None, Some(16384));
     let root = tree.root().canonicalize().unwrap();
-    assert_eq!(resources_under(&root), (0, 0));
+    // The tree itself holds its memfds open (as the emulator does) and maps nothing.
+    let (maps0, fds0) = resources_under(&root, &tree.memfd_name());
+    assert_eq!(maps0, 0);
     for i in 0..1000 {
         let dev = UioDevice::open(tree.root(), &info).unwrap();
         let sig = dev.primary_signaller().unwrap();
         let sub = dev.map_subchannel(15).unwrap();
         if i == 0 {
-            // Five maps + the control page + the subchannel ring are mapped; no fd stays open.
-            assert_eq!(resources_under(&root), (7, 0));
+            // Five maps + the control page + the subchannel ring are mapped; no fd of ours stays open.
+            assert_eq!(resources_under(&root, &tree.memfd_name()), (7, fds0));
         }
         sig.signal().unwrap();
         drop((dev, sig, sub));
     }
-    assert_eq!(resources_under(&root), (0, 0));
+    assert_eq!(resources_under(&root, &tree.memfd_name()), (0, fds0));
     assert_eq!(
         read_u32(&backing(&tree, "ctl"), ctl::OPEN_COUNT as u64),
         1000

@@ -162,6 +162,39 @@ mod tests {
     use super::*;
     use std::os::unix::fs::FileExt;
 
+    /// The host reaches DMA memory through `/proc/<pid>/map_files` (or reads it in process): a peer's truncate of
+    /// it must fail, so neither we nor an in-process emulator reading it can be killed with SIGBUS.
+    #[test]
+    fn dma_memory_cannot_be_shrunk_by_a_peer() {
+        let dma = DmaMemory::alloc(3 * 4096, IovaMode::Va).unwrap();
+        let start = dma.mem.as_ptr() as usize;
+        let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+        let line = maps
+            .lines()
+            .find(|l| l.starts_with(&format!("{start:x}-")))
+            .expect("the DMA mapping is listed");
+        assert!(line.contains("/memfd:netvsc-dma"), "{line}");
+        let range = line.split_whitespace().next().unwrap();
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .open(format!("/proc/self/map_files/{range}"))
+        {
+            Ok(peer) => {
+                let e = peer.set_len(0).unwrap_err();
+                assert_eq!(e.raw_os_error(), Some(libc::EPERM), "{e}");
+                assert_eq!(crate::memfd::seals(&peer), crate::memfd::SEALS);
+            }
+            // map_files needs CAP_SYS_ADMIN; without it no peer can reach the memory by a path at all.
+            Err(e) => {
+                eprintln!("map_files not open to this process ({e}); seals checked by memfd tests")
+            }
+        }
+        dma.mem.write(dma.len() - 1, &[7]).unwrap();
+        let mut b = [0u8];
+        dma.mem.read(dma.len() - 1, &mut b).unwrap();
+        assert_eq!(b, [7], "still mapped and usable");
+    }
+
     #[test]
     fn va_mode_addresses_are_virtual() {
         let dma = DmaMemory::alloc(10_000, IovaMode::Va).unwrap();

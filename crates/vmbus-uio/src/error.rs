@@ -168,6 +168,24 @@ pub enum UioError {
         #[source]
         source: MemError,
     },
+    /// Another live process owns the device (or the emulator directory): its lock is held.
+    #[error("{path}: in use by pid {pid}")]
+    Busy {
+        /// The lock file.
+        path: PathBuf,
+        /// The owner's pid (0 if it could not be read).
+        pid: u32,
+    },
+    /// An emulated backing file could be shrunk under us (a peer's truncate would kill this process with SIGBUS).
+    #[error(
+        "{path}: backing file is not sealed against shrinking (seals {seals:#x}); refusing to map it"
+    )]
+    NotSealed {
+        /// The map file.
+        path: PathBuf,
+        /// The seals it has (`F_GET_SEALS`; -1 for a file that cannot be sealed).
+        seals: i32,
+    },
     /// An invalid argument from the caller.
     #[error("{0}")]
     Invalid(String),

@@ -52,12 +52,15 @@ impl DevSpec {
 
 pub(crate) struct FakeTree {
     dir: TempDir,
+    /// The sealed memfds behind the map and ring files (symlinks to `/proc/<pid>/fd/N`, as the emulator's tree).
+    backing: std::sync::Mutex<Vec<fs::File>>,
 }
 
 impl FakeTree {
     pub fn new() -> Self {
         let tree = Self {
             dir: tempfile::tempdir().expect("temp dir"),
+            backing: std::sync::Mutex::new(Vec::new()),
         };
         fs::create_dir_all(tree.root().join("sys/bus/vmbus/drivers/uio_hv_generic")).unwrap();
         fs::create_dir_all(tree.root().join("sys/bus/vmbus/drivers/hv_netvsc")).unwrap();
@@ -68,6 +71,21 @@ impl FakeTree {
 
     pub fn root(&self) -> &Path {
         self.dir.path()
+    }
+
+    /// The name of this tree's memfds (unique per tree, so tests running side by side can tell theirs apart).
+    pub fn memfd_name(&self) -> String {
+        let dir = self.dir.path().file_name().unwrap_or_default();
+        format!("fake-tree-{}", dir.to_string_lossy())
+    }
+
+    /// Make `path` a symlink to a new sealed memfd of `len` bytes (replacing whatever was there), as the emulator
+    /// backs its maps; the memfd lives as long as the tree.
+    pub fn sealed_file(&self, path: &Path, len: u64) {
+        let file = crate::memfd::sealed(&self.memfd_name(), len).unwrap();
+        let _ = fs::remove_file(path);
+        symlink(crate::memfd::proc_path(&file), path).unwrap();
+        self.backing.lock().unwrap().push(file);
     }
 
     pub fn dev_dir(&self, uuid: &str) -> PathBuf {
@@ -111,12 +129,10 @@ impl FakeTree {
                     .map(|h| u64::from_str_radix(h, 16))
                     .unwrap_or_else(|| size.parse())
                     .unwrap_or(0);
-                let file = fs::File::create(backing.join(format!("map{k}"))).unwrap();
-                file.set_len(bytes).unwrap();
+                self.sealed_file(&backing.join(format!("map{k}")), bytes);
             }
-            let mut ctl = vec![0u8; 4096];
-            ctl[..4].copy_from_slice(&CTL_MAGIC.to_le_bytes());
-            fs::write(backing.join("ctl"), ctl).unwrap();
+            self.sealed_file(&backing.join("ctl"), 4096);
+            overwrite(&backing.join("ctl"), &CTL_MAGIC.to_le_bytes());
         }
         dev
     }
@@ -137,8 +153,18 @@ impl FakeTree {
             fs::write(dir.join("monitor_id"), format!("{m}\n")).unwrap();
         }
         if let Some(len) = ring {
-            let file = fs::File::create(dir.join("ring")).unwrap();
-            file.set_len(len).unwrap();
+            self.sealed_file(&dir.join("ring"), len);
         }
     }
+}
+
+/// Write `bytes` at the start of `path` without truncating it (a sealed file cannot be truncated).
+pub(crate) fn overwrite(path: &Path, bytes: &[u8]) {
+    use std::os::unix::fs::FileExt;
+    fs::OpenOptions::new()
+        .write(true)
+        .open(path)
+        .unwrap()
+        .write_all_at(bytes, 0)
+        .unwrap();
 }

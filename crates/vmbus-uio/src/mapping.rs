@@ -48,14 +48,17 @@ impl Mapping {
         Self::mmap(len, libc::MAP_SHARED, fd.as_raw_fd(), offset, path)
     }
 
-    /// Anonymous shared memory (`MAP_SHARED | MAP_ANONYMOUS`), zero filled.
+    /// Shared memory of our own, zero filled: a sealed memfd (see [`crate::memfd`]) mapped `MAP_SHARED`, so a peer
+    /// that reaches it (through `/proc/<pid>/map_files`) can read and write it but never shrink it under us or
+    /// under another reader. The descriptor is closed once mapped; the mapping keeps the memory.
     pub(crate) fn anonymous(len: usize) -> Result<Self, UioError> {
+        let file = crate::memfd::sealed("netvsc-dma", len as u64)?;
         Self::mmap(
             len,
-            libc::MAP_SHARED | libc::MAP_ANONYMOUS,
-            -1,
+            libc::MAP_SHARED,
+            file.as_raw_fd(),
             0,
-            Path::new("anonymous memory"),
+            Path::new("memfd:netvsc-dma"),
         )
     }
 

@@ -68,6 +68,24 @@ impl Signaller {
         })
     }
 
+    /// A signaller whose interrupt page, monitor page and control page are private memory nobody reads: for
+    /// harnesses that drive a channel without a device (the driver's fuzzing entry points, unit tests).
+    #[doc(hidden)]
+    pub fn in_memory(relid: u32, monitor_id: Option<u8>) -> Result<Self, UioError> {
+        let irq = IrqControl::Emulated {
+            ctl: SharedMem::alloc(4096),
+            rings: SharedMem::alloc(2 * 8192),
+            ring_half: 8192,
+        };
+        Self::new(
+            relid,
+            monitor_id,
+            SharedMem::alloc(4096),
+            SharedMem::alloc(4096),
+            Arc::new(irq),
+        )
+    }
+
     /// The channel's relid.
     pub fn relid(&self) -> u32 {
         self.relid

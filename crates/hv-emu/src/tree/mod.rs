@@ -1,7 +1,10 @@
 //! The emulated device tree: the sysfs files and uio maps `uio_hv_generic` would present for one synthetic NIC,
-//! written under a directory D (see docs/contracts.md "The emulated device tree"). Each uio map is a sparse backing
-//! file under `D/dev/uioN.maps/`; the host maps those files shared, and the guest maps the same files (directly via
-//! vmbus-uio, or through the LD_PRELOAD interposer for unmodified programs), so both see the same memory.
+//! written under a directory D (see docs/contracts.md "The emulated device tree"). Each uio map (and the control
+//! page, and every channel's `ring`) is a sealed memfd the emulator keeps open — `F_SEAL_SHRINK | F_SEAL_GROW |
+//! F_SEAL_SEAL`, so no process can change its size and kill the others with SIGBUS — reached through a symlink
+//! `D/dev/uioN.maps/mapK -> /proc/<emulator pid>/fd/<fd>`. The host maps the memfd shared, and the guest maps the
+//! same memory by opening the path (directly via vmbus-uio, which checks the seals, or through the LD_PRELOAD
+//! interposer for unmodified programs). The links dangle once the emulator is gone.
 
 mod ctl;
 mod mmap;
@@ -188,6 +191,27 @@ pub struct DeviceTree {
     send_buf: SharedMem,
     ctl: ControlPage,
     subchannels: Mutex<Vec<(u32, SharedMem)>>,
+    /// The sealed memfds behind every map and ring file (their symlinks point at these descriptors).
+    backing: Mutex<Vec<fs::File>>,
+}
+
+/// A sealed memfd of `len` bytes reached through a new symlink at `path`, mapped shared by the host. The memfd goes
+/// into `keep` (the tree holds it open for as long as it serves).
+fn sealed_backing(
+    path: &Path,
+    len: usize,
+    keep: &mut Vec<fs::File>,
+) -> Result<SharedMem, TreeError> {
+    let name = path
+        .file_name()
+        .map_or_else(|| "map".into(), |n| n.to_string_lossy().into_owned());
+    let file = vmbus_uio::memfd::sealed(&format!("hv-emu-{name}"), len as u64)
+        .map_err(|e| TreeError::io("create sealed memfd for", path, io::Error::other(e)))?;
+    let target = vmbus_uio::memfd::proc_path(&file);
+    sysfs::symlink(&target.to_string_lossy(), path)?;
+    let mem = MappedFile::map(&file, len).map_err(|e| TreeError::io("map", path, e))?;
+    keep.push(file);
+    Ok(SharedMem::new(std::sync::Arc::new(mem)))
 }
 
 impl DeviceTree {
@@ -240,43 +264,44 @@ impl DeviceTree {
                 &sysfs::hex64(0xffff_9000_0000_0000 + ((k as u64) << 32)),
             )?;
             sysfs::write(&map_dir.join("offset"), &sysfs::hex64(0))?;
-            sysfs::sized_file(&maps_dir.join(format!("map{k}")), sizes[k] as u64)?;
         }
-        sysfs::sized_file(&maps_dir.join("ctl"), CTL_SIZE as u64)?;
+        let mut backing = Vec::with_capacity(8);
+        let mut maps = Vec::with_capacity(5);
+        for (k, size) in sizes.iter().enumerate() {
+            let path = maps_dir.join(format!("map{k}"));
+            maps.push(sealed_backing(&path, *size, &mut backing)?);
+        }
+        let ctl_mem = sealed_backing(&maps_dir.join("ctl"), CTL_SIZE, &mut backing)?;
         sysfs::sized_file(&root.join(format!("dev/uio{n}")), 0)?;
         sysfs::symlink(
             &format!("../../bus/vmbus/devices/{}/uio/uio{n}", config.uuid),
             &root.join(format!("sys/class/uio/uio{n}")),
         )?;
 
-        // The primary channel directory; its ring is map 0 itself (a hard link: same inode, same pages).
+        // The primary channel directory; its ring is map 0 itself (a link to the same memfd: same pages).
         let chan_dir = dev_dir.join(format!("channels/{}", config.relid));
         write_channel_attrs(&chan_dir, 0, config.monitor_id)?;
-        let ring = chan_dir.join("ring");
-        let _ = fs::remove_file(&ring);
-        fs::hard_link(maps_dir.join("map0"), &ring)
-            .map_err(|e| TreeError::io("hard-link primary ring", &ring, e))?;
+        let map0 = vmbus_uio::memfd::proc_path(&backing[0]);
+        sysfs::symlink(&map0.to_string_lossy(), &chan_dir.join("ring"))?;
 
-        let map = |name: String| -> Result<SharedMem, TreeError> {
-            let path = maps_dir.join(name);
-            MappedFile::shared(&path).map_err(|e| TreeError::io("map", &path, e))
-        };
-        let ctl_mem = map("ctl".into())?;
         let ctl = ControlPage::new(ctl_mem)
             .map_err(|e| TreeError::io("use control page", &maps_dir, io::Error::other(e)))?;
         ctl.init().map_err(|e| {
             TreeError::io("initialise control page", &maps_dir, io::Error::other(e))
         })?;
+        let [rings, int_page, monitor_page, recv_buf, send_buf]: [SharedMem; 5] =
+            maps.try_into().expect("five maps were made");
         Ok(Self {
             root: root.to_owned(),
             config: config.clone(),
-            rings: map("map0".into())?,
-            int_page: map("map1".into())?,
-            monitor_page: map("map2".into())?,
-            recv_buf: map("map3".into())?,
-            send_buf: map("map4".into())?,
+            rings,
+            int_page,
+            monitor_page,
+            recv_buf,
+            send_buf,
             ctl,
             subchannels: Mutex::new(Vec::new()),
+            backing: Mutex::new(backing),
         })
     }
 
@@ -299,8 +324,8 @@ impl DeviceTree {
         let dir = self.channel_dir(relid);
         write_channel_attrs(&dir, subchannel_id, monitor_id)?;
         let tmp = dir.join(".ring.tmp");
-        sysfs::sized_file(&tmp, self.config.rings_size() as u64)?;
-        let mem = MappedFile::shared(&tmp).map_err(|e| TreeError::io("map", &tmp, e))?;
+        let mut backing = self.backing.lock().unwrap_or_else(|p| p.into_inner());
+        let mem = sealed_backing(&tmp, self.config.rings_size(), &mut backing)?;
         let ring = dir.join("ring");
         fs::rename(&tmp, &ring).map_err(|e| TreeError::io("publish ring", &ring, e))?;
         subs.push((relid, mem.clone()));
@@ -318,7 +343,7 @@ impl DeviceTree {
     /// Delete everything the tree (and [`crate::interposer::install`]) wrote under the root; the root itself is
     /// removed if that leaves it empty. Mappings already handed out stay valid until dropped.
     pub fn remove(self) -> Result<(), TreeError> {
-        for sub in ["sys", "dev", "lib"] {
+        for sub in ["sys", "dev", "lib", "run"] {
             let p = self.root.join(sub);
             match fs::remove_dir_all(&p) {
                 Ok(()) => {}

@@ -145,8 +145,66 @@ fn host_mappings_are_the_backing_files_and_primary_ring_is_map0() {
     let map1 = dir.path().join("dev/uio3.maps/map1");
     let mut page = vec![0u8; 4096];
     page[2048] = 0x42;
-    fs::write(&map1, &page).unwrap();
+    use std::os::unix::fs::FileExt;
+    let f = fs::OpenOptions::new().write(true).open(&map1).unwrap();
+    f.write_all_at(&page, 0).unwrap();
     assert_eq!(tree.int_page().load_u32(2048).unwrap(), 0x42);
+}
+
+/// No guest can shrink (or grow) what the host maps: every map, the control page and every ring is a sealed memfd,
+/// so a truncate through the tree (or an O_TRUNC open) fails with EPERM and the host's mappings stay whole.
+#[test]
+fn backing_memory_cannot_be_truncated_through_the_tree() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = small_config();
+    let tree = DeviceTree::create(dir.path(), &cfg).unwrap();
+    tree.add_subchannel(18, 1, None).unwrap();
+    let maps = dir.path().join("dev/uio3.maps");
+    let mut paths: Vec<_> = (0..5).map(|k| maps.join(format!("map{k}"))).collect();
+    paths.push(maps.join("ctl"));
+    paths.push(tree.channel_dir(17).join("ring"));
+    paths.push(tree.channel_dir(18).join("ring"));
+    for p in &paths {
+        let target = fs::read_link(p).unwrap();
+        assert!(
+            target.starts_with(format!("/proc/{}/fd/", std::process::id())),
+            "{target:?}"
+        );
+        let f = fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(p)
+            .unwrap();
+        let len = f.metadata().unwrap().len();
+        for size in [0, len / 2, len + 4096] {
+            let e = f.set_len(size).unwrap_err();
+            assert_eq!(e.raw_os_error(), Some(libc::EPERM), "{p:?} to {size}: {e}");
+        }
+        let e = fs::OpenOptions::new()
+            .write(true)
+            .truncate(true)
+            .open(p)
+            .unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::EPERM), "O_TRUNC {p:?}: {e}");
+        assert_eq!(
+            vmbus_uio::memfd::seals(&f),
+            vmbus_uio::memfd::SEALS,
+            "{p:?}"
+        );
+    }
+    // The host's mappings are still whole: touching their last bytes does not fault.
+    for mem in [
+        tree.rings(),
+        tree.recv_buf(),
+        tree.send_buf(),
+        tree.int_page(),
+    ] {
+        mem.write(mem.len() - 1, &[1]).unwrap();
+    }
+    tree.subchannel(18)
+        .unwrap()
+        .write(2 * cfg.ring_size - 1, &[1])
+        .unwrap();
 }
 
 #[test]
