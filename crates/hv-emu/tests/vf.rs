@@ -139,6 +139,17 @@ impl Raw {
     }
 
     /// Frames received within `timeout` (incoming only).
+    /// Frames until `want` have arrived (up to `limit`, for a loaded machine), then 100 ms more to catch extras.
+    fn recv_want(&self, want: usize, limit: Duration) -> Vec<Vec<u8>> {
+        let end = Instant::now() + limit;
+        let mut out = Vec::new();
+        while out.len() < want && Instant::now() < end {
+            out.extend(self.recv_all(Duration::from_millis(20)));
+        }
+        out.extend(self.recv_all(Duration::from_millis(100)));
+        out
+    }
+
     fn recv_all(&self, timeout: Duration) -> Vec<Vec<u8>> {
         let end = Instant::now() + timeout;
         let mut out = Vec::new();
@@ -346,7 +357,7 @@ fn datapath_vf_sends_unicast_over_the_veth_and_broadcast_over_the_ring() {
         vec![&bcast[..], &mcast[..]],
         "broadcast and multicast stay synthetic"
     );
-    let on_vf = raw.recv_all(Duration::from_millis(300));
+    let on_vf = raw.recv_want(5, Duration::from_secs(5));
     assert_eq!(on_vf.len(), 5, "unicast on the VF netdev");
     assert!(on_vf.iter().all(|f| *f == uni));
     assert!(
@@ -398,7 +409,7 @@ fn a_vf_mac_other_than_the_synthetic_one_gets_its_own_unicast() {
     g.expect_completion(t);
     cap.inject(&build_flow_frame(vfmac, 1, 100));
     cap.inject(&build_flow_frame(MAC, 2, 100));
-    assert_eq!(raw.recv_all(Duration::from_millis(300)).len(), 1);
+    assert_eq!(raw.recv_want(1, Duration::from_secs(5)).len(), 1);
     assert_eq!(
         g.receive_frames(1, Duration::from_secs(1), true).len(),
         1,
@@ -411,7 +422,7 @@ fn a_vf_mac_other_than_the_synthetic_one_gets_its_own_unicast() {
         Err(VfError::Invalid(_))
     ));
     cap.inject(&build_flow_frame(MAC, 3, 100));
-    assert_eq!(raw.recv_all(Duration::from_millis(300)).len(), 1);
+    assert_eq!(raw.recv_want(1, Duration::from_secs(5)).len(), 1);
     assert_eq!(e.vf_state().unwrap().mac, "00:15:5d:00:00:01");
 }
 
@@ -629,7 +640,7 @@ fn the_guest_end_can_live_in_another_namespace() {
     let got = in_netns(&ns, || {
         let raw = Raw::open(VF);
         cap.inject(&build_flow_frame(MAC, 1, 128));
-        raw.recv_all(Duration::from_millis(300))
+        raw.recv_want(1, Duration::from_secs(5))
     });
     assert_eq!(got.len(), 1, "unicast reached the VF in its namespace");
     drop(e);
