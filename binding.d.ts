@@ -229,7 +229,7 @@ export interface EmulatorOptions {
   /** TAP interface name for `tap`. */
   tapName?: string
   generator?: GeneratorOptions
-  /** Mirror both directions into this pcap file. */
+  /** Mirror both directions into this pcapng file. */
   pcap?: string
   /** Host workers spin instead of sleeping. */
   busyPoll?: boolean

@@ -5,6 +5,7 @@ import * as fs from 'node:fs'
 import * as path from 'node:path'
 import { writeFakeTree, sampleDevices } from '../src/fake-sysfs.js'
 import { readPcap } from '../src/pcap.js'
+import { main } from '../src/cli.js'
 import { emulator, runCli, scratchDir } from './helpers.js'
 
 test('every command has --help', (t) => {
@@ -38,6 +39,62 @@ test('bad arguments exit 2 with a one-line reason', (t) => {
     t.regex(r.stderr, /^netvsc: [^\n]+\n$/, args.join(' '))
     t.regex(r.stderr, reason, args.join(' '))
   }
+})
+
+test('every util.parseArgs error and every bad value: status 2 and one line of our own (in process)', async (t) => {
+  const cases: Array<[string[], RegExp]> = [
+    // Every util.parseArgs error, in our words.
+    [['list', '--frobnicate'], /^netvsc: unknown option '--frobnicate'/],
+    [['list', '-q'], /^netvsc: unknown option '-q'/],
+    [['list', '--root'], /^netvsc: option '--root' needs a value\n$/],
+    [['list', '--root', '--json'], /^netvsc: option '--root' needs a value, got the option '--json'/],
+    [['list', '--json=yes'], /^netvsc: option '--json' takes no value/],
+    [['list', 'extra'], /^netvsc: unexpected argument 'extra'/],
+    [['--frobnicate'], /^netvsc: unknown option '--frobnicate'/],
+    [['frobnicate'], /^netvsc: unknown command 'frobnicate'/],
+    // Bad values.
+    [['list', '--root', '/nonexistent/netvsc-root'], /option '--root': \/nonexistent\/netvsc-root does not exist/],
+    [['info', 'x', '--root', '/nonexistent/netvsc-root'], /does not exist/],
+    [['stats', 'x', '--root', '/nonexistent/netvsc-root'], /does not exist/],
+    [['bind', 'x', '--root', '/nonexistent/netvsc-root'], /does not exist/],
+    [['info', 'x', '--devargs', 'latency=soon'], /^netvsc: option '--devargs': key `latency` value `soon`/],
+    [['stats', 'x', '--devargs', 'bogus=1'], /^netvsc: option '--devargs': /],
+    [['emulate', '--dir', '/tmp/x', '--uuid', 'not-a-uuid'], /^netvsc: option '--uuid' needs a uuid/],
+    [['emulate', '--dir', __filename], /^netvsc: option '--dir': .* exists and is not a directory/],
+  ]
+  for (const [args, reason] of cases) {
+    let out = ''
+    let err = ''
+    const status = await main(args, { out: (s) => (out += s), err: (s) => (err += s), tty: false })
+    t.is(status, 2, `${args.join(' ')}: ${err}`)
+    t.is(out, '')
+    t.regex(err, /^netvsc: [^\n]+\n$/, args.join(' '))
+    t.regex(err, reason, args.join(' '))
+    t.notRegex(err, /ambiguous|Unknown option|argument missing|does not take an argument|positional|EEXIST|ENOENT|\bat /, `raw Node text: ${err}`)
+  }
+})
+
+test('--version prints the package version, without loading the addon', (t) => {
+  const { version } = JSON.parse(fs.readFileSync(path.join(__dirname, '..', 'package.json'), 'utf8')) as { version: string }
+  for (const flag of ['--version', '-V', 'version']) {
+    const r = runCli([flag])
+    t.is(r.status, 0, r.stderr)
+    t.is(r.stdout, `${version}\n`)
+  }
+  const help = runCli(['--help'])
+  t.regex(help.stdout, /netvsc --version/)
+})
+
+test('without a loadable addon, --help and --version work and a command says what to install in one line', (t) => {
+  const { spawnSync } = require('node:child_process') as typeof import('node:child_process')
+  const env = { ...process.env, NAPI_RS_NATIVE_LIBRARY_PATH: path.join(scratchDir('noaddon'), 'missing.node') }
+  const run = (args: string[]) =>
+    spawnSync(process.execPath, ['--import', 'tsx', path.join(__dirname, '..', 'src/cli.ts'), ...args], { encoding: 'utf8', env })
+  t.is(run(['--help']).status, 0)
+  t.is(run(['--version']).status, 0)
+  const r = run(['list'])
+  t.is(r.status, 1)
+  t.regex(r.stderr, /^netvsc: the native addon for linux\/\w+ is missing \([^\n]*npm rebuild netvsc\n$/)
 })
 
 test('bind --dry-run prints the sysfs steps; bind writes them; safety check refuses the only route', (t) => {
@@ -98,6 +155,8 @@ test.serial('info, stats, xstats and capture against the emulator', (t) => {
     const frames = readPcap(file)
     t.is(frames.length, 5)
     t.true(frames.every((f) => f.length === 128 && f.subarray(0, 6).equals(Buffer.from([0, 0x15, 0x5d, 0, 0, 1]))))
+    const missing = runCli(['stats', emu.uuid, '--root', dir, '--devargs', 'latency=abc'])
+    t.is(missing.status, 2, 'bad devargs are bad usage')
     const bad = runCli(['stats', '00000000-0000-0000-0000-000000000000', '--root', dir])
     t.is(bad.status, 1)
     t.regex(bad.stderr, /^netvsc: ERR_NETVSC_DEVICE_NOT_FOUND: /)
@@ -131,6 +190,42 @@ test('emulate serves until SIGTERM and writes the stats JSON; --run without root
     t.is(r.status, 1)
     t.regex(r.stderr, /^netvsc: cannot run guests: /)
   }
+})
+
+test.serial('stats covers every queue the host offers', (t) => {
+  const { emu, dir, dispose } = emulator({ backend: 'generator', maxQueues: 4, generator: { ratePps: 2000, frameSizes: [128] } })
+  try {
+    const r = runCli(['stats', emu.uuid, '--root', dir, '--interval', '200', '--json'])
+    t.is(r.status, 0, r.stderr)
+    const s = JSON.parse(r.stdout) as { ipackets: number; queues: Array<{ queue: number; rxPackets: number }> }
+    t.deepEqual(s.queues.map((q) => q.queue), [0, 1, 2, 3])
+    t.is(s.queues.reduce((a, q) => a + q.rxPackets, 0), s.ipackets, 'the port total is the sum over all queues')
+    const text = runCli(['stats', emu.uuid, '--root', dir, '--interval', '100'])
+    t.is(text.status, 0, text.stderr)
+    t.is(text.stdout.split('\n').filter((l) => /^[0-3] +\d/.test(l)).length, 4)
+  } finally {
+    dispose()
+  }
+})
+
+test('demo piped: one progress line per step, and tx = rx + drops by reason (loopback overflow included)', (t) => {
+  const r = runCli(['demo', '--seconds', '1', '--queues', '2'], { timeout: 60_000 })
+  t.is(r.status, 0, r.stderr)
+  const progress = r.stdout.split('\n').filter((l) => /^\[[#.]{30}\] +\d+%/.test(l))
+  t.true(progress.length >= 8, `progress lines: ${progress.length}`)
+  t.regex(progress.at(-1) ?? '', /100%/)
+  const m = /^tx (\d+) = rx (\d+) \+ dropped (\d+) \((.*)\) \+ in flight (\d+)$/m.exec(r.stdout)
+  t.truthy(m, r.stdout)
+  const [, tx, rx, dropped, reasons, inFlight] = m!
+  t.is(Number(tx), Number(rx) + Number(dropped) + Number(inFlight))
+  t.regex(reasons!, /loopback overflow \d+/)
+  const byReason = [...reasons!.matchAll(/ (\d+)(,|$)/g)].reduce((a, x) => a + Number(x[1]), 0)
+  t.is(byReason, Number(dropped), 'the reasons add up to the drops')
+  const j = JSON.parse(runCli(['demo', '--seconds', '1', '--json'], { timeout: 60_000 }).stdout)
+  t.is(j.inFlight, 0, 'after the drain every frame is received or counted as dropped')
+  t.is(j.sent, j.received + j.dropped)
+  t.is(typeof j.drops.backendOverflow, 'number')
+  t.is(j.host.totals?.drops?.backendOverflow ?? j.host.drops.backendOverflow, j.drops.backendOverflow)
 })
 
 test('demo shows the link event, traffic and per-queue stats', (t) => {

@@ -3,17 +3,14 @@
  * The `netvsc` command. `netvsc list [--root DIR] [--json]` lists the vmbus devices (netvsc NICs and others) with
  * their uio maps and channels. Exit status: 0 success, 1 the operation failed, 2 bad usage (one line on stderr).
  */
-import { parseArgs } from 'node:util'
-import { CommandError, runBind } from './cli/bind.js'
-import { UsageError, type Io } from './cli/common.js'
-import { runDemo } from './cli/demo.js'
-import { runCapture, runInfo, runStats } from './cli/device.js'
-import { runCtl } from './cli/ctl.js'
-import { runEmulate } from './cli/emulate.js'
-import { NetvscError, listDevices } from './index.js'
+import * as fs from 'node:fs'
+import * as path from 'node:path'
+import { CommandError, UsageError, parse, rootOption, type Io } from './cli/common.js'
+import { NetvscError } from './errors.js'
 import { formatDeviceTable } from './format.js'
 
 export const HELP = `Usage: netvsc <command> [options]
+       netvsc --version
 
 User-space poll-mode driver for the Hyper-V synthetic NIC (netvsc over uio_hv_generic).
 
@@ -36,24 +33,14 @@ Options of list:
 Every command takes --help. Exit status: 0 success, 1 the operation failed, 2 bad usage.
 `
 
-function runList(args: string[], io: Io): number {
-  let parsed
-  try {
-    parsed = parseArgs({
-      args,
-      options: { root: { type: 'string' }, json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } },
-      strict: true,
-      allowPositionals: false,
-    })
-  } catch (err) {
-    throw new UsageError(err instanceof Error ? err.message : String(err))
-  }
-  const { root, json, help } = parsed.values
+function runList(args: string[], io: Io, listDevices: typeof import('./index.js').listDevices): number {
+  const { values, help } = parse(args, { root: { type: 'string' }, json: { type: 'boolean' } }, { min: 0, max: 0, names: '' })
+  const { root, json } = values
   if (help) {
     io.out(HELP)
     return 0
   }
-  if (root === '') throw new UsageError("option '--root' needs a non-empty directory")
+  rootOption(root)
   const devices = listDevices(root === undefined ? {} : { root })
   if (json) io.out(`${JSON.stringify(devices, null, 2)}\n`)
   else if (devices.length === 0) io.out(`no vmbus devices under ${root ?? '/'}\n`)
@@ -61,17 +48,86 @@ function runList(args: string[], io: Io): number {
   return 0
 }
 
-const COMMANDS: Record<string, (args: string[], io: Io) => number | Promise<number>> = {
-  list: runList,
-  bind: (a, io) => runBind(a, io, false),
-  unbind: (a, io) => runBind(a, io, true),
-  info: runInfo,
-  emulate: runEmulate,
-  ctl: runCtl,
-  demo: runDemo,
-  capture: runCapture,
-  stats: (a, io) => runStats(a, io, false),
-  xstats: (a, io) => runStats(a, io, true),
+type Run = (args: string[], io: Io) => number | Promise<number>
+
+/**
+ * Each command's module is loaded only when that command runs: the modules load the native addon, and `--help`,
+ * `--version` and bad usage must work (and say what is wrong) on a machine where the addon is not installed.
+ */
+const COMMANDS: Record<string, () => Promise<Run>> = {
+  list: async () => {
+    const { listDevices } = await import('./index.js')
+    return (a, io) => runList(a, io, listDevices)
+  },
+  bind: async () => {
+    const { runBind } = await import('./cli/bind.js')
+    return (a, io) => runBind(a, io, false)
+  },
+  unbind: async () => {
+    const { runBind } = await import('./cli/bind.js')
+    return (a, io) => runBind(a, io, true)
+  },
+  info: async () => (await import('./cli/device.js')).runInfo,
+  emulate: async () => (await import('./cli/emulate.js')).runEmulate,
+  ctl: async () => (await import('./cli/ctl.js')).runCtl,
+  demo: async () => (await import('./cli/demo.js')).runDemo,
+  capture: async () => (await import('./cli/device.js')).runCapture,
+  stats: async () => {
+    const { runStats } = await import('./cli/device.js')
+    return (a, io) => runStats(a, io, false)
+  },
+  xstats: async () => {
+    const { runStats } = await import('./cli/device.js')
+    return (a, io) => runStats(a, io, true)
+  },
+}
+
+/** The version in this package's package.json (two levels up from both src/cli.ts and dist/cli.js). */
+export function packageVersion(): string {
+  const pkg = JSON.parse(fs.readFileSync(path.join(__dirname, '..', 'package.json'), 'utf8')) as { version: string }
+  return pkg.version
+}
+
+/** The addon file and prebuilt package the loader looks for on this machine, for the "not installed" message. */
+function addonNames(): { file: string; pkg: string } {
+  const glibc = Boolean((process.report?.getReport() as { header?: { glibcVersionRuntime?: string } } | undefined)?.header?.glibcVersionRuntime)
+  const abi = `${process.platform}-${process.arch}${process.platform === 'linux' ? (glibc ? '-gnu' : '-musl') : ''}`
+  return { file: `netvsc.${abi}.node`, pkg: `netvsc-${abi}` }
+}
+
+/** Loads a command's module; a native addon that cannot be loaded becomes one line saying what to install. */
+async function loadCommand(load: () => Promise<Run>): Promise<Run> {
+  try {
+    return await load()
+  } catch (err) {
+    const { file, pkg } = addonNames()
+    const why = err instanceof Error && err.message.startsWith('Cannot find native binding') ? 'it is not installed' : 'it does not load'
+    throw new CommandError(
+      `the native addon for ${process.platform}/${process.arch} is missing (${why}: neither the optional package ${pkg} nor ${file}); ` +
+        'reinstall netvsc without --omit=optional, or build it from source with Rust >= 1.88: npm rebuild netvsc',
+    )
+  }
+}
+
+const ERRNO_TEXT: Record<string, string> = {
+  ENOENT: 'no such file or directory',
+  EACCES: 'permission denied',
+  EPERM: 'operation not permitted',
+  EEXIST: 'it already exists',
+  ENOTDIR: 'a part of the path is not a directory',
+  EISDIR: 'it is a directory',
+  ENOSPC: 'no space left on the device',
+  EROFS: 'read-only file system',
+  EBUSY: 'device or resource busy',
+}
+
+/** A Node system error (fs, child_process) in our words: what we tried on which path, and why it failed. */
+function systemErrorMessage(err: unknown): string | null {
+  const e = err as NodeJS.ErrnoException | null
+  if (!(err instanceof Error) || typeof e?.code !== 'string' || typeof e.syscall !== 'string') return null
+  const verb: Record<string, string> = { open: 'open', mkdir: 'create the directory', unlink: 'remove', rmdir: 'remove', stat: 'read', lstat: 'read', scandir: 'list', spawn: 'run', write: 'write', read: 'read', rename: 'rename' }
+  const what = e.path ?? ''
+  return `cannot ${verb[e.syscall.replace(/Sync$/, '')] ?? e.syscall}${what ? ` ${what}` : ''}: ${ERRNO_TEXT[e.code] ?? e.code}`
 }
 
 /** Runs the CLI on `argv` (without node and script) and returns the exit status. */
@@ -82,8 +138,15 @@ export async function main(argv: string[], io: Io): Promise<number> {
       io.out(HELP)
       return 0
     }
-    const run = COMMANDS[command]
-    if (run === undefined) throw new UsageError(`unknown command '${command}' (try 'netvsc --help')`)
+    if (command === '--version' || command === '-V' || command === 'version') {
+      io.out(`${packageVersion()}\n`)
+      return 0
+    }
+    const load = Object.hasOwn(COMMANDS, command) ? COMMANDS[command] : undefined
+    if (load === undefined) {
+      throw new UsageError(command.startsWith('-') ? `unknown option '${command}' (try 'netvsc --help')` : `unknown command '${command}' (try 'netvsc --help')`)
+    }
+    const run = await loadCommand(load)
     return await run(rest, io)
   } catch (err) {
     if (err instanceof UsageError) {
@@ -92,6 +155,11 @@ export async function main(argv: string[], io: Io): Promise<number> {
     }
     if (err instanceof NetvscError) {
       io.err(`netvsc: ${err.code}: ${err.message.split('\n')[0]}\n`)
+      return 1
+    }
+    const sys = systemErrorMessage(err)
+    if (sys !== null) {
+      io.err(`netvsc: ${sys}\n`)
       return 1
     }
     io.err(`netvsc: ${err instanceof CommandError ? '' : 'error: '}${(err instanceof Error ? err.message : String(err)).split('\n')[0]}\n`)

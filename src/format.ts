@@ -1,5 +1,12 @@
-/** Text rendering of device lists for the CLI and the demo. */
+/** Text rendering for the CLI and the demo: the one table formatter, and the device list built on it. */
 import type { VmbusDevice } from './types.js'
+
+/** Fixed-width text table: columns padded to their widest cell, two spaces apart, no trailing blanks. */
+export function table(header: readonly string[], rows: ReadonlyArray<readonly string[]>): string {
+  const all = [header, ...rows]
+  const widths = header.map((_, i) => Math.max(...all.map((r) => (r[i] ?? '').length)))
+  return all.map((r) => r.map((c, i) => c.padEnd(widths[i] ?? 0)).join('  ').trimEnd()).join('\n')
+}
 
 const size = (n: number | null): string => {
   if (n === null) return '-'
@@ -23,9 +30,7 @@ export function formatDeviceTable(devices: readonly VmbusDevice[]): string {
     size(d.mapSizes?.send ?? null),
     d.recvGpadl !== null || d.sendGpadl !== null ? `${hexOrDash(d.recvGpadl)}/${hexOrDash(d.sendGpadl)}` : '-',
   ])
-  const all = [header, ...rows]
-  const widths = header.map((_, i) => Math.max(...all.map((r) => (r[i] ?? '').length)))
-  return all.map((r) => r.map((c, i) => c.padEnd(widths[i] ?? 0)).join('  ').trimEnd()).join('\n')
+  return table(header, rows)
 }
 
 function hexOrDash(n: number | null): string {

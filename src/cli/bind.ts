@@ -10,7 +10,7 @@ import * as os from 'node:os'
 import * as path from 'node:path'
 import { listDevices } from '../index.js'
 import type { VmbusDevice } from '../types.js'
-import { type Io, UsageError, nonEmpty, parse } from './common.js'
+import { CommandError, type Io, UsageError, nonEmpty, parse, rootOption } from './common.js'
 
 export const NETVSC_CLASS = 'f8615163-df3e-46c5-913f-f2d2f965ed0e'
 
@@ -63,7 +63,7 @@ function findDevice(root: string, key: string): VmbusDevice {
 }
 
 /** A failure that exits 1 with one line. */
-export class CommandError extends Error {}
+export { CommandError } from './common.js'
 
 /** Interfaces that carry a default route, from `<root>/proc/net/route`. */
 function defaultRouteIfaces(root: string): string[] {
@@ -139,7 +139,7 @@ export function runBind(args: string[], io: Io, unbind: boolean): number {
     io.out(BIND_HELP)
     return 0
   }
-  const root = nonEmpty('root', values.root) ?? '/'
+  const root = rootOption(values.root) ?? '/'
   const key = positionals[0] ?? ''
   if (unbind && !/^[0-9a-f-]{36}$/i.test(key)) throw new UsageError(`unbind needs a device uuid, got '${key}'`)
   const d = findDevice(root, key)

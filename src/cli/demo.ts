@@ -43,6 +43,37 @@ function frame(size: number, mac: number[], flow: number): Uint8Array {
   return f
 }
 
+/** Frames the emulated host dropped, every reason (loopback overflow included). */
+function hostDrops(d: Record<string, number>): number {
+  return Object.values(d).reduce((a, b) => a + b, 0)
+}
+
+/** Frames the driver dropped on receive (no room, bad packets). */
+function driverDrops(queues: ReadonlyArray<{ rxMissed: number; rxErrors: number }>): number {
+  return queues.reduce((a, q) => a + q.rxMissed + q.rxErrors, 0)
+}
+
+const DROP_NAMES: Record<string, string> = {
+  backendOverflow: 'loopback overflow',
+  noRxBuffer: 'no rx buffer',
+  ringFull: 'rx ring full',
+  filtered: 'filtered',
+  notReady: 'not ready',
+  tooLarge: 'too large',
+  linkDown: 'link down',
+  txMalformed: 'tx malformed',
+  driverMissed: 'driver missed',
+}
+
+/** `tx N = rx N + dropped N (loopback overflow N, <other reasons that occurred>) + in flight N`. */
+export function reconciliation(sent: number, received: number, drops: Record<string, number>, inFlight: number): string {
+  const total = Object.values(drops).reduce((a, b) => a + b, 0)
+  const reasons = Object.entries(drops)
+    .filter(([k, v]) => v > 0 || k === 'backendOverflow')
+    .map(([k, v]) => `${DROP_NAMES[k] ?? k} ${v}`)
+  return `tx ${sent} = rx ${received} + dropped ${total} (${reasons.join(', ')}) + in flight ${inFlight}`
+}
+
 export async function runDemo(args: string[], io: Io): Promise<number> {
   const { values, help } = parse(
     args,
@@ -84,16 +115,25 @@ export async function runDemo(args: string[], io: Io): Promise<number> {
       let received = 0
       const start = performance.now()
       const end = start + seconds * 1000
+      // On a terminal one line redrawn in place; piped, one line per 10 % step (a log keeps the whole progress).
       let lastDraw = 0
+      let lastStep = -1
       const draw = (now: number, final = false) => {
         if (values.json) return
         const frac = Math.min(1, (now - start) / (seconds * 1000))
         const width = 30
         const bar = '#'.repeat(Math.round(frac * width)).padEnd(width, '.')
         const line = `[${bar}] ${(frac * 100).toFixed(0).padStart(3)}%  tx ${sent}  rx ${received}`
-        if (io.tty) io.out(`\r${line}${final ? '\n' : ''}`)
-        else if (final || now - lastDraw >= 500) io.out(`${line}\n`)
         lastDraw = now
+        if (io.tty) {
+          io.out(`\r${line}${final ? '\n' : ''}`)
+          return
+        }
+        const stepNo = Math.floor(frac * 10)
+        if (stepNo > lastStep || final) {
+          lastStep = stepNo
+          io.out(`${line}\n`)
+        }
       }
       while (performance.now() < end) {
         const sliceEnd = Math.min(end, performance.now() + 50)
@@ -108,24 +148,35 @@ export async function runDemo(args: string[], io: Io): Promise<number> {
         if (now - lastDraw >= 100) draw(now)
         await new Promise((r) => setImmediate(r))
       }
-      // Drain what is still on its way back.
-      const drainUntil = performance.now() + 500
-      while (received < sent && performance.now() < drainUntil) {
+      const elapsed = (performance.now() - start) / 1000
+      // Drain what is still on its way back, until every frame sent is either received or counted as dropped (or
+      // nothing has moved for 200 ms).
+      const accounted = () => received + hostDrops(emu.stats().totals.drops) + driverDrops(dev.queueStats())
+      let idleSince = performance.now()
+      const drainUntil = idleSince + 2000
+      while (accounted() < sent && performance.now() < drainUntil && performance.now() - idleSince < 200) {
+        let got = 0
         for (const q of qs) {
-          received += q.rxBurst(rbuf, rlens, rmeta)
+          got += q.rxBurst(rbuf, rlens, rmeta)
           q.pollCompletions()
         }
+        received += got
+        if (got > 0) idleSince = performance.now()
+        else await sleep(1)
       }
-      const elapsed = (performance.now() - start) / 1000
       draw(performance.now(), true)
       const per = dev.queueStats()
       const host = emu.stats().totals
+      const drops = { ...host.drops, driverMissed: driverDrops(per) }
+      const dropped = hostDrops(host.drops) + drops.driverMissed
+      const inFlight = sent - received - dropped
       const mpps = (sent + received) / elapsed / 1e6
       if (values.json) {
-        io.out(`${JSON.stringify({ uuid: emu.uuid, frameSize: size, seconds: elapsed, sent, received, mpps, queues: per, host })}\n`)
+        io.out(`${JSON.stringify({ uuid: emu.uuid, frameSize: size, seconds: elapsed, sent, received, dropped, inFlight, drops, mpps, queues: per, host })}\n`)
       } else {
         io.out(`\n${table(['QUEUE', 'TX PKTS', 'TX BYTES', 'RX PKTS', 'RX BYTES', 'RX MISSED', 'ERRORS'], per.map((q) => [String(q.queue), String(q.txPackets), String(q.txBytes), String(q.rxPackets), String(q.rxBytes), String(q.rxMissed), String(q.txErrors + q.rxErrors)]))}\n`)
         io.out(`host saw ${host.guestToHostFrames} frames from the guest and sent ${host.hostToGuestFrames} back\n`)
+        io.out(`${reconciliation(sent, received, drops, inFlight)}\n`)
         io.out(`${size}-byte frames: ${(sent / elapsed / 1e6).toFixed(3)} Mpps tx + ${(received / elapsed / 1e6).toFixed(3)} Mpps rx = ${mpps.toFixed(3)} Mpps in ${elapsed.toFixed(2)} s\n`)
       }
     } finally {

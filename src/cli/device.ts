@@ -5,7 +5,7 @@
  */
 import { listDevices, open } from '../index.js'
 import type { Netvsc } from '../netvsc.js'
-import { type Io, UsageError, intOption, nonEmpty, parse, sleep, table } from './common.js'
+import { type Io, UsageError, devargsOption, intOption, nonEmpty, parse, rootOption, sleep, table } from './common.js'
 import { CommandError } from './bind.js'
 
 export const DEVICE_HELP = `Usage: netvsc info <uuid|iface> [--root DIR] [--devargs S] [--json]
@@ -28,8 +28,8 @@ Options:
 
 const common = { root: { type: 'string' }, json: { type: 'boolean' }, devargs: { type: 'string' } } as const
 
-function openDev(name: string, root: string, devargs: string | undefined, vf = true): Netvsc {
-  return open(name, { root, timeoutMs: 10_000, ...(devargs !== undefined && { devargs }), ...(!vf && { vf: { enabled: false } }) })
+function openDev(name: string, root: string, devargs: string | undefined, vf = true, queues?: number): Netvsc {
+  return open(name, { root, timeoutMs: 10_000, ...(devargs !== undefined && { devargs }), ...(!vf && { vf: { enabled: false } }), ...(queues !== undefined && { queues }) })
 }
 
 function vfLine(serial: number | null, f: ReturnType<Netvsc['vfInfo']>): string {
@@ -43,7 +43,8 @@ function vfLine(serial: number | null, f: ReturnType<Netvsc['vfInfo']>): string 
 export async function runInfo(args: string[], io: Io): Promise<number> {
   const { values, positionals, help } = parse(args, common, { min: 1, max: 1, names: 'the device uuid or interface' })
   if (help) return (io.out(DEVICE_HELP), 0)
-  const root = nonEmpty('root', values.root) ?? '/'
+  const root = rootOption(values.root) ?? '/'
+  devargsOption(values.devargs)
   const key = positionals[0] ?? ''
   const entry = listDevices({ root }).find((d) => d.uuid === key.toLowerCase() || d.iface === key)
   if (!entry) throw new CommandError(`no vmbus device '${key}' under ${root}`)
@@ -97,7 +98,8 @@ export async function runCapture(args: string[], io: Io): Promise<number> {
   if (file === undefined) throw new UsageError("capture needs '--pcap FILE'")
   const count = intOption('count', values.count, 1, 1e12)
   const timeout = intOption('timeout-ms', values['timeout-ms'], 1, 1e9)
-  const dev = openDev(positionals[0] ?? '', nonEmpty('root', values.root) ?? '/', values.devargs)
+  devargsOption(values.devargs)
+  const dev = openDev(positionals[0] ?? '', rootOption(values.root) ?? '/', values.devargs)
   let cap
   try {
     cap = dev.startCapture(file, count === undefined ? {} : { count })
@@ -153,7 +155,9 @@ export async function runStats(args: string[], io: Io, extended: boolean): Promi
   const interval = intOption('interval', values.interval, 0, 3_600_000) ?? 1000
   if (extended && values.watch) throw new UsageError("xstats does not take '--watch'")
   const watch = values.watch === true
-  const dev = openDev(positionals[0] ?? '', nonEmpty('root', values.root) ?? '/', values.devargs)
+  devargsOption(values.devargs)
+  // Every queue pair the host offers (it grants at most what it has), so the per-queue table covers them all.
+  const dev = openDev(positionals[0] ?? '', rootOption(values.root) ?? '/', values.devargs, true, 64)
   let stop = false
   const onSig = () => (stop = true)
   process.on('SIGINT', onSig)

@@ -23,7 +23,7 @@ Options:
   --max-queues N   Channels offered, 1..64 (default 8)
   --backend B      sink | loopback | generator | tap (default sink)
   --tap NAME       TAP interface for --backend tap (default hvemu0)
-  --pcap F         Mirror both directions into pcap file F
+  --pcap F         Mirror both directions into pcapng file F (direction flag per packet)
   --stats-json F   Write the host's stats JSON to F when stopping
   --uuid U         Device instance uuid
   --busy-poll      Host threads spin instead of sleeping
@@ -39,6 +39,7 @@ DPDK 22.11's testpmd never marks netvsc queues started and so forwards nothing (
 0727d5d0e6); run it with HV_EMU_DPDK_QUEUE_STATE_FIX=1 in the environment and the interposer reports them started.
 `
 
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i
 const MAC = /^[0-9a-f]{2}([:-][0-9a-f]{2}){5}$/i
 
 export async function runEmulate(argv: string[], io: Io): Promise<number> {
@@ -88,6 +89,10 @@ export async function runEmulate(argv: string[], io: Io): Promise<number> {
     const why = canRunGuests()
     if (why !== null) throw new CommandError(`cannot run guests: ${why}`)
   }
+  if (values.uuid !== undefined && !UUID.test(values.uuid)) {
+    throw new UsageError(`option '--uuid' needs a uuid like 8a4f4c5e-0d3e-4b1b-9c2a-1e2f3a4b5c6d, got '${values.uuid}'`)
+  }
+  if (fs.existsSync(dir) && !fs.statSync(dir).isDirectory()) throw new UsageError(`option '--dir': ${dir} exists and is not a directory`)
   fs.mkdirSync(dir, { recursive: true })
   const emu = new Emulator({
     dir,

@@ -38,7 +38,7 @@ pub struct EmulatorConfig {
     pub monitor_id: u8,
     pub uio_number: u32,
     pub backend: BackendConfig,
-    /// Mirror both directions into this pcap file.
+    /// Mirror both directions into this pcapng file.
     pub pcap: Option<PathBuf>,
     /// Workers spin instead of sleeping `latency` between scans.
     pub busy_poll: bool,
@@ -365,7 +365,10 @@ pub fn stats_of(dev: &Device) -> EmuStats {
     // One lock at a time: a guard taken inside the struct literal below would live until the end of the statement,
     // and holding `pool` while waiting for `backend` deadlocks against the rx pump (backend, then pool).
     let recv_outstanding = lock(&dev.pool).outstanding();
-    let backend = lock(&dev.backend).stats();
+    let (backend, backend_dropped) = {
+        let b = lock(&dev.backend);
+        (b.stats(), b.dropped())
+    };
     EmuStats {
         nvsp_version: (st.version != 0).then_some(st.version),
         ndis_version: st
@@ -390,7 +393,7 @@ pub fn stats_of(dev: &Device) -> EmuStats {
         link_speed: st.link_speed,
         subchannels: st.subchannels,
         data_path: st.data_path.clone(),
-        totals: Totals::sum(&channels),
+        totals: Totals::sum_with_backend(&channels, backend_dropped),
         channels,
         protocol_errors: dev.counters.proto_errors(),
         control_messages_sent: load(&dev.counters.control_sent),

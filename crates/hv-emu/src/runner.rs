@@ -2,7 +2,7 @@
 //! namespace in which `D/sys/bus/vmbus` is bind-mounted at `/sys/bus/vmbus` (over a fresh tmpfs on `/sys/bus`) and
 //! `D/sys/class/uio` at `/sys/class/uio`, plus `LD_PRELOAD` of the uio interposer and `HV_EMU_DIR=D`. Needs root.
 
-use std::ffi::{CString, OsStr, OsString};
+use std::ffi::{CStr, CString, OsStr, OsString};
 use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::CommandExt;
@@ -45,8 +45,7 @@ pub enum RunnerError {
 
 /// Whether this process can run guests (root, and mount namespaces usable); `Err` says why not.
 pub fn can_run_guests() -> Result<(), String> {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
+    if !nix::unistd::geteuid().is_root() {
         return Err(
             "not running as root (a private mount namespace with bind mounts needs CAP_SYS_ADMIN)"
                 .into(),
@@ -189,64 +188,59 @@ impl MountPlan {
         })
     }
 
-    /// Runs in the forked child before exec: no allocation, only syscalls.
+    /// Runs in the forked child before exec: no allocation, only syscalls. The `nix` wrappers take the prepared
+    /// `CStr`s as they are (a `CStr` path is passed through, not copied) and turn -1/errno into an error.
     fn apply(&self) -> io::Result<()> {
-        let null = std::ptr::null::<libc::c_char>();
-        let check = |rc: libc::c_int| {
-            if rc == 0 {
-                Ok(())
-            } else {
-                Err(io::Error::last_os_error())
-            }
+        use nix::mount::{MsFlags, mount};
+        let none = None::<&CStr>;
+        let dir_mode = nix::sys::stat::Mode::from_bits_truncate(0o755);
+        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS)?;
+        mount(
+            none,
+            self.root.as_c_str(),
+            none,
+            MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+            none,
+        )?;
+        let tmpfs = Some(self.tmpfs.as_c_str());
+        let tmpfs_opts = Some(self.tmpfs_opts.as_c_str());
+        mount(
+            tmpfs,
+            self.sys_bus.as_c_str(),
+            tmpfs,
+            MsFlags::empty(),
+            tmpfs_opts,
+        )?;
+        let Some(vmbus) = &self.vmbus_src else {
+            return Ok(());
         };
-        // SAFETY: every pointer is a NUL-terminated string owned by `self` (alive for the call) or null where the
-        // syscall allows it; these syscalls only affect this (child) process's namespace.
-        unsafe {
-            check(libc::unshare(libc::CLONE_NEWNS))?;
-            check(libc::mount(
-                null,
-                self.root.as_ptr(),
-                null,
-                libc::MS_REC | libc::MS_PRIVATE,
-                std::ptr::null(),
-            ))?;
-            check(libc::mount(
-                self.tmpfs.as_ptr(),
-                self.sys_bus.as_ptr(),
-                self.tmpfs.as_ptr(),
-                0,
-                self.tmpfs_opts.as_ptr().cast(),
-            ))?;
-            let Some(vmbus) = &self.vmbus_src else {
-                return Ok(());
-            };
-            check(libc::mkdir(self.sys_bus_vmbus.as_ptr(), 0o755))?;
-            check(libc::mount(
-                vmbus.as_ptr(),
-                self.sys_bus_vmbus.as_ptr(),
-                null,
-                libc::MS_BIND | libc::MS_REC,
-                std::ptr::null(),
-            ))?;
-            if let Some(uio) = &self.uio_src {
-                if self.class_tmpfs {
-                    check(libc::mount(
-                        self.tmpfs.as_ptr(),
-                        self.sys_class.as_ptr(),
-                        self.tmpfs.as_ptr(),
-                        0,
-                        self.tmpfs_opts.as_ptr().cast(),
-                    ))?;
-                    check(libc::mkdir(self.sys_class_uio.as_ptr(), 0o755))?;
-                }
-                check(libc::mount(
-                    uio.as_ptr(),
-                    self.sys_class_uio.as_ptr(),
-                    null,
-                    libc::MS_BIND | libc::MS_REC,
-                    std::ptr::null(),
-                ))?;
+        nix::unistd::mkdir(self.sys_bus_vmbus.as_c_str(), dir_mode)?;
+        let bind = MsFlags::MS_BIND | MsFlags::MS_REC;
+        mount(
+            Some(vmbus.as_c_str()),
+            self.sys_bus_vmbus.as_c_str(),
+            none,
+            bind,
+            none,
+        )?;
+        if let Some(uio) = &self.uio_src {
+            if self.class_tmpfs {
+                mount(
+                    tmpfs,
+                    self.sys_class.as_c_str(),
+                    tmpfs,
+                    MsFlags::empty(),
+                    tmpfs_opts,
+                )?;
+                nix::unistd::mkdir(self.sys_class_uio.as_c_str(), dir_mode)?;
             }
+            mount(
+                Some(uio.as_c_str()),
+                self.sys_class_uio.as_c_str(),
+                none,
+                bind,
+                none,
+            )?;
         }
         Ok(())
     }

@@ -91,6 +91,9 @@ pub struct Drops {
     pub too_large: u64,
     pub link_down: u64,
     pub tx_malformed: u64,
+    /// Frames the backend itself dropped because its queue was full (the loopback's bounded reflect queue). The
+    /// backend is device-wide, so this is counted in the totals only; every channel reports 0.
+    pub backend_overflow: u64,
 }
 
 impl Drops {
@@ -103,7 +106,20 @@ impl Drops {
             too_large: get(&c.drop_too_large),
             link_down: get(&c.drop_link_down),
             tx_malformed: get(&c.tx_dropped),
+            backend_overflow: 0,
         }
+    }
+
+    /// All drops, whatever the reason.
+    pub fn total(&self) -> u64 {
+        self.no_rx_buffer
+            + self.ring_full
+            + self.filtered
+            + self.not_ready
+            + self.too_large
+            + self.link_down
+            + self.tx_malformed
+            + self.backend_overflow
     }
 
     fn add(&mut self, o: &Drops) {
@@ -114,6 +130,7 @@ impl Drops {
         self.too_large += o.too_large;
         self.link_down += o.link_down;
         self.tx_malformed += o.tx_malformed;
+        self.backend_overflow += o.backend_overflow;
     }
 }
 
@@ -204,6 +221,13 @@ pub struct Totals {
 }
 
 impl Totals {
+    /// Sum `channels`, plus the drops of the (device-wide) backend.
+    pub fn sum_with_backend(channels: &[ChannelStats], backend_dropped: u64) -> Totals {
+        let mut t = Totals::sum(channels);
+        t.drops.backend_overflow += backend_dropped;
+        t
+    }
+
     /// Sum `channels`.
     pub fn sum(channels: &[ChannelStats]) -> Totals {
         let mut t = Totals::default();

@@ -379,8 +379,29 @@ fn loopback_and_pcap_mirror_both_directions() {
     assert_eq!(rx[0].frame, f);
     e.stop();
     let bytes = std::fs::read(&pcap).unwrap();
-    assert_eq!(&bytes[..4], &0xa1b2_c3d4u32.to_le_bytes());
-    assert_eq!(bytes.len(), 24 + 2 * (16 + 90));
+    assert_eq!(
+        &bytes[..4],
+        &0x0a0d_0d0au32.to_le_bytes(),
+        "a pcapng section header"
+    );
+    let mut reader = pcap_file::pcapng::PcapNgReader::new(&bytes[..]).unwrap();
+    let mut packets = Vec::new();
+    while let Some(block) = reader.next_block() {
+        if let pcap_file::pcapng::Block::EnhancedPacket(p) = block.unwrap() {
+            let flags = p.options.iter().find_map(|o| match o {
+                pcap_file::pcapng::blocks::enhanced_packet::EnhancedPacketOption::Flags(f) => {
+                    Some(*f)
+                }
+                _ => None,
+            });
+            packets.push((flags, p.original_len, p.data.into_owned()));
+        }
+    }
+    assert_eq!(
+        packets,
+        vec![(Some(2), 90, f.clone()), (Some(1), 90, f.clone())],
+        "the frame out (outbound), then back in (inbound)"
+    );
     if std::path::Path::new("/usr/bin/tshark").exists() {
         let out = std::process::Command::new("tshark")
             .arg("-r")

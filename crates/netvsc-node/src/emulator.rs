@@ -67,7 +67,7 @@ pub struct EmulatorOptions {
     /// TAP interface name for `tap`.
     pub tap_name: Option<String>,
     pub generator: Option<GeneratorOptions>,
-    /// Mirror both directions into this pcap file.
+    /// Mirror both directions into this pcapng file.
     pub pcap: Option<String>,
     /// Host workers spin instead of sleeping.
     pub busy_poll: Option<bool>,

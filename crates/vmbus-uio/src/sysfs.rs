@@ -59,16 +59,15 @@ pub(crate) fn parse_guid(path: &Path, text: &str) -> Result<String, UioError> {
         .ok_or_else(|| parse_err(path, text, "a GUID (xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx)"))
 }
 
-/// Lower-case `s` when it is a GUID in 8-4-4-4-12 form (no braces).
+/// Lower-case `s` when it is a GUID in 8-4-4-4-12 form (no braces). The `uuid` crate parses it; the length check
+/// keeps out the other spellings it also accepts (32 bare hex digits, braces, `urn:uuid:`), which sysfs never prints.
 pub(crate) fn normalize_guid(s: &str) -> Option<String> {
-    let groups: Vec<&str> = s.split('-').collect();
-    let lens = [8, 4, 4, 4, 12];
-    let ok = groups.len() == lens.len()
-        && groups
-            .iter()
-            .zip(lens)
-            .all(|(g, n)| g.len() == n && g.bytes().all(|b| b.is_ascii_hexdigit()));
-    ok.then(|| s.to_ascii_lowercase())
+    if s.len() != 36 {
+        return None;
+    }
+    uuid::Uuid::try_parse(s)
+        .ok()
+        .map(|u| u.hyphenated().to_string())
 }
 
 /// Sorted numeric suffixes of the entries of `dir` whose names are `prefix` + decimal

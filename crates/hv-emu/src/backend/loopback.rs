@@ -55,7 +55,32 @@ impl Backend for Loopback {
         self.reflected += n as u64;
         n
     }
+    fn dropped(&self) -> u64 {
+        self.overflow
+    }
     fn stats(&self) -> serde_json::Value {
         serde_json::json!({ "kind": "loopback", "reflected": self.reflected, "overflow": self.overflow })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stats::Totals;
+
+    #[test]
+    fn overflow_is_a_drop_reason() {
+        let mut l = Loopback::new(2);
+        for _ in 0..5 {
+            l.transmit(&[0u8; 60]);
+        }
+        assert_eq!(l.dropped(), 3);
+        let mut got = 0;
+        l.receive(Instant::now(), 8, &mut |_| got += 1);
+        assert_eq!(got, 2);
+        let t = Totals::sum_with_backend(&[], l.dropped());
+        assert_eq!(t.drops.backend_overflow, 3);
+        assert_eq!(t.drops.total(), 3);
+        assert_eq!(l.stats()["overflow"], 3);
     }
 }

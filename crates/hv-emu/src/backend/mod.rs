@@ -17,7 +17,7 @@ pub use generator::{
     fill_sequenced, sequence_word,
 };
 pub use loopback::Loopback;
-pub use pcap::{PcapMirror, PcapWriter};
+pub use pcap::{Direction, PcapMirror, PcapWriter};
 pub use sink::{Digest, Sink, frame_hash, hash_bytes, l4_payload_offset};
 pub use tap::Tap;
 
@@ -34,6 +34,10 @@ pub trait Backend: Send {
     /// A link change the backend observed (`Some(up)`), polled by the host.
     fn poll_link(&mut self) -> Option<bool> {
         None
+    }
+    /// Frames the backend dropped itself (a full queue), counted in the stats' drops as `backendOverflow`.
+    fn dropped(&self) -> u64 {
+        0
     }
     /// Backend counters for the stats document.
     fn stats(&self) -> serde_json::Value {

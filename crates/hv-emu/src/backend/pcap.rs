@@ -1,53 +1,90 @@
-//! A classic pcap file (LINKTYPE_ETHERNET) and a backend wrapper that mirrors both directions
-//! into it: frames the guest sent (after offloads) and frames offered to the guest.
+//! A pcapng file (one Ethernet interface, nanosecond timestamps, a direction flag on every packet) written with the
+//! `pcap-file` crate, and a backend wrapper that mirrors both directions into it: frames the guest sent (after
+//! offloads) and frames offered to the guest.
 
 use super::Backend;
+use pcap_file::DataLink;
+use pcap_file::pcapng::PcapNgWriter;
+use pcap_file::pcapng::blocks::enhanced_packet::{EnhancedPacketBlock, EnhancedPacketOption};
+use pcap_file::pcapng::blocks::interface_description::{
+    InterfaceDescriptionBlock, InterfaceDescriptionOption,
+};
+use std::borrow::Cow;
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::Path;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-/// Writes classic pcap records.
-#[derive(Debug)]
+/// Longest part of a frame recorded (the interface's snaplen).
+const SNAPLEN: usize = 65535;
+
+/// Which way a recorded frame went, seen from the guest (pcapng `epb_flags` bits 0-1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    /// Host to guest: the guest receives it.
+    Inbound = 1,
+    /// Guest to host: the guest sent it.
+    Outbound = 2,
+}
+
+fn io_err(e: pcap_file::PcapError) -> std::io::Error {
+    match e {
+        pcap_file::PcapError::IoError(e) => e,
+        other => std::io::Error::other(other.to_string()),
+    }
+}
+
+/// Writes pcapng packets.
 pub struct PcapWriter {
-    out: BufWriter<File>,
+    out: PcapNgWriter<BufWriter<File>>,
     records: u64,
 }
 
+impl std::fmt::Debug for PcapWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PcapWriter")
+            .field("records", &self.records)
+            .finish_non_exhaustive()
+    }
+}
+
 impl PcapWriter {
-    /// Create `path` and write the global header (v2.4, snaplen 65535, Ethernet).
+    /// Create `path` and write the section header and the one interface (Ethernet, snaplen 65535, ns timestamps).
     pub fn create(path: &Path) -> std::io::Result<Self> {
-        let mut out = BufWriter::new(File::create(path)?);
-        let mut hdr = [0u8; 24];
-        hdr[0..4].copy_from_slice(&0xa1b2_c3d4u32.to_le_bytes());
-        hdr[4..6].copy_from_slice(&2u16.to_le_bytes());
-        hdr[6..8].copy_from_slice(&4u16.to_le_bytes());
-        hdr[16..20].copy_from_slice(&65535u32.to_le_bytes());
-        hdr[20..24].copy_from_slice(&1u32.to_le_bytes());
-        out.write_all(&hdr)?;
+        let mut out = PcapNgWriter::new(BufWriter::new(File::create(path)?)).map_err(io_err)?;
+        let interface = InterfaceDescriptionBlock {
+            linktype: DataLink::ETHERNET,
+            snaplen: SNAPLEN as u32,
+            options: vec![
+                InterfaceDescriptionOption::IfName(Cow::Borrowed("hv-emu")),
+                // pcap-file writes every timestamp in nanoseconds; readers need to be told.
+                InterfaceDescriptionOption::IfTsResol(9),
+            ],
+        };
+        out.write_pcapng_block(interface).map_err(io_err)?;
         Ok(PcapWriter { out, records: 0 })
     }
 
     /// Append one frame stamped with the current time.
-    pub fn record(&mut self, frame: &[u8]) -> std::io::Result<()> {
+    pub fn record(&mut self, frame: &[u8], direction: Direction) -> std::io::Result<()> {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default();
-        let caplen = frame.len().min(65535);
-        let mut rec = [0u8; 16];
-        rec[0..4].copy_from_slice(&(now.as_secs() as u32).to_le_bytes());
-        rec[4..8].copy_from_slice(&now.subsec_micros().to_le_bytes());
-        rec[8..12].copy_from_slice(&(caplen as u32).to_le_bytes());
-        rec[12..16].copy_from_slice(&(frame.len() as u32).to_le_bytes());
-        self.out.write_all(&rec)?;
-        self.out.write_all(&frame[..caplen])?;
+        let packet = EnhancedPacketBlock {
+            interface_id: 0,
+            timestamp: now,
+            original_len: frame.len() as u32,
+            data: Cow::Borrowed(&frame[..frame.len().min(SNAPLEN)]),
+            options: vec![EnhancedPacketOption::Flags(direction as u32)],
+        };
+        self.out.write_pcapng_block(packet).map_err(io_err)?;
         self.records += 1;
         Ok(())
     }
 
     /// Push buffered records to the file.
     pub fn flush(&mut self) -> std::io::Result<()> {
-        self.out.flush()
+        self.out.get_mut().flush()
     }
 }
 
@@ -74,7 +111,7 @@ impl Backend for PcapMirror {
         self.inner.name()
     }
     fn transmit(&mut self, frame: &[u8]) {
-        if self.pcap.record(frame).is_err() {
+        if self.pcap.record(frame, Direction::Outbound).is_err() {
             self.errors += 1;
         }
         self.inner.transmit(frame);
@@ -83,7 +120,7 @@ impl Backend for PcapMirror {
         let pcap = &mut self.pcap;
         let errors = &mut self.errors;
         self.inner.receive(now, budget, &mut |f| {
-            if pcap.record(f).is_err() {
+            if pcap.record(f, Direction::Inbound).is_err() {
                 *errors += 1;
             }
             deliver(f);
@@ -91,6 +128,9 @@ impl Backend for PcapMirror {
     }
     fn poll_link(&mut self) -> Option<bool> {
         self.inner.poll_link()
+    }
+    fn dropped(&self) -> u64 {
+        self.inner.dropped()
     }
     fn stats(&self) -> serde_json::Value {
         let mut v = self.inner.stats();

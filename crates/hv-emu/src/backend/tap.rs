@@ -8,16 +8,23 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::io::AsRawFd;
 use std::time::Instant;
 
-const TUNSETIFF: libc::c_ulong = 0x4004_54ca;
-const IFF_TAP: libc::c_short = 0x0002;
-const IFF_NO_PI: libc::c_short = 0x1000;
+// TUNSETIFF is `_IOW('T', 202, int)` in <linux/if_tun.h>; nix computes the request number and wraps the call
+// (errno to an error); read-write, as the kernel writes the chosen name back. The flags come from libc.
+nix::ioctl_readwrite_bad!(
+    tun_set_iff,
+    nix::request_code_write!(b'T', 202, std::mem::size_of::<libc::c_int>()),
+    IfReq
+);
 
+/// `struct ifreq` as TUNSETIFF reads it: the name, then the flags (`ifr_flags`) at the start of the 24-byte union.
 #[repr(C)]
 struct IfReq {
     name: [u8; 16],
     flags: libc::c_short,
     _pad: [u8; 22],
 }
+
+const _: () = assert!(std::mem::size_of::<IfReq>() == 40);
 
 /// A TAP interface.
 #[derive(Debug)]
@@ -46,16 +53,13 @@ impl Tap {
             .open("/dev/net/tun")?;
         let mut req = IfReq {
             name: [0; 16],
-            flags: IFF_TAP | IFF_NO_PI,
+            flags: (libc::IFF_TAP | libc::IFF_NO_PI) as libc::c_short,
             _pad: [0; 22],
         };
         req.name[..name.len()].copy_from_slice(name.as_bytes());
-        // SAFETY: TUNSETIFF reads and writes a `struct ifreq`, which `IfReq` lays out (40 bytes),
+        // SAFETY: TUNSETIFF reads and writes back a `struct ifreq`, which `IfReq` lays out (40 bytes, checked below),
         // on a file descriptor we own for the duration of the call.
-        let rc = unsafe { libc::ioctl(file.as_raw_fd(), TUNSETIFF as _, &mut req as *mut IfReq) };
-        if rc < 0 {
-            return Err(std::io::Error::last_os_error());
-        }
+        unsafe { tun_set_iff(file.as_raw_fd(), &mut req) }?;
         Ok(Tap {
             file,
             name: name.to_string(),

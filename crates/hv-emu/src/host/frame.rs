@@ -175,7 +175,10 @@ pub(crate) fn verdict(f: &[u8], lay: &Layout) -> Verdict {
         Some(fold(sum16(0, &f[lay.l3..lay.l4])) == 0)
     };
     let l4 = match lay.proto {
-        PROTO_TCP | PROTO_UDP if lay.end > lay.l4 + 8 => {
+        // A verdict once the whole L4 header is there (a header-only UDP datagram has a checksum too).
+        PROTO_TCP | PROTO_UDP
+            if lay.end >= lay.l4 + if lay.proto == PROTO_TCP { 20 } else { 8 } =>
+        {
             let is_tcp = lay.proto == PROTO_TCP;
             let stored_zero = !is_tcp && be16(f, lay.l4 + 6) == Some(0) && !lay.ipv6;
             let ok = stored_zero
@@ -332,6 +335,108 @@ pub(crate) fn rss_input_at(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// etherparse, as an independent implementation: frames it builds (with its checksums) must verify here, the
+    /// checksums filled in here must equal its, and every LSO segment must parse and verify under its rules.
+    mod against_etherparse {
+        use super::super::*;
+        use etherparse::{PacketBuilder, SlicedPacket, TransportSlice};
+
+        const SRC: [u8; 6] = [2, 0, 0, 0, 0, 1];
+        const DST: [u8; 6] = [0, 0x15, 0x5d, 0, 0, 1];
+
+        fn frames() -> Vec<(&'static str, Vec<u8>)> {
+            let mut out = Vec::new();
+            for len in [0usize, 1, 7, 64, 1400] {
+                let payload: Vec<u8> = (0..len).map(|i| (i * 7 + len) as u8).collect();
+                let b4 =
+                    || PacketBuilder::ethernet2(SRC, DST).ipv4([10, 0, 0, 1], [10, 0, 0, 2], 64);
+                let b6 = || {
+                    PacketBuilder::ethernet2(SRC, DST).ipv6(
+                        [0xfe, 0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1],
+                        [0xfe, 0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2],
+                        64,
+                    )
+                };
+                let mut f = Vec::new();
+                b4().tcp(1000, 80, 7, 512).write(&mut f, &payload).unwrap();
+                out.push(("tcp4", std::mem::take(&mut f)));
+                b4().udp(1000, 53).write(&mut f, &payload).unwrap();
+                out.push(("udp4", std::mem::take(&mut f)));
+                b6().tcp(1000, 80, 7, 512).write(&mut f, &payload).unwrap();
+                out.push(("tcp6", std::mem::take(&mut f)));
+                b6().udp(1000, 53).write(&mut f, &payload).unwrap();
+                out.push(("udp6", std::mem::take(&mut f)));
+            }
+            out
+        }
+
+        #[test]
+        fn its_frames_verify_and_our_checksums_equal_its() {
+            for (what, f) in frames() {
+                let (ip, l4) = verify(&f).unwrap_or_else(|| panic!("{what}: no layout"));
+                assert_ne!(ip, Some(false), "{what}: IPv4 header checksum");
+                assert_eq!(l4.map(|(_, ok)| ok), Some(true), "{what}: L4 checksum");
+                let lay = layout(&f).unwrap();
+                let mut ours = f.clone();
+                let off = if lay.proto == PROTO_TCP { 16 } else { 6 };
+                ours[lay.l4 + off..lay.l4 + off + 2].fill(0);
+                if !lay.ipv6 {
+                    ours[lay.l3 + 10..lay.l3 + 12].fill(0);
+                    assert!(fill_ipv4_checksum(&mut ours));
+                }
+                assert!(fill_l4_checksum(&mut ours));
+                assert_eq!(ours, f, "{what}: the checksums we fill in are etherparse's");
+            }
+        }
+
+        #[test]
+        fn every_lso_segment_parses_and_checks_out() {
+            for (what, f) in frames()
+                .into_iter()
+                .filter(|(w, f)| w.starts_with("tcp") && f.len() > 1000)
+            {
+                let mut scratch = Vec::new();
+                let mut segments = Vec::new();
+                let n = segment_tcp(&f, 536, &mut scratch, |s| segments.push(s.to_vec())).unwrap();
+                assert_eq!(n, segments.len());
+                let mut payload = Vec::new();
+                for s in &segments {
+                    let p =
+                        SlicedPacket::from_ethernet(s).unwrap_or_else(|e| panic!("{what}: {e}"));
+                    let Some(TransportSlice::Tcp(tcp)) = &p.transport else {
+                        panic!("{what}: not TCP")
+                    };
+                    let want = match &p.net {
+                        Some(etherparse::NetSlice::Ipv4(ip)) => {
+                            assert!(
+                                ip.header().to_header().calc_header_checksum()
+                                    == ip.header().header_checksum()
+                            );
+                            tcp.calc_checksum_ipv4(ip.header().source(), ip.header().destination())
+                        }
+                        Some(etherparse::NetSlice::Ipv6(ip)) => {
+                            tcp.calc_checksum_ipv6(ip.header().source(), ip.header().destination())
+                        }
+                        _ => panic!("{what}: no IP"),
+                    }
+                    .unwrap();
+                    assert_eq!(tcp.checksum(), want, "{what}: segment TCP checksum");
+                    assert!(tcp.payload().len() <= 536);
+                    payload.extend_from_slice(tcp.payload());
+                }
+                let whole = SlicedPacket::from_ethernet(&f).unwrap();
+                let Some(TransportSlice::Tcp(tcp)) = &whole.transport else {
+                    unreachable!()
+                };
+                assert_eq!(
+                    payload,
+                    tcp.payload(),
+                    "{what}: the segments carry the payload in order"
+                );
+            }
+        }
+    }
 
     fn tcp4(payload: usize) -> Vec<u8> {
         let mut f = vec![0u8; 14 + 20 + 20 + payload];

@@ -126,13 +126,9 @@ impl TreeConfig {
     }
 }
 
+/// A GUID in the canonical form the tree's paths use: lower-case 8-4-4-4-12 (parsed by the `uuid` crate).
 fn is_guid(s: &str) -> bool {
-    let b = s.as_bytes();
-    b.len() == 36
-        && b.iter().enumerate().all(|(i, &c)| match i {
-            8 | 13 | 18 | 23 => c == b'-',
-            _ => c.is_ascii_digit() || (b'a'..=b'f').contains(&c),
-        })
+    uuid::Uuid::try_parse(s).is_ok_and(|u| u.hyphenated().to_string() == s)
 }
 
 /// Why the tree could not be built or changed.
