@@ -211,8 +211,9 @@ test.serial('close() ends the capture with a complete file; errors have codes', 
   }
 })
 
-test('capture --help says it records what this process sends and receives', (t) => {
+test('capture --help says it captures a running service, else what this process receives', (t) => {
   const r = runCli(['capture', '--help'])
   t.is(r.status, 0, r.stderr)
-  t.regex(r.stdout.replace(/\s+/g, ' '), /frames this process's driver sends and receives/)
+  t.regex(r.stdout.replace(/\s+/g, ' '), /a running service \(the device's owner\): it mirrors its bursts, both directions, into a pcapng file/)
+  t.regex(r.stdout.replace(/\s+/g, ' '), /No owner: this process opens the device and records what it receives/)
 })

@@ -264,7 +264,7 @@ fn run(core: &DeviceCore, tsfn: &Tsfn, stop: &AtomicBool, coalesced: &AtomicU32)
             let g = core.lock();
             let Some(d) = g.as_ref() else { return };
             d.poll_control();
-            if tick % TELEMETRY_TICKS == 0 {
+            if tick.is_multiple_of(TELEMETRY_TICKS) {
                 core.telemetry_tick(d, &mut snap);
             }
             tick = tick.wrapping_add(1);
