@@ -55,6 +55,14 @@ step "npm pack: platform package and main package"
 plat_tgz=$(cd "$work/pkg/npm/linux-x64-gnu" && npm pack --silent --pack-destination "$work" | tail -n1)
 main_tgz=$(npm pack --silent --ignore-scripts --pack-destination "$work" | tail -n1)
 step "$plat_tgz: $(stat -c %s "$work/$plat_tgz") B; $main_tgz: $(stat -c %s "$work/$main_tgz") B"
+# The Rust sources in the main tarball are a workspace cargo can load (every manifest parses, the lock matches), which
+# is what its from-source fallback builds; `cargo metadata` checks that in a second, without compiling.
+if command -v cargo >/dev/null; then
+  mkdir -p "$work/src" && tar -xzf "$work/$main_tgz" -C "$work/src"
+  cargo metadata --locked --format-version 1 --manifest-path "$work/src/package/Cargo.toml" >/dev/null \
+    || fail "the Rust sources in $main_tgz do not form a loadable cargo workspace"
+  step "the tarball's Rust workspace loads (cargo metadata --locked)"
+fi
 
 # 3. A PATH without cargo: node, npm, npx and the few tools npm and the scripts run.
 bin="$work/bin"
