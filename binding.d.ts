@@ -9,14 +9,28 @@
  */
 export declare const __napiBindingTarget: 'native' | 'wasm32-wasi' | 'wasm32-wasip1'
 
+/** Cancels an `openAsync` in progress (the facade calls `cancel()` when its AbortSignal fires). */
+export declare class NativeCancel {
+  constructor()
+  cancel(): void
+}
+
 /** An open netvsc device. */
 export declare class NativeDevice {
   /**
-   * Open the device named by uuid or interface under `options.root` and bring it up (stopped). `onEvent`
-   * receives link/vf/error events from the device's event thread.
+   * Open the device named by uuid or interface under `options.root` and bring it up (stopped), blocking the
+   * calling thread for the whole bring-up (`openSync`). `onEvent` receives link/vf/error events.
    */
   static open(name: string, options?: OpenOptions | undefined | null, onEvent?: ((arg: NativeEvent) => void) | undefined | null): NativeDevice
+  /**
+   * `open` off the event loop: the bring-up runs on its own thread and the promise settles on the JS thread
+   * with the device, or with `{ code, message }` on failure (the facade throws it as a `NetvscError`).
+   * `cancel` aborts the bring-up at its next host wait (the half-open device is torn down as on a timeout).
+   */
+  static openAsync(name: string, options?: OpenOptions | undefined | null, onEvent?: ((arg: NativeEvent) => void) | undefined | null, cancel?: NativeCancel | undefined | null): Promise<NativeDevice | NativeFailure>
   get uuid(): string
+  /** The telemetry page this process publishes for the device (null if it could not be created). */
+  get telemetryPath(): string | null
   /** Root directory the device was opened under. */
   get root(): string
   get isClosed(): boolean
@@ -32,6 +46,20 @@ export declare class NativeDevice {
   get packetFilter(): number
   setPromiscuous(on: boolean): void
   setAllMulticast(on: boolean): void
+  /** `setPromiscuous` off the event loop. */
+  setPromiscuousAsync(on: boolean): Promise<undefined | NativeFailure>
+  /** `setAllMulticast` off the event loop. */
+  setAllMulticastAsync(on: boolean): Promise<undefined | NativeFailure>
+  /** `link` off the event loop. */
+  linkAsync(): Promise<NativeLink | NativeFailure>
+  /** `setMtu` off the event loop. */
+  setMtuAsync(mtu: number): Promise<undefined | NativeFailure>
+  /** `switchDatapath` off the event loop. */
+  switchDatapathAsync(toVf: boolean): Promise<undefined | NativeFailure>
+  /** `start` off the event loop. */
+  startAsync(): Promise<undefined | NativeFailure>
+  /** `stop` off the event loop. */
+  stopAsync(): Promise<undefined | NativeFailure>
   /** Query the link from the host. */
   link(): NativeLink
   /** Link as last learned (no host round trip). */
@@ -233,6 +261,8 @@ export interface EmulatorOptions {
   pcap?: string
   /** Host workers spin instead of sleeping. */
   busyPoll?: boolean
+  /** The host reads the guest's packets and answers none of them (bring-up timeout tests). */
+  silent?: boolean
   /** Initial link speed in Mbit/s. */
   linkSpeedMbps?: number
   /** Bytes per ring direction (header page included). */
@@ -271,6 +301,9 @@ export interface ListOptions {
   /** Directory holding `sys/bus/vmbus/devices` (default `/`). */
   root?: string
 }
+
+/** Every page under `root`. */
+export declare function listTelemetry(root: string): Array<NativeTelemetryEntry>
 
 /** Sizes in bytes of a uio device's maps, by what they hold; `null` when the device has no such map. */
 export interface MapSizes {
@@ -341,6 +374,12 @@ export interface NativeEvent {
   coalesced?: number
 }
 
+/** Why an async operation failed: the `ERR_NETVSC_*` code and the message. */
+export interface NativeFailure {
+  code: string
+  message: string
+}
+
 /** The burst/stats array layouts this addon uses. */
 export declare function nativeLayout(): NativeLayout
 
@@ -360,6 +399,38 @@ export interface NativeLink {
   /** Speed in Mbit/s. */
   speedMbps: number
   fullDuplex: boolean
+}
+
+/** One device's published state (counters as doubles: exact below 2^53). */
+export interface NativeTelemetry {
+  pid: number
+  /** The owning process still runs. */
+  alive: boolean
+  /** Publish time, ms since the Unix epoch. */
+  updatedMs: number
+  openedMs: number
+  linkUp: boolean
+  linkSpeedMbps: number
+  mtu: number
+  vfState?: string
+  vfSerial: number
+  vfSwitched: boolean
+  captureId: number
+  captureFrames: number
+  captureDone: number
+  /** ipackets, opackets, ibytes, obytes, imissed, ierrors, oerrors. */
+  port: Array<number>
+  /** vf rx packets, rx bytes, tx packets, tx bytes, rx dropped, tx errors. */
+  vf: Array<number>
+  /** `queueCount` × 31 counters (15 tx, 15 rx in DPDK's order, rx missed). */
+  queues: Array<number>
+  queueCount: number
+}
+
+/** A page file. */
+export interface NativeTelemetryEntry {
+  uuid: string
+  path: string
 }
 
 /** Version of the native addon (the crate version), so JS can check it loaded the addon it expects. */
@@ -433,6 +504,15 @@ export declare function openQueue(uuid: string, index: number, root?: string | u
  */
 export declare function parseDevargsNative(text: string): DevargsInfo
 
+/** Read a page (never touches the device). */
+export declare function readTelemetry(path: string): NativeTelemetry
+
+/**
+ * Ask the owner of the page at `path` to mirror its bursts into the pcapng file `pcap` (null: stop), for at
+ * most `maxFrames` frames and `maxMs` ms (0: no limit). Returns the request id, as the page reports it.
+ */
+export declare function requestCapture(path: string, pcap: string | undefined | null, maxFrames: number, maxMs: number): number
+
 /** RSS settings: 40-byte key and 128-entry indirection table (queue per bucket). */
 export interface RssOptions {
   key?: Array<number>
@@ -444,6 +524,9 @@ export interface RssOptions {
  * Returns its exit status (128 + signal when killed).
  */
 export declare function runGuest(dir: string, argv: Array<string>): number
+
+/** The page of device `uuid` under `root`. */
+export declare function telemetryPath(root: string, uuid: string): string
 
 /** VF failover settings. */
 export interface VfFailoverOptions {

@@ -835,14 +835,19 @@ function __napiStampBindingTarget(exportsObject, target) {
 // linked import resolves to `undefined`.
 module.exports.__napiBindingTarget = __napiStampBindingTarget(nativeBinding, __napiLoadedBindingTarget)
 module.exports = nativeBinding
+module.exports.NativeCancel = nativeBinding.NativeCancel
 module.exports.NativeDevice = nativeBinding.NativeDevice
 module.exports.NativeEmulator = nativeBinding.NativeEmulator
 module.exports.NativeQueue = nativeBinding.NativeQueue
 module.exports.canRunGuests = nativeBinding.canRunGuests
 module.exports.claimedQueueCount = nativeBinding.claimedQueueCount
 module.exports.listDevices = nativeBinding.listDevices
+module.exports.listTelemetry = nativeBinding.listTelemetry
 module.exports.nativeLayout = nativeBinding.nativeLayout
 module.exports.nativeVersion = nativeBinding.nativeVersion
 module.exports.openQueue = nativeBinding.openQueue
 module.exports.parseDevargsNative = nativeBinding.parseDevargsNative
+module.exports.readTelemetry = nativeBinding.readTelemetry
+module.exports.requestCapture = nativeBinding.requestCapture
 module.exports.runGuest = nativeBinding.runGuest
+module.exports.telemetryPath = nativeBinding.telemetryPath

@@ -55,7 +55,7 @@ function tshark(file: string, fields: string[]): string[][] | null {
 test.serial('capture holds what was sent then what came back, in order, exact bytes; tshark agrees', async (t) => {
   const { emu, dir, dispose } = emulator({ backend: 'loopback' })
   try {
-    using dev = open(emu.uuid, { root: dir, timeoutMs: 5000 })
+    using dev = await open(emu.uuid, { root: dir, timeoutMs: 5000 })
     const q = dev.queue(0)
     const file = path.join(dir, 'both.pcap')
     const before = Date.now()
@@ -96,7 +96,7 @@ test.serial('capture holds what was sent then what came back, in order, exact by
 test.serial('count limit: the capture stops by itself mid-burst and records nothing more', async (t) => {
   const { emu, dir, dispose } = emulator({ backend: 'loopback' })
   try {
-    using dev = open(emu.uuid, { root: dir, timeoutMs: 5000 })
+    using dev = await open(emu.uuid, { root: dir, timeoutMs: 5000 })
     const q = dev.queue(0)
     const file = path.join(dir, 'count.pcap')
     const n = 10
@@ -133,7 +133,7 @@ test.serial('count limit: the capture stops by itself mid-burst and records noth
 test.serial('not capturing writes nothing; a stopped capture gets no more records', async (t) => {
   const { emu, dir, dispose } = emulator({ backend: 'loopback' })
   try {
-    using dev = open(emu.uuid, { root: dir, timeoutMs: 5000 })
+    using dev = await open(emu.uuid, { root: dir, timeoutMs: 5000 })
     const q = dev.queue(0)
     t.false(dev.capturing)
     t.is(dev.stopCapture(), 0)
@@ -160,7 +160,7 @@ test.serial('not capturing writes nothing; a stopped capture gets no more record
 test.serial('zero-copy receive is captured from the receive region and the copy buffer', async (t) => {
   const { emu, dir, dispose } = emulator({ backend: 'loopback' })
   try {
-    using dev = open(emu.uuid, { root: dir, timeoutMs: 5000, devargs: { rx_extmbuf_enable: 1, rx_copybreak: 128 } })
+    using dev = await open(emu.uuid, { root: dir, timeoutMs: 5000, devargs: { rx_extmbuf_enable: 1, rx_copybreak: 128 } })
     const q = dev.queue(0)
     const file = path.join(dir, 'zc.pcap')
     dev.startCapture(file)
@@ -188,7 +188,7 @@ test.serial('zero-copy receive is captured from the receive region and the copy 
 test.serial('close() ends the capture with a complete file; errors have codes', async (t) => {
   const { emu, dir, dispose } = emulator({ backend: 'loopback' })
   try {
-    const dev = open(emu.uuid, { root: dir, timeoutMs: 5000 })
+    const dev = await open(emu.uuid, { root: dir, timeoutMs: 5000 })
     const q = dev.queue(0)
     const code = (fn: () => unknown) => t.throws(fn, { instanceOf: NetvscError })?.code
     t.is(code(() => dev.startCapture(path.join(dir, 'no/such/dir/x.pcap'))), 'ERR_NETVSC_IO')
@@ -211,8 +211,9 @@ test.serial('close() ends the capture with a complete file; errors have codes', 
   }
 })
 
-test('capture --help says it records what this process sends and receives', (t) => {
+test('capture --help says it captures a running service, else what this process receives', (t) => {
   const r = runCli(['capture', '--help'])
   t.is(r.status, 0, r.stderr)
-  t.regex(r.stdout.replace(/\s+/g, ' '), /frames this process's driver sends and receives/)
+  t.regex(r.stdout.replace(/\s+/g, ' '), /a running service \(the device's owner\): it mirrors its bursts, both directions, into a pcapng file/)
+  t.regex(r.stdout.replace(/\s+/g, ' '), /No owner: this process opens the device and records what it receives/)
 })

@@ -30,7 +30,7 @@ test('bad arguments exit 2 with a one-line reason', (t) => {
     [['demo', '--size', '10'], /--size/],
     [['capture', 'x'], /--pcap/],
     [['stats', 'x', '--interval', 'soon'], /--interval/],
-    [['xstats', 'x', '--watch'], /--watch/],
+    [['metrics', '--listen', 'nohost'], /--listen must be HOST:PORT/],
   ]
   for (const [args, reason] of cases) {
     const r = runCli(args)

@@ -10,7 +10,7 @@ import { repo, scratchDir } from './helpers.js'
 
 function child(closeFirst: boolean): { before: number; after: number; warnings: string[] } {
   const script = `
-    const { Emulator, open, openQueue, claimedQueueCount } = require(${JSON.stringify(path.join(repo, 'src/index.ts'))})
+    const { Emulator, openSync: open, openQueue, claimedQueueCount } = require(${JSON.stringify(path.join(repo, 'src/index.ts'))})
     const emu = new Emulator({ dir: ${JSON.stringify(scratchDir('gc'))}, maxQueues: 2 })
     const dev = open(emu.uuid, { root: emu.dir, queues: 2, timeoutMs: 5000 })
     const warnings = []

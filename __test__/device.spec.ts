@@ -5,21 +5,21 @@
  */
 import test from 'ava'
 import * as native from '../binding.js'
-import { META_WORDS, DESC_WORDS, NetvscError, type LinkEvent, type VfEvent, decodeRxMeta, encodeTxMeta, open } from '../src/index.js'
+import { META_WORDS, DESC_WORDS, NetvscError, type LinkEvent, type VfEvent, decodeRxMeta, encodeTxMeta, open, openSync } from '../src/index.js'
 import { MAC, emulator, udpFrame, waitFor } from './helpers.js'
 
-test.serial('open, info, close (idempotent), use after close, reopen', (t) => {
+test.serial('open, info, close (idempotent), use after close, reopen', async (t) => {
   const { emu, dir, dispose } = emulator({ mac: '00:15:5d:12:34:56' })
   try {
-    const dev = open(emu.uuid, { root: dir, timeoutMs: 5000 })
+    const dev = await open(emu.uuid, { root: dir, timeoutMs: 5000 })
     const info = dev.info()
     t.is(info.mac, '00:15:5d:12:34:56')
     t.is(info.mtu, 1500)
     t.is(info.queues, 1)
     t.true(dev.started)
     t.is(emu.stats().packetFilter, dev.packetFilter, 'host applied the filter the driver set')
-    t.is(dev.link().up, true)
-    const again = t.throws(() => open(emu.uuid, { root: dir }), { instanceOf: NetvscError })
+    t.is((await dev.link()).up, true)
+    const again = await t.throwsAsync(open(emu.uuid, { root: dir }), { instanceOf: NetvscError })
     t.is(again?.code, 'ERR_NETVSC_QUEUE_BUSY')
     dev.close()
     dev.close()
@@ -27,7 +27,7 @@ test.serial('open, info, close (idempotent), use after close, reopen', (t) => {
     t.is(t.throws(() => dev.info(), { instanceOf: NetvscError })?.code, 'ERR_NETVSC_CLOSED')
     t.is(t.throws(() => dev.queue(0), { instanceOf: NetvscError })?.code, 'ERR_NETVSC_CLOSED')
     t.is(emu.stats().packetFilter, 0, 'close set filter 0 on the host')
-    using dev2 = open(emu.uuid, { root: dir, timeoutMs: 5000 })
+    using dev2 = await open(emu.uuid, { root: dir, timeoutMs: 5000 })
     t.is(dev2.info().mac, '00:15:5d:12:34:56')
   } finally {
     dispose()
@@ -37,7 +37,7 @@ test.serial('open, info, close (idempotent), use after close, reopen', (t) => {
 test.serial('tx burst: every frame reaches the host, counts agree on both sides', async (t) => {
   const { emu, dir, dispose } = emulator({ backend: 'sink' })
   try {
-    using dev = open(emu.uuid, { root: dir, timeoutMs: 5000 })
+    using dev = await open(emu.uuid, { root: dir, timeoutMs: 5000 })
     const q = dev.queue(0)
     const n = 32
     const sizes = Array.from({ length: n }, (_, i) => 60 + i * 13)
@@ -72,7 +72,7 @@ test.serial('tx burst: every frame reaches the host, counts agree on both sides'
 test.serial('rx burst over loopback returns the frames sent, byte for byte', async (t) => {
   const { emu, dir, dispose } = emulator({ backend: 'loopback' })
   try {
-    using dev = open(emu.uuid, { root: dir, timeoutMs: 5000 })
+    using dev = await open(emu.uuid, { root: dir, timeoutMs: 5000 })
     const q = dev.queue(0)
     const n = 20
     const frames = Array.from({ length: n }, (_, i) => udpFrame(64 + i * 50, MAC, i))
@@ -109,7 +109,7 @@ test.serial('rx burst over loopback returns the frames sent, byte for byte', asy
 async function rxTagged(t: import('ava').ExecutionContext): Promise<Array<number | null>> {
   const { emu, dir, dispose } = emulator({ backend: 'capture' })
   try {
-    using dev = open(emu.uuid, { root: dir, timeoutMs: 5000 })
+    using dev = await open(emu.uuid, { root: dir, timeoutMs: 5000 })
     const q = dev.queue(0)
     const plain = Buffer.from(udpFrame(100, MAC))
     for (const tci of [42, 0x2005, 0xe123]) {
@@ -149,7 +149,7 @@ test.serial('metadata round trip: rx TCI values exact, priority included', async
 async function txTagged(tci: number): Promise<Buffer> {
   const { emu, dir, dispose } = emulator({ backend: 'capture' })
   try {
-    using dev = open(emu.uuid, { root: dir, timeoutMs: 5000 })
+    using dev = await open(emu.uuid, { root: dir, timeoutMs: 5000 })
     const q = dev.queue(0)
     const f = udpFrame(100, [2, 0, 0, 0, 0, 7])
     const meta = new Uint32Array(META_WORDS)
@@ -178,7 +178,7 @@ test.serial('metadata round trip: tx TCI with priority survives to the wire', as
 test.serial('zero-copy rx: descriptors into the receive region, release hands buffers back to the host', async (t) => {
   const { emu, dir, dispose } = emulator({ backend: 'loopback' })
   try {
-    using dev = open(emu.uuid, { root: dir, timeoutMs: 5000, devargs: { rx_extmbuf_enable: 1, rx_copybreak: 128 } })
+    using dev = await open(emu.uuid, { root: dir, timeoutMs: 5000, devargs: { rx_extmbuf_enable: 1, rx_copybreak: 128 } })
     t.true(dev.info().devargs.rxExtmbufEnable)
     const q = dev.queue(0)
     const frames = [udpFrame(400, MAC, 1), udpFrame(80, MAC, 2), udpFrame(300, MAC, 3)]
@@ -219,7 +219,7 @@ test.serial('zero-copy rx: descriptors into the receive region, release hands bu
 test.serial('link and speed events arrive in order through the EventEmitter', async (t) => {
   const { emu, dir, dispose } = emulator()
   try {
-    using dev = open(emu.uuid, { root: dir, timeoutMs: 5000 })
+    using dev = await open(emu.uuid, { root: dir, timeoutMs: 5000 })
     const seen: string[] = []
     dev.on('link', (e: LinkEvent) => seen.push(e.reason === 'media' ? (e.up ? 'up' : 'down') : `speed ${e.speedMbps}`))
     emu.setLink(false)
@@ -228,7 +228,7 @@ test.serial('link and speed events arrive in order through the EventEmitter', as
     emu.setLink(false)
     await waitFor('four events', 5000, () => seen.length >= 4)
     t.deepEqual(seen, ['down', 'up', 'speed 25000', 'down'])
-    t.is(dev.link().up, false)
+    t.is((await dev.link()).up, false)
   } finally {
     dispose()
   }
@@ -238,7 +238,7 @@ test.serial('vf events: an offered VF that never appears is reported, retried, g
   // A MAC no netdev of this machine has, so pairing can only give up (the synthetic path is unaffected).
   const { emu, dir, dispose } = emulator({ mac: '00:15:5d:7e:57:01' })
   try {
-    using dev = open(emu.uuid, { root: dir, timeoutMs: 5000, vf: { retryMs: 20, retries: 3, prefer: 'af_packet' } })
+    using dev = await open(emu.uuid, { root: dir, timeoutMs: 5000, vf: { retryMs: 20, retries: 3, prefer: 'af_packet' } })
     t.is(dev.vfInfo(), null)
     const seen: VfEvent[] = []
     dev.on('vf', (e: VfEvent) => seen.push(e))
@@ -264,14 +264,14 @@ test.serial('vf events: an offered VF that never appears is reported, retried, g
   } finally {
     dispose()
   }
-  t.throws(() => open('x', { vf: { prefer: 'dpdk' as never } }), { code: 'ERR_NETVSC_INVALID_ARG' })
-  t.throws(() => open('x', { vf: { bogus: 1 } as never }), { message: /vf\.bogus/ })
+  await t.throwsAsync(open('x', { vf: { prefer: 'dpdk' as never } }), { code: 'ERR_NETVSC_INVALID_ARG' })
+  await t.throwsAsync(open('x', { vf: { bogus: 1 } as never }), { message: /vf\.bogus/ })
 })
 
 test.serial('async iteration yields received bursts', async (t) => {
   const { emu, dir, dispose } = emulator({ backend: 'loopback' })
   try {
-    using dev = open(emu.uuid, { root: dir, timeoutMs: 5000 })
+    using dev = await open(emu.uuid, { root: dir, timeoutMs: 5000 })
     const q = dev.queue(0)
     const f = udpFrame(64, MAC)
     q.txBurst(Buffer.concat([f, f, f].map((x) => Buffer.from(x))), Uint32Array.of(64, 64, 64), new Uint32Array(12), 3)
@@ -287,18 +287,20 @@ test.serial('async iteration yields received bursts', async (t) => {
   }
 })
 
-test.serial('error codes: not found, bad options, queue busy, no such queue, native devargs agree', (t) => {
+test.serial('error codes: not found, bad options, queue busy, no such queue, native devargs agree', async (t) => {
   const { emu, dir, dispose } = emulator()
   try {
     const code = (fn: () => unknown) => t.throws(fn, { instanceOf: NetvscError })?.code
-    t.is(code(() => open('00000000-0000-0000-0000-000000000000', { root: dir })), 'ERR_NETVSC_DEVICE_NOT_FOUND')
-    t.is(code(() => open(emu.uuid, { root: dir, queues: 0 })), 'ERR_NETVSC_INVALID_ARG')
-    t.is(code(() => open(emu.uuid, { root: dir, bogus: 1 } as never)), 'ERR_NETVSC_INVALID_ARG')
-    t.is(code(() => open(emu.uuid, { root: dir, devargs: 'latency=99999' })), 'ERR_NETVSC_DEVARGS')
+    const codeAsync = async (p: Promise<unknown>) => (await t.throwsAsync(p, { instanceOf: NetvscError }))?.code
+    t.is(await codeAsync(open('00000000-0000-0000-0000-000000000000', { root: dir })), 'ERR_NETVSC_DEVICE_NOT_FOUND')
+    t.is(await codeAsync(open(emu.uuid, { root: dir, queues: 0 })), 'ERR_NETVSC_INVALID_ARG')
+    t.is(await codeAsync(open(emu.uuid, { root: dir, bogus: 1 } as never)), 'ERR_NETVSC_INVALID_ARG')
+    t.is(await codeAsync(open(emu.uuid, { root: dir, devargs: 'latency=99999' })), 'ERR_NETVSC_DEVARGS')
+    t.is(code(() => openSync(emu.uuid, { root: dir, devargs: 'latency=99999' })), 'ERR_NETVSC_DEVARGS', 'openSync throws the same codes')
     const nativeErr = t.throws(() => native.NativeDevice.open(emu.uuid, { root: dir, devargs: 'latency=99999' }))
     t.is((nativeErr as { code?: string }).code, 'ERR_NETVSC_DEVARGS')
     t.is(nativeErr?.message, 'devargs: key `latency` value `99999`: latency must be below 6553 us')
-    using dev = open(emu.uuid, { root: dir, timeoutMs: 5000 })
+    using dev = await open(emu.uuid, { root: dir, timeoutMs: 5000 })
     dev.queue(0)
     t.is(dev.queue(0), dev.queue(0), 'the facade hands out its one Queue per index')
     const nativeCode = (fn: () => unknown) => (t.throws(fn) as { code?: string } | undefined)?.code

@@ -7,7 +7,7 @@ import { repo, scratchDir } from './helpers.js'
 
 function script(unref: boolean): string {
   return `
-    const { Emulator, open } = require(${JSON.stringify(path.join(repo, 'src/index.ts'))})
+    const { Emulator, openSync: open } = require(${JSON.stringify(path.join(repo, 'src/index.ts'))})
     const emu = new Emulator({ dir: ${JSON.stringify(scratchDir('exit'))}, maxQueues: 1 })
     const dev = open(emu.uuid, { root: emu.dir, timeoutMs: 5000 })
     dev.on('link', () => {})

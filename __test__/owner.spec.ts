@@ -11,8 +11,8 @@ test.serial('a device held by another process is busy (naming its pid) until tha
   const { emu, dir, dispose } = emulator()
   try {
     const script = `
-      const { open } = require(${JSON.stringify(path.join(repo, 'src/index.ts'))})
-      const dev = open(${JSON.stringify(emu.uuid)}, { root: ${JSON.stringify(dir)}, timeoutMs: 5000 })
+      const { openSync } = require(${JSON.stringify(path.join(repo, 'src/index.ts'))})
+      const dev = openSync(${JSON.stringify(emu.uuid)}, { root: ${JSON.stringify(dir)}, timeoutMs: 5000 })
       console.log('holding ' + process.pid + ' ' + dev.info().mac)
       setInterval(() => {}, 1000)
     `
@@ -27,13 +27,13 @@ test.serial('a device held by another process is busy (naming its pid) until tha
       child.on('exit', (c) => reject(new Error(`child exited ${c}: ${err}`)))
     })
     t.regex(out, new RegExp(`holding ${child.pid} `))
-    const busy = t.throws(() => open(emu.uuid, { root: dir, timeoutMs: 5000 }), { instanceOf: NetvscError })
+    const busy = await t.throwsAsync(open(emu.uuid, { root: dir, timeoutMs: 5000 }), { instanceOf: NetvscError })
     t.is(busy?.code, 'ERR_NETVSC_DEVICE_BUSY')
     t.regex(busy?.message ?? '', new RegExp(`in use by pid ${child.pid}\\b`))
     const closed = new Promise((r) => child.on('close', r))
     child.kill('SIGKILL')
     await closed
-    using dev = open(emu.uuid, { root: dir, timeoutMs: 5000 })
+    using dev = await open(emu.uuid, { root: dir, timeoutMs: 5000 })
     t.is(dev.info().queues, 1, 'opened once the owner died')
   } finally {
     dispose()

@@ -25,7 +25,7 @@ function message(w: Worker): Promise<{ ok: boolean; sent?: number; code?: string
 test.serial('one queue per worker; host counts per channel match what each worker sent', async (t) => {
   const { emu, dir, dispose } = emulator({ maxQueues: 2 })
   try {
-    using dev = open(emu.uuid, { root: dir, queues: 2, timeoutMs: 5000 })
+    using dev = await open(emu.uuid, { root: dir, queues: 2, timeoutMs: 5000 })
     t.is(dev.queueCount, 2)
     const frames = [40, 70]
     const workers = [0, 1].map((index) => spawn({ uuid: emu.uuid, root: dir, index, frames: frames[index], hold: false }))
@@ -47,7 +47,7 @@ test.serial('one queue per worker; host counts per channel match what each worke
 test.serial('a second owner is refused; terminating a worker releases its queue', async (t) => {
   const { emu, dir, dispose } = emulator({ maxQueues: 1 })
   try {
-    using dev = open(emu.uuid, { root: dir, timeoutMs: 5000 })
+    using dev = await open(emu.uuid, { root: dir, timeoutMs: 5000 })
     const before = claimedQueueCount()
     const holder = spawn({ uuid: emu.uuid, root: dir, index: 0, frames: 0, hold: true })
     t.true((await message(holder)).ok)

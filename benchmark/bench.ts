@@ -12,7 +12,7 @@ import { Emulator, META_WORDS, open } from '../src/index.js'
 const MS = Number(process.env.NETVSC_BENCH_MS ?? 1000)
 const BURST = 32
 
-function rig(backend: 'sink' | 'generator', size: number) {
+async function rig(backend: 'sink' | 'generator', size: number) {
   const base = fs.existsSync('/dev/shm') ? '/dev/shm' : os.tmpdir()
   const dir = fs.mkdtempSync(path.join(base, 'netvsc-bench-'))
   const emu = new Emulator({
@@ -22,7 +22,7 @@ function rig(backend: 'sink' | 'generator', size: number) {
     busyPoll: true,
     ...(backend === 'generator' && { generator: { ratePps: 0, frameSizes: [size] } }),
   })
-  const dev = open(emu.uuid, { root: dir, timeoutMs: 10_000 })
+  const dev = await open(emu.uuid, { root: dir, timeoutMs: 10_000 })
   const q = dev.queue(0)
   const done = () => {
     dev.close()
@@ -32,8 +32,8 @@ function rig(backend: 'sink' | 'generator', size: number) {
   return { emu, dev, q, done }
 }
 
-function tsTx(size: number): { ts: number; rust: number } {
-  const { dev, q, done } = rig('sink', size)
+async function tsTx(size: number): Promise<{ ts: number; rust: number }> {
+  const { dev, q, done } = await rig('sink', size)
   try {
     const buf = new Uint8Array(BURST * size)
     for (let i = 0; i < BURST; i++) buf.set([2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1, 0x88, 0xb5], i * size)
@@ -55,8 +55,8 @@ function tsTx(size: number): { ts: number; rust: number } {
   }
 }
 
-function tsRx(size: number): { ts: number; rust: number } {
-  const { q, done } = rig('generator', size)
+async function tsRx(size: number): Promise<{ ts: number; rust: number }> {
+  const { q, done } = await rig('generator', size)
   try {
     const buf = new Uint8Array(BURST * 1536)
     const lens = new Uint32Array(BURST)
@@ -75,18 +75,25 @@ function tsRx(size: number): { ts: number; rust: number } {
   }
 }
 
-const rows: Array<Record<string, string>> = []
-for (const [dir, fn] of [['tx', tsTx], ['rx', tsRx]] as const) {
-  for (const size of [64, 1500]) {
-    const { ts, rust } = fn(size)
-    rows.push({
-      direction: dir,
-      'frame B': String(size),
-      'TS burst API Mpps': (ts / 1e6).toFixed(3),
-      'Rust core Mpps': (rust / 1e6).toFixed(3),
-      'TS/Rust': rust > 0 ? (ts / rust).toFixed(2) : '-',
-    })
+async function main(): Promise<void> {
+  const rows: Array<Record<string, string>> = []
+  for (const [dir, fn] of [['tx', tsTx], ['rx', tsRx]] as const) {
+    for (const size of [64, 1500]) {
+      const { ts, rust } = await fn(size)
+      rows.push({
+        direction: dir,
+        'frame B': String(size),
+        'TS burst API Mpps': (ts / 1e6).toFixed(3),
+        'Rust core Mpps': (rust / 1e6).toFixed(3),
+        'TS/Rust': rust > 0 ? (ts / rust).toFixed(2) : '-',
+      })
+    }
   }
+  console.log(`burst ${BURST}, ${MS} ms per point, ${os.cpus().length} CPUs, node ${process.version}`)
+  console.table(rows)
 }
-console.log(`burst ${BURST}, ${MS} ms per point, ${os.cpus().length} CPUs, node ${process.version}`)
-console.table(rows)
+
+main().catch((err: unknown) => {
+  console.error(err)
+  process.exitCode = 1
+})

@@ -26,7 +26,7 @@ async function rig(backend: 'sink' | 'generator', size: number, mode: Mode) {
     vf: { iface: 'nvbench0', delayMs: 0 },
     ...(backend === 'generator' && { generator: { ratePps: 0, frameSizes: [size] } }),
   })
-  const dev = open(emu.uuid, {
+  const dev = await open(emu.uuid, {
     root: dir,
     timeoutMs: 10_000,
     vf: mode === 'synthetic' ? { enabled: false } : { prefer: mode, retryMs: 50, retries: 200 },

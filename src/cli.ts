@@ -22,8 +22,9 @@ Commands:
   emulate --dir D           Run the Hyper-V host emulator (--run -- CMD runs a guest against it)
   ctl DIR COMMAND           Runtime command to a running emulator (vf offer|revoke|remove|add|..., link, stats)
   demo                      Emulator + driver in this process: link event, traffic both ways, Mpps
-  capture <uuid> --pcap F   Record the frames this process's driver sends and receives into a pcap file
-  stats <uuid>              Port and per-queue counters (--watch)
+  capture <uuid> --pcap F   Capture a running service's bursts (pcapng, both directions); else this process's rx
+  stats <uuid>              Port and per-queue counters of a running service, rates with --watch
+  metrics                   Prometheus exporter of every running device (--listen 127.0.0.1:9464)
   xstats <uuid>             DPDK-named extended statistics
 
 Options of list:
@@ -70,6 +71,7 @@ const COMMANDS: Record<string, () => Promise<Run>> = {
   info: async () => (await import('./cli/device.js')).runInfo,
   emulate: async () => (await import('./cli/emulate.js')).runEmulate,
   ctl: async () => (await import('./cli/ctl.js')).runCtl,
+  metrics: async () => (await import('./cli/metrics.js')).runMetrics,
   demo: async () => (await import('./cli/demo.js')).runDemo,
   capture: async () => (await import('./cli/device.js')).runCapture,
   stats: async () => {

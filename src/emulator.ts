@@ -26,6 +26,8 @@ export interface EmulatorOptions {
   pcap?: string
   /** Host workers spin instead of sleeping (lowest latency, one core busy). */
   busyPoll?: boolean
+  /** The host reads the guest's packets and answers none (bring-up timeout and abort tests). */
+  silent?: boolean
   linkSpeedMbps?: number
   /** Offer an accelerated-networking VF: a veth pair whose guest end `iface` is the VF netdev (root). */
   vf?: EmulatorVfOptions

@@ -34,9 +34,12 @@ export function listDevices(options: ListOptions = {}): VmbusDevice[] {
   }
 }
 
-export { Netvsc, Queue, open, openQueue, claimedQueueCount } from './netvsc.js'
+export { Netvsc, Queue, open, openSync, openQueue, claimedQueueCount } from './netvsc.js'
 export type {
   OpenOptions,
+  OpenAsyncOptions,
+  NetvscEvents,
+  RecoveredEvent,
   LinkState,
   LinkEvent,
   VfEvent,
@@ -52,6 +55,8 @@ export type {
   RxBatch,
 } from './netvsc.js'
 export type { Capture, CaptureOptions } from './capture.js'
+export { QUEUE_STAT_NAMES, listTelemetry, metricsText, rates, readTelemetry, requestCapture, telemetryPath } from './telemetry.js'
+export type { QueueTelemetry, Rates, Telemetry } from './telemetry.js'
 export { PcapWriter, readPcap, readPcapRecords } from './pcap.js'
 export type { PcapRecord } from './pcap.js'
 export { parseDevargs, formatDevargs, strtoul, clip, DEVARG_KEYS, DEVARGS_DEFAULTS, DEVARGS_QUOTE_MAX, DevargsError } from './devargs.js'

@@ -11,6 +11,7 @@ import { type Devargs, type DevargsObject, formatDevargs, parseDevargs } from '.
 import { released, watchOpen } from './collected.js'
 import { NetvscError, fromNative } from './errors.js'
 import { DESC_WORDS, META_WORDS, QUEUE_STAT_WORDS } from './meta.js'
+import { type Telemetry, metricsText, readTelemetry } from './telemetry.js'
 
 /** Options of `open`. */
 export interface OpenOptions {
@@ -286,11 +287,74 @@ export class Queue {
   }
 }
 
+/** The payload of a 'recovered' event: the device came back after a fault (a re-open after a host revoke/rescind). */
+export interface RecoveredEvent {
+  /** What was recovered from (a short text). */
+  reason: string
+  /** Wall-clock ms since the Unix epoch. */
+  at: number
+}
+
+/** The events of a `Netvsc` and their payloads: `dev.on('link', (e) => …)` gets a typed `e`; an unknown name fails tsc. */
+export interface NetvscEvents {
+  link: [event: LinkEvent]
+  vf: [event: VfEvent]
+  error: [error: NetvscError]
+  recovered: [event: RecoveredEvent]
+}
+
+/** Options of the async `open`: `signal` aborts the bring-up (rejects with `ERR_NETVSC_ABORTED`). */
+export interface OpenAsyncOptions extends OpenOptions {
+  signal?: AbortSignal
+}
+
+function nativeOptions(o: OpenOptions, devargs: Devargs): native.OpenOptions {
+  const rss = o.rss
+  return {
+    root: o.root ?? '/',
+    devargs: formatDevargs(devargs),
+    ...(o.queues !== undefined && { queues: o.queues }),
+    ...(o.mtu !== undefined && { mtu: o.mtu }),
+    ...(o.timeoutMs !== undefined && { timeoutMs: o.timeoutMs }),
+    ...(o.offloads !== undefined && { offloads: { ...o.offloads } }),
+    ...(o.vf !== undefined && { vf: { ...o.vf } }),
+    ...(rss !== undefined && {
+      rss: {
+        ...(rss.key !== undefined && { key: Array.from(rss.key) }),
+        ...(rss.table !== undefined && { table: rss.table }),
+      },
+    }),
+  }
+}
+
+/** Events arriving before the `Netvsc` exists (during an async bring-up) wait here. */
+class EventRelay {
+  target: ((ev: native.NativeEvent) => void) | null = null
+  readonly early: native.NativeEvent[] = []
+  readonly fn = (ev: native.NativeEvent): void => {
+    if (this.target) this.target(ev)
+    else if (this.early.length < 64) this.early.push(ev)
+  }
+  attach(target: (ev: native.NativeEvent) => void): void {
+    this.target = target
+    for (const ev of this.early.splice(0)) target(ev)
+  }
+}
+
+/** A settled async native call: its value, or `{ code, message }` thrown as a `NetvscError`. */
+function settled<T>(r: T | native.NativeFailure): T {
+  if (r !== null && typeof r === 'object' && 'code' in r && 'message' in r && typeof (r as native.NativeFailure).code === 'string' && !(r instanceof native.NativeDevice)) {
+    throw fromNative(Object.assign(new Error(r.message), { code: r.code }))
+  }
+  return r as T
+}
+
 /**
- * An open netvsc device. Events: `'link'` (LinkEvent), `'vf'` (VfEvent), `'error'` (NetvscError). Events come from
- * a native thread that keeps the event loop alive while the device is open, unless `unref()` is called.
+ * An open netvsc device: a typed EventEmitter (see `NetvscEvents`: `'link'`, `'vf'`, `'error'`, `'recovered'`).
+ * Events come from a native thread that keeps the event loop alive while the device is open, unless `unref()`
+ * is called. Made by `open()` (a Promise) or `openSync()`.
  */
-export class Netvsc extends EventEmitter {
+export class Netvsc extends EventEmitter<NetvscEvents> {
   readonly #dev: native.NativeDevice
   readonly uuid: string
   readonly root: string
@@ -302,40 +366,69 @@ export class Netvsc extends EventEmitter {
   readonly #tap: Tap = { sink: null }
   #capture: Capture | null = null
 
-  /** @internal */
-  constructor(name: string, options: OpenOptions) {
+  /** @internal Use `open()` or `openSync()`. */
+  constructor(dev: native.NativeDevice, devargs: Devargs, relay: EventRelay) {
     super()
-    const o = validate(options)
-    this.devargs = parseDevargs(o.devargs ?? '')
-    const rss = o.rss
-    const nativeOpts: native.OpenOptions = {
-      root: o.root ?? '/',
-      devargs: formatDevargs(this.devargs),
-      ...(o.queues !== undefined && { queues: o.queues }),
-      ...(o.mtu !== undefined && { mtu: o.mtu }),
-      ...(o.timeoutMs !== undefined && { timeoutMs: o.timeoutMs }),
-      ...(o.offloads !== undefined && { offloads: { ...o.offloads } }),
-      ...(o.vf !== undefined && { vf: { ...o.vf } }),
-      ...(rss !== undefined && {
-        rss: {
-          ...(rss.key !== undefined && { key: Array.from(rss.key) }),
-          ...(rss.table !== undefined && { table: rss.table }),
-        },
-      }),
-    }
-    this.#dev = call(() => native.NativeDevice.open(name, nativeOpts, (ev) => this.#onEvent(ev)))
-    this.uuid = this.#dev.uuid
-    this.root = this.#dev.root
+    this.#dev = dev
+    this.devargs = devargs
+    this.uuid = dev.uuid
+    this.root = dev.root
     watchOpen(this, 'Netvsc', `netvsc device ${this.uuid}`)
+    relay.attach((ev) => this.#onEvent(ev))
+  }
+
+  /** @internal */
+  static openSync(name: string, options: OpenOptions): Netvsc {
+    const o = validate(options)
+    const devargs = parseDevargs(o.devargs ?? '')
+    const relay = new EventRelay()
+    const dev = new Netvsc(call(() => native.NativeDevice.open(name, nativeOptions(o, devargs), relay.fn)), devargs, relay)
     if (o.start !== false) {
       try {
-        this.start()
+        dev.start()
       } catch (err) {
-        released(this)
-        this.#dev.close()
+        dev.close()
         throw err
       }
     }
+    return dev
+  }
+
+  /** @internal */
+  static async open(name: string, options: OpenAsyncOptions): Promise<Netvsc> {
+    const { signal, ...rest } = options
+    const o = validate(rest)
+    if (signal !== undefined && !(signal instanceof AbortSignal)) throw new NetvscError('ERR_NETVSC_INVALID_ARG', 'options.signal must be an AbortSignal')
+    const aborted = (): NetvscError => new NetvscError('ERR_NETVSC_ABORTED', `open(${name}) was aborted`, { cause: signal?.reason })
+    if (signal?.aborted) throw aborted()
+    const devargs = parseDevargs(o.devargs ?? '')
+    const relay = new EventRelay()
+    const cancel = new native.NativeCancel()
+    const onAbort = (): void => cancel.cancel()
+    signal?.addEventListener('abort', onAbort, { once: true })
+    let nd: native.NativeDevice
+    try {
+      nd = settled(await call(() => native.NativeDevice.openAsync(name, nativeOptions(o, devargs), relay.fn, cancel)))
+    } catch (err) {
+      if (err instanceof NetvscError && err.code === 'ERR_NETVSC_ABORTED') throw aborted()
+      throw err
+    } finally {
+      signal?.removeEventListener('abort', onAbort)
+    }
+    const dev = new Netvsc(nd, devargs, relay)
+    if (signal?.aborted) {
+      dev.close()
+      throw aborted()
+    }
+    if (o.start !== false) {
+      try {
+        await dev.startAsync()
+      } catch (err) {
+        dev.close()
+        throw err
+      }
+    }
+    return dev
   }
 
   #onEvent(ev: native.NativeEvent): void {
@@ -385,6 +478,24 @@ export class Netvsc extends EventEmitter {
     }
   }
 
+  /** The telemetry page this process publishes for the device (`<root>/run/netvsc/<uuid>.telemetry`), or null. */
+  get telemetryPath(): string | null {
+    return this.#dev.telemetryPath ?? null
+  }
+
+  /** This device's telemetry as other processes see it (published every 100 ms by the control thread). */
+  telemetry(): Telemetry {
+    return readTelemetry(this.uuid, { root: this.root })
+  }
+
+  /**
+   * Prometheus text exposition of this device (what `netvsc metrics` serves for every device). To feed
+   * prom-client, register a collector that returns it, or merge it into `register.metrics()` output.
+   */
+  metrics(): string {
+    return metricsText([this.telemetry()])
+  }
+
   /** What bring-up negotiated (MAC, MTU, versions, queues, buffers, offload capabilities, devargs). */
   info(): DeviceInfo {
     return call(() => this.#dev.info())
@@ -430,20 +541,36 @@ export class Netvsc extends EventEmitter {
     return Array.from({ length: this.queueCount }, (_, i) => this.queue(i))
   }
 
+  /** Whether promiscuous mode was last set on. */
   get promiscuous(): boolean {
     return this.#promiscuous
   }
 
-  set promiscuous(on: boolean) {
+  /** Turns promiscuous mode on or off (an RNDIS round trip to the host, off the event loop). */
+  async setPromiscuous(on: boolean): Promise<void> {
+    settled(await call(() => this.#dev.setPromiscuousAsync(Boolean(on))))
+    this.#promiscuous = Boolean(on)
+  }
+
+  /** `setPromiscuous` blocking the event loop (scripts). */
+  setPromiscuousSync(on: boolean): void {
     call(() => this.#dev.setPromiscuous(Boolean(on)))
     this.#promiscuous = Boolean(on)
   }
 
+  /** Whether all-multicast was last set on (default on). */
   get allMulticast(): boolean {
     return this.#allMulticast
   }
 
-  set allMulticast(on: boolean) {
+  /** Turns all-multicast reception on or off (off the event loop). */
+  async setAllMulticast(on: boolean): Promise<void> {
+    settled(await call(() => this.#dev.setAllMulticastAsync(Boolean(on))))
+    this.#allMulticast = Boolean(on)
+  }
+
+  /** `setAllMulticast` blocking the event loop (scripts). */
+  setAllMulticastSync(on: boolean): void {
     call(() => this.#dev.setAllMulticast(Boolean(on)))
     this.#allMulticast = Boolean(on)
   }
@@ -454,21 +581,63 @@ export class Netvsc extends EventEmitter {
   }
 
   /** Queries the link from the host. */
-  link(): LinkState {
+  async link(): Promise<LinkState> {
+    const l = settled(await call(() => this.#dev.linkAsync()))
+    return { up: l.up, speedMbps: l.speedMbps }
+  }
+
+  /** `link()` blocking the event loop (scripts). */
+  linkSync(): LinkState {
     const l = call(() => this.#dev.link())
     return { up: l.up, speedMbps: l.speedMbps }
   }
 
-  /** Changes the MTU (stops and restarts the port; queues must be closed first). */
-  setMtu(mtu: number): void {
+  /** The link as last learned from the host's notes (no round trip). */
+  cachedLink(): LinkState {
+    const l = call(() => this.#dev.cachedLink())
+    return { up: l.up, speedMbps: l.speedMbps }
+  }
+
+  #checkMtu(mtu: number): void {
     checkInt('mtu', mtu, 68, 9202)
     if ([...this.#queues.values()].some((q) => !q.closed)) {
       throw new NetvscError('ERR_NETVSC_STARTED', 'close every queue before changing the MTU')
     }
+  }
+
+  /**
+   * Changes the MTU: a full teardown and bring-up with the new value, off the event loop (stops and restarts
+   * the port; queues must be closed first).
+   */
+  async setMtu(mtu: number): Promise<void> {
+    this.#checkMtu(mtu)
+    const wasStarted = this.started
+    if (wasStarted) await this.#async(() => this.#dev.stopAsync())
+    await this.#async(() => this.#dev.setMtuAsync(mtu))
+    if (wasStarted) await this.#async(() => this.#dev.startAsync())
+  }
+
+  /** `setMtu` blocking the event loop (scripts). */
+  setMtuSync(mtu: number): void {
+    this.#checkMtu(mtu)
     const wasStarted = this.started
     if (wasStarted) this.stop()
     call(() => this.#dev.setMtu(mtu))
     if (wasStarted) this.start()
+  }
+
+  /** Moves the data path to the VF (true) or back to synthetic (NVSP SWITCH_DATA_PATH, off the event loop). */
+  async switchDatapath(toVf: boolean): Promise<void> {
+    await this.#async(() => this.#dev.switchDatapathAsync(Boolean(toVf)))
+  }
+
+  async #async<T>(fn: () => Promise<T | native.NativeFailure>): Promise<T> {
+    return settled(await call(fn))
+  }
+
+  /** @internal Start off the event loop (used by `open`). */
+  async startAsync(): Promise<void> {
+    await this.#async(() => this.#dev.startAsync())
   }
 
   /** Port totals. */
@@ -635,12 +804,28 @@ function validate(options: OpenOptions): OpenOptions {
   return options
 }
 
-/** Opens the netvsc device `uuidOrIface` (bound to uio_hv_generic) and starts it unless `start: false`. */
-export function open(uuidOrIface: string, options: OpenOptions = {}): Netvsc {
+/**
+ * Opens the netvsc device `uuidOrIface` (bound to uio_hv_generic) and starts it unless `start: false`. The
+ * bring-up (NVSP/RNDIS round trips, up to `timeoutMs` each) runs on a native thread; the event loop keeps
+ * running. `signal` aborts it: the promise rejects with `ERR_NETVSC_ABORTED` and the half-open device is torn
+ * down, so it can be opened again.
+ */
+export async function open(uuidOrIface: string, options: OpenAsyncOptions = {}): Promise<Netvsc> {
   if (typeof uuidOrIface !== 'string' || uuidOrIface === '') {
     throw new NetvscError('ERR_NETVSC_INVALID_ARG', 'open() needs a device uuid or interface name')
   }
-  return new Netvsc(uuidOrIface, options)
+  if (options === null || typeof options !== 'object') {
+    throw new NetvscError('ERR_NETVSC_INVALID_ARG', `options must be an object, got ${options === null ? 'null' : typeof options}`)
+  }
+  return Netvsc.open(uuidOrIface, options)
+}
+
+/** `open` blocking the event loop for the whole bring-up (scripts, REPL). */
+export function openSync(uuidOrIface: string, options: OpenOptions = {}): Netvsc {
+  if (typeof uuidOrIface !== 'string' || uuidOrIface === '') {
+    throw new NetvscError('ERR_NETVSC_INVALID_ARG', 'openSync() needs a device uuid or interface name')
+  }
+  return Netvsc.openSync(uuidOrIface, options)
 }
 
 /**

@@ -91,7 +91,7 @@ export async function runDemo(args: string[], io: Io): Promise<number> {
   try {
     say(`emulated NIC ${emu.uuid} under ${dir}\n`)
     emu.setLink(false)
-    const dev = open(emu.uuid, { root: dir, queues, timeoutMs: 10_000 })
+    const dev = await open(emu.uuid, { root: dir, queues, timeoutMs: 10_000 })
     try {
       const info = dev.info()
       say(`driver up: mac ${info.mac}, mtu ${info.mtu}, NVSP 0x${info.nvspVersion.toString(16)}, ${info.queues} queues\n`)

@@ -1,10 +1,15 @@
 /**
- * Commands that open a device in this process: `info`, `capture`, `stats`, `xstats`. The counters are this
- * process's (the driver keeps them per opener), so `stats`/`xstats` receive for `--interval` ms and report what
- * they saw; `--watch` repeats until Ctrl-C.
+ * Device commands: `info`, `capture`, `stats`, `xstats`. When a running process owns the device (its telemetry page
+ * `<root>/run/netvsc/<uuid>.telemetry` has a live owner), `stats`/`xstats` read that page and `capture` asks the
+ * owner, through it, to mirror its bursts into a pcapng file: nothing opens the device or disturbs the service.
+ * Otherwise they open the device in this process: the counters are then this process's (the driver keeps them per
+ * opener), so `stats`/`xstats` receive for `--interval` ms and report what they saw; `--watch` repeats until Ctrl-C.
  */
+import * as fs from 'node:fs'
+import * as path from 'node:path'
 import { listDevices, open } from '../index.js'
 import type { Netvsc } from '../netvsc.js'
+import { type Telemetry, rates, readTelemetry, requestCapture, telemetryPath, QUEUE_STAT_NAMES } from '../telemetry.js'
 import { type Io, UsageError, devargsOption, intOption, nonEmpty, parse, rootOption, sleep, table } from './common.js'
 import { CommandError } from './bind.js'
 
@@ -14,11 +19,13 @@ export const DEVICE_HELP = `Usage: netvsc info <uuid|iface> [--root DIR] [--deva
        netvsc xstats <uuid|iface> [--interval MS] [--json] [--root DIR]
 
 info     sysfs facts, then (when bound to uio_hv_generic) open it and show what bring-up negotiated
-capture  record into a pcap file the frames this process's driver sends and receives on the device, until
-         --count frames, --timeout-ms, or Ctrl-C (the command itself transmits nothing, so what it records is what
-         it receives; applications get both directions with dev.startCapture())
-stats    port totals and per-queue counters after receiving for --interval ms (default 1000)
-xstats   DPDK-named extended statistics, same measurement
+capture  a running service (the device's owner): it mirrors its bursts, both directions, into a pcapng file
+         (direction flags, ns timestamps) until --count frames, --timeout-ms, or Ctrl-C. No owner: this process
+         opens the device and records what it receives (pcap)
+stats    a running service: its published counters (port, every queue; --watch: rates, pps and bit/s per
+         queue, every --interval ms). No owner: port totals and per-queue counters after receiving for
+         --interval ms (default 1000)
+xstats   DPDK-named extended statistics, same sources
 
 Options:
   --root DIR     Directory holding sys/bus/vmbus and dev/uioN (default /; the emulator's directory)
@@ -28,14 +35,8 @@ Options:
 
 const common = { root: { type: 'string' }, json: { type: 'boolean' }, devargs: { type: 'string' } } as const
 
-function openDev(name: string, root: string, devargs: string | undefined, opts: { vf?: boolean; queues?: number } = {}): Netvsc {
-  return open(name, {
-    root,
-    timeoutMs: 10_000,
-    ...(devargs !== undefined && { devargs }),
-    ...(opts.vf === false && { vf: { enabled: false } }),
-    ...(opts.queues !== undefined && { queues: opts.queues }),
-  })
+function openDev(name: string, root: string, devargs: string | undefined, vf = true, queues?: number): Promise<Netvsc> {
+  return open(name, { root, timeoutMs: 10_000, ...(devargs !== undefined && { devargs }), ...(!vf && { vf: { enabled: false } }), ...(queues !== undefined && { queues }) })
 }
 
 function vfLine(serial: number | null, f: ReturnType<Netvsc['vfInfo']>): string {
@@ -57,9 +58,9 @@ export async function runInfo(args: string[], io: Io): Promise<number> {
   let negotiated = null
   if (entry.uioNumber !== null && entry.isNetvsc) {
     // The VF manager stays off: `info` must not move the data path of a NIC another process may use.
-    const dev = openDev(entry.uuid, root, values.devargs, { vf: false })
+    const dev = await openDev(entry.uuid, root, values.devargs, false)
     try {
-      negotiated = { ...dev.info(), link: dev.link(), vf: { offeredSerial: dev.vf(), failover: dev.vfInfo() } }
+      negotiated = { ...dev.info(), link: await dev.link(), vf: { offeredSerial: dev.vf(), failover: dev.vfInfo() } }
     } finally {
       dev.close()
     }
@@ -93,6 +94,56 @@ export async function runInfo(args: string[], io: Io): Promise<number> {
   return 0
 }
 
+/** The live owner's page of device `key` (uuid or interface) under `root`, or null when no process publishes it. */
+function ownerPage(key: string, root: string): Telemetry | null {
+  let uuid = key.toLowerCase()
+  if (!fs.existsSync(telemetryPath(uuid, root))) {
+    const entry = listDevices({ root }).find((d) => d.iface === key)
+    if (!entry) return null
+    uuid = entry.uuid
+  }
+  try {
+    const t = readTelemetry(uuid, { root })
+    return t.alive ? t : null
+  } catch {
+    return null
+  }
+}
+
+async function captureOwner(t: Telemetry, root: string, file: string, count: number | undefined, timeout: number | undefined, io: Io, json: boolean): Promise<number> {
+  const abs = path.resolve(file)
+  const id = requestCapture(t.uuid, abs, { root, ...(count !== undefined && { count }), ...(timeout !== undefined && { ms: timeout }) })
+  let stop = false
+  const onSig = () => (stop = true)
+  process.on('SIGINT', onSig)
+  process.on('SIGTERM', onSig)
+  let last = t
+  try {
+    // The owner looks at the request every 100 ms; it then runs the capture and marks it done when it ends.
+    const started = Date.now()
+    for (;;) {
+      await sleep(50)
+      last = readTelemetry(t.uuid, { root })
+      if (last.capture.done === id) break
+      if (!last.alive) throw new CommandError(`the owner of ${t.uuid} (pid ${t.pid}) exited during the capture`)
+      if (last.capture.id !== id && Date.now() - started > 5000) {
+        throw new CommandError(`the owner of ${t.uuid} (pid ${t.pid}) did not take the capture request within 5 s`)
+      }
+      if (stop) {
+        requestCapture(t.uuid, null, { root })
+        stop = false
+      }
+    }
+  } finally {
+    process.off('SIGINT', onSig)
+    process.off('SIGTERM', onSig)
+  }
+  if (!fs.existsSync(abs)) throw new CommandError(`the owner of ${t.uuid} could not write ${abs}`)
+  const frames = last.capture.frames
+  io.out(json ? `${JSON.stringify({ file: abs, frames, owner: t.pid })}\n` : `captured ${frames} frames of pid ${t.pid} to ${abs} (pcapng)\n`)
+  return 0
+}
+
 export async function runCapture(args: string[], io: Io): Promise<number> {
   const { values, positionals, help } = parse(
     args,
@@ -105,7 +156,9 @@ export async function runCapture(args: string[], io: Io): Promise<number> {
   const count = intOption('count', values.count, 1, 1e12)
   const timeout = intOption('timeout-ms', values['timeout-ms'], 1, 1e9)
   devargsOption(values.devargs)
-  const dev = openDev(positionals[0] ?? '', rootOption(values.root) ?? '/', values.devargs)
+  const owner = ownerPage(positionals[0] ?? '', rootOption(values.root) ?? '/')
+  if (owner) return captureOwner(owner, rootOption(values.root) ?? '/', file, count, timeout, io, values.json === true)
+  const dev = await openDev(positionals[0] ?? '', rootOption(values.root) ?? '/', values.devargs)
   let cap
   try {
     cap = dev.startCapture(file, count === undefined ? {} : { count })
@@ -159,11 +212,12 @@ export async function runStats(args: string[], io: Io, extended: boolean): Promi
   )
   if (help) return (io.out(DEVICE_HELP), 0)
   const interval = intOption('interval', values.interval, 0, 3_600_000) ?? 1000
-  if (extended && values.watch) throw new UsageError("xstats does not take '--watch'")
   const watch = values.watch === true
   devargsOption(values.devargs)
+  const owner = ownerPage(positionals[0] ?? '', rootOption(values.root) ?? '/')
+  if (owner) return statsOwner(owner, rootOption(values.root) ?? '/', extended, watch, interval, io, values.json === true)
   // Every queue pair the host offers (it grants at most what it has), so the per-queue table covers them all.
-  const dev = openDev(positionals[0] ?? '', rootOption(values.root) ?? '/', values.devargs, { queues: 64 })
+  const dev = await openDev(positionals[0] ?? '', rootOption(values.root) ?? '/', values.devargs, true, 64)
   let stop = false
   const onSig = () => (stop = true)
   process.on('SIGINT', onSig)
@@ -186,6 +240,71 @@ export async function runStats(args: string[], io: Io, extended: boolean): Promi
     process.off('SIGINT', onSig)
     process.off('SIGTERM', onSig)
     dev.close()
+  }
+  return 0
+}
+
+const mbit = (bps: number) => (bps / 1e6).toFixed(3)
+
+function printOwner(t: Telemetry, prev: Telemetry | null, extended: boolean, io: Io, json: boolean): void {
+  const r = prev ? rates(prev, t) : null
+  if (json) {
+    io.out(`${JSON.stringify({ source: 'telemetry', ...t, ...(r && { rates: r }) })}\n`)
+    return
+  }
+  if (extended) {
+    const rows: string[][] = []
+    for (const q of t.queues) {
+      for (const d of ['tx', 'rx'] as const) for (const n of QUEUE_STAT_NAMES) rows.push([`${d}_q${q.queue}_${n}`, String(q[d][n])])
+      rows.push([`rx_q${q.queue}_missed`, String(q.rxMissed)])
+    }
+    for (const [k, v] of Object.entries(t.vf)) rows.push([`vf_${k}`, String(v)])
+    io.out(`${table(['NAME', 'VALUE'], rows)}\n`)
+    return
+  }
+  const s = t.port
+  io.out(`pid ${t.pid}  link ${t.link.up ? 'up' : 'down'} ${t.link.speedMbps} Mbit/s  mtu ${t.mtu}  vf ${t.vf.state ?? 'none'}${t.vf.switched ? ' (data path)' : ''}\n`)
+  io.out(`ipackets ${s.ipackets}  ibytes ${s.ibytes}  imissed ${s.imissed}  ierrors ${s.ierrors}  opackets ${s.opackets}  obytes ${s.obytes}  oerrors ${s.oerrors}\n`)
+  if (r) io.out(`rx ${r.rxPps.toFixed(0)} pps ${mbit(r.rxBps)} Mbit/s  tx ${r.txPps.toFixed(0)} pps ${mbit(r.txBps)} Mbit/s\n`)
+  const head = ['QUEUE', 'RX PKTS', 'RX BYTES', 'TX PKTS', 'TX BYTES', 'MISSED', ...(r ? ['RX PPS', 'RX MBIT/S', 'TX PPS', 'TX MBIT/S'] : [])]
+  const rows = t.queues.map((q) => {
+    const qr = r?.queues[q.queue]
+    return [
+      String(q.queue),
+      String(q.rx.good_packets),
+      String(q.rx.good_bytes),
+      String(q.tx.good_packets),
+      String(q.tx.good_bytes),
+      String(q.rxMissed),
+      ...(qr ? [qr.rxPps.toFixed(0), mbit(qr.rxBps), qr.txPps.toFixed(0), mbit(qr.txBps)] : []),
+    ]
+  })
+  io.out(`${table(head, rows)}\n`)
+}
+
+async function statsOwner(first: Telemetry, root: string, extended: boolean, watch: boolean, interval: number, io: Io, json: boolean): Promise<number> {
+  if (!watch) {
+    printOwner(first, null, extended, io, json)
+    return 0
+  }
+  let stop = false
+  const onSig = () => (stop = true)
+  process.on('SIGINT', onSig)
+  process.on('SIGTERM', onSig)
+  let prev = first
+  try {
+    printOwner(first, null, extended, io, json)
+    while (!stop) {
+      await sleep(Math.max(interval, 100))
+      if (stop) break
+      const t = readTelemetry(first.uuid, { root })
+      printOwner(t, prev, extended, io, json)
+      if (!t.alive) break
+      prev = t
+    }
+  } finally {
+    process.off('SIGINT', onSig)
+    process.off('SIGTERM', onSig)
   }
   return 0
 }

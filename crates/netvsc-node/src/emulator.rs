@@ -71,6 +71,8 @@ pub struct EmulatorOptions {
     pub pcap: Option<String>,
     /// Host workers spin instead of sleeping.
     pub busy_poll: Option<bool>,
+    /// The host reads the guest's packets and answers none of them (bring-up timeout tests).
+    pub silent: Option<bool>,
     /// Initial link speed in Mbit/s.
     pub link_speed_mbps: Option<f64>,
     /// Bytes per ring direction (header page included).
@@ -127,6 +129,9 @@ fn config(o: &EmulatorOptions) -> Result<(EmulatorConfig, Option<CaptureHandle>)
     }
     if let Some(b) = o.busy_poll {
         c.busy_poll = b;
+    }
+    if let Some(s) = o.silent {
+        c.silent = s;
     }
     if let Some(s) = o.link_speed_mbps {
         c.link_speed = (s * 10_000.0) as u32;

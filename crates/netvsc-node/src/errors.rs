@@ -29,6 +29,8 @@ pub enum Code {
     Closed,
     /// The host did not answer in time.
     Timeout,
+    /// The operation was aborted by the caller (an AbortSignal during `open`).
+    Aborted,
     /// The host answered with a failure status.
     HostRejected,
     /// The host sent something malformed (or no acceptable NVSP version).
@@ -69,6 +71,7 @@ impl AsRef<str> for Code {
             Code::Napi => "ERR_NETVSC_NAPI",
             Code::Closed => "ERR_NETVSC_CLOSED",
             Code::Timeout => "ERR_NETVSC_TIMEOUT",
+            Code::Aborted => "ERR_NETVSC_ABORTED",
             Code::HostRejected => "ERR_NETVSC_HOST_REJECTED",
             Code::Protocol => "ERR_NETVSC_PROTOCOL",
             Code::Devargs => "ERR_NETVSC_DEVARGS",
@@ -129,6 +132,7 @@ pub fn driver_code(err: &netvsc::Error) -> Code {
         E::Uio(u) => uio_code(u),
         E::Ring { .. } | E::Mem { .. } => Code::Ring,
         E::Timeout { .. } => Code::Timeout,
+        E::Cancelled { .. } => Code::Aborted,
         E::Rejected { .. } => Code::HostRejected,
         E::NoVersion { .. } | E::Protocol { .. } => Code::Protocol,
         E::Devarg { .. } => Code::Devargs,

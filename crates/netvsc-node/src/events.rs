@@ -22,6 +22,8 @@ use crate::nic::DeviceCore;
 
 /// Tick of the event thread.
 const TICK: Duration = Duration::from_millis(2);
+/// Ticks between telemetry publishes (100 ms).
+const TELEMETRY_TICKS: u32 = 50;
 /// Events held back while JS is busy before they are merged.
 const BACKLOG_MAX: usize = 64;
 
@@ -62,7 +64,7 @@ pub struct NativeEvent {
     pub coalesced: Option<u32>,
 }
 
-type Tsfn = ThreadsafeFunction<NativeEvent, (), NativeEvent, Status, false, false, 64>;
+pub type Tsfn = ThreadsafeFunction<NativeEvent, (), NativeEvent, Status, false, false, 64>;
 
 /// The event thread of one device.
 pub struct EventPump {
@@ -74,18 +76,26 @@ pub struct EventPump {
 }
 
 impl EventPump {
+    /// The threadsafe function for `cb`, made on the JS thread (before an off-thread bring-up).
+    pub fn prepare(cb: &Function<NativeEvent, ()>) -> Result<Tsfn> {
+        cb.build_threadsafe_function::<NativeEvent>()
+            .callee_handled::<false>()
+            .max_queue_size::<64>()
+            .weak::<false>()
+            .build_callback(|ctx| Ok(ctx.value))
+            .map_err(|e| error(Code::Napi, format!("cannot create the event function: {e}")))
+    }
+
     pub fn start(
         _env: &Env,
         cb: &Function<NativeEvent, ()>,
         core: Arc<DeviceCore>,
     ) -> Result<EventPump> {
-        let tsfn: Tsfn = cb
-            .build_threadsafe_function::<NativeEvent>()
-            .callee_handled::<false>()
-            .max_queue_size::<64>()
-            .weak::<false>()
-            .build_callback(|ctx| Ok(ctx.value))
-            .map_err(|e| error(Code::Napi, format!("cannot create the event function: {e}")))?;
+        Self::start_with(Self::prepare(cb)?, core)
+    }
+
+    /// Start the event thread on a prepared function (any thread).
+    pub fn start_with(tsfn: Tsfn, core: Arc<DeviceCore>) -> Result<EventPump> {
         let tsfn = Arc::new(tsfn);
         let stop = Arc::new(AtomicBool::new(false));
         let coalesced = Arc::new(AtomicU32::new(0));
@@ -247,11 +257,17 @@ fn coalesce(backlog: &mut VecDeque<NativeEvent>) -> u32 {
 fn run(core: &DeviceCore, tsfn: &Tsfn, stop: &AtomicBool, coalesced: &AtomicU32) {
     let mut backlog: VecDeque<NativeEvent> = VecDeque::new();
     let mut merged = 0u32;
+    let mut snap = netvsc::telemetry::Snapshot::default();
+    let mut tick = 0u32;
     while !stop.load(Ordering::Acquire) {
         {
             let g = core.lock();
             let Some(d) = g.as_ref() else { return };
             d.poll_control();
+            if tick.is_multiple_of(TELEMETRY_TICKS) {
+                core.telemetry_tick(d, &mut snap);
+            }
+            tick = tick.wrapping_add(1);
             let speed = d.cached_link().speed_100bps;
             while let Some(ev) = d.next_event() {
                 backlog.push_back(convert(ev, speed));

@@ -14,6 +14,7 @@ mod meta;
 mod nic;
 mod queue;
 mod registry;
+mod telemetry;
 
 use napi_derive::napi;
 

@@ -165,6 +165,11 @@ pub struct DeviceCore {
     pub vf_stats: Mutex<netvsc::VfStats>,
     pub max_frame: Mutex<usize>,
     closed: AtomicBool,
+    /// The capture switch every queue checks once per burst (started through the telemetry page).
+    pub tap: Arc<netvsc::capture::Tap>,
+    /// The telemetry page this process publishes (none if it could not be created).
+    pub telemetry: Mutex<Option<netvsc::telemetry::Publisher>>,
+    pub opened_ns: u64,
 }
 
 impl DeviceCore {
@@ -187,6 +192,12 @@ impl DeviceCore {
 
     fn take(&self) -> Option<netvsc::Device> {
         self.closed.store(true, Ordering::Release);
+        let _ = self.tap.stop();
+        // The page goes with the device (dropping the publisher removes the file).
+        self.telemetry
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
         self.lock().take()
     }
 
@@ -199,6 +210,87 @@ impl DeviceCore {
 
     pub fn stats_snapshot(&self) -> Vec<Arc<QueueStats>> {
         self.stats.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+impl DeviceCore {
+    /// The control thread's telemetry tick: publish the counters, link and VF state, and serve a capture
+    /// request. `d` is the device, locked by the caller.
+    pub fn telemetry_tick(&self, d: &netvsc::Device, snap: &mut netvsc::telemetry::Snapshot) {
+        let mut g = self.telemetry.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(p) = g.as_mut() else { return };
+        if let Ok(Some(req)) = p.poll_request() {
+            let _ = self.tap.stop();
+            snap.capture_done = snap.capture_id;
+            snap.capture_id = 0;
+            if let Some(path) = &req.path
+                && self.tap.start(path, req.max_frames, req.max_ms).is_ok()
+            {
+                snap.capture_id = req.id;
+            } else {
+                snap.capture_done = req.id;
+            }
+        }
+        self.tap.expire();
+        if snap.capture_id != 0 && !self.tap.is_on() {
+            snap.capture_done = snap.capture_id;
+            snap.capture_id = 0;
+        }
+        snap.capture_frames = self.tap.frames();
+        let stats = self.stats_snapshot();
+        snap.queues.clear();
+        snap.queues.extend(stats.iter().map(|q| {
+            let mut w = [0u64; netvsc::telemetry::QUEUE_WORDS];
+            for (o, v) in w
+                .iter_mut()
+                .zip(q.tx.values().iter().chain(q.rx.values().iter()))
+            {
+                *o = *v;
+            }
+            w[30] = q.rx_missed.load(Ordering::Relaxed);
+            w
+        }));
+        let t = netvsc::stats::totals(stats.iter().map(|a| a.as_ref()));
+        let vf = self.vf_snapshot().totals();
+        snap.port = [
+            t.ipackets + vf.rx_packets,
+            t.opackets + vf.tx_packets,
+            t.ibytes + vf.rx_bytes,
+            t.obytes + vf.tx_bytes,
+            t.imissed + vf.rx_dropped,
+            t.ierrors,
+            t.oerrors + vf.tx_errors,
+        ];
+        snap.vf = [
+            vf.rx_packets,
+            vf.rx_bytes,
+            vf.tx_packets,
+            vf.tx_bytes,
+            vf.rx_dropped,
+            vf.tx_errors,
+        ];
+        let l = d.cached_link();
+        snap.link_up = l.up;
+        snap.link_speed = u64::from(l.speed_100bps);
+        snap.mtu = u64::from(d.info().mtu.max(d.config().mtu));
+        snap.opened_ns = self.opened_ns;
+        snap.updated_ns = 0;
+        match d.vf_info() {
+            Some(i) => {
+                snap.vf_state = netvsc::telemetry::VF_STATES
+                    .iter()
+                    .find(|s| **s == i.state.as_str())
+                    .copied();
+                snap.vf_serial = u64::from(i.serial);
+                snap.vf_switched = i.switched;
+            }
+            None => {
+                snap.vf_state = None;
+                snap.vf_serial = 0;
+                snap.vf_switched = false;
+            }
+        }
+        let _ = p.publish(snap);
     }
 }
 
@@ -299,6 +391,123 @@ fn config(opts: &OpenOptions) -> Result<DeviceConfig> {
     Ok(cfg)
 }
 
+/// Why an async operation failed: the `ERR_NETVSC_*` code and the message.
+#[napi(object)]
+#[derive(Debug, Clone)]
+pub struct NativeFailure {
+    pub code: String,
+    pub message: String,
+}
+
+type Settled<T> = napi::bindgen_prelude::Either<T, NativeFailure>;
+
+fn settle<T>(r: Result<T>) -> Settled<T> {
+    match r {
+        Ok(v) => napi::bindgen_prelude::Either::A(v),
+        Err(e) => napi::bindgen_prelude::Either::B(NativeFailure {
+            code: e.status.as_ref().to_owned(),
+            message: e.reason.clone(),
+        }),
+    }
+}
+
+/// Cancels an `openAsync` in progress (the facade calls `cancel()` when its AbortSignal fires).
+#[napi]
+pub struct NativeCancel {
+    token: netvsc::Cancel,
+}
+
+#[napi]
+impl NativeCancel {
+    #[napi(constructor)]
+    #[allow(clippy::new_without_default)]
+    pub fn new() -> NativeCancel {
+        NativeCancel {
+            token: netvsc::Cancel::new(),
+        }
+    }
+
+    #[napi]
+    pub fn cancel(&self) {
+        self.token.cancel();
+    }
+}
+
+fn root_of(opts: &OpenOptions) -> PathBuf {
+    PathBuf::from(opts.root.clone().unwrap_or_else(|| "/".into()))
+}
+
+/// Find and bring up the device (blocking), and register it in this process.
+fn bring_up(
+    name: &str,
+    opts: &OpenOptions,
+    cancel: Option<netvsc::Cancel>,
+) -> Result<Arc<DeviceCore>> {
+    let root = PathBuf::from(opts.root.clone().unwrap_or_else(|| "/".into()));
+    let mut cfg = config(opts)?;
+    cfg.cancel = cancel;
+    let found = vmbus_uio::find_device(&root, name).map_err(from_uio)?;
+    let key = registry::device_key(&root, &found.uuid);
+    if registry::find_device(&key).is_some() {
+        return Err(error(
+            Code::QueueBusy,
+            format!("device {} is already open in this process", found.uuid),
+        ));
+    }
+    let dev = netvsc::Device::open(&root, &found.uuid, cfg).map_err(from_driver)?;
+    let max_frame = dev.info().mtu.max(dev.config().mtu) as usize + 18;
+    let stats = dev.queue_stats();
+    let vf_stats = dev.vf_stats();
+    let core = Arc::new(DeviceCore {
+        key: key.clone(),
+        uuid: found.uuid.clone(),
+        root,
+        dev: Mutex::new(Some(dev)),
+        stats: Mutex::new(stats),
+        vf_stats: Mutex::new(vf_stats),
+        max_frame: Mutex::new(max_frame),
+        closed: AtomicBool::new(false),
+        tap: Arc::default(),
+        // Telemetry is best effort: a read-only /run must not stop the device from working.
+        telemetry: Mutex::new(
+            netvsc::telemetry::Publisher::create(&netvsc::telemetry::page_path(
+                &root_of(opts),
+                &found.uuid,
+            ))
+            .ok(),
+        ),
+        opened_ns: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64),
+    });
+    registry::add_device(&key, &core)?;
+    Ok(core)
+}
+
+/// Run a control operation on its own thread; the promise settles with its value or a `NativeFailure`.
+fn run_async<'e, T, F>(
+    env: &'e Env,
+    core: &Arc<DeviceCore>,
+    op: F,
+) -> Result<napi::bindgen_prelude::Object<'e>>
+where
+    T: napi::bindgen_prelude::ToNapiValue + Send + 'static,
+    F: FnOnce(&DeviceCore, &mut netvsc::Device) -> Result<T> + Send + 'static,
+{
+    let core = core.clone();
+    let (deferred, promise) = env
+        .create_deferred()
+        .map_err(|e| error(Code::Napi, format!("cannot create a promise: {e}")))?;
+    std::thread::Builder::new()
+        .name("netvsc-ctl".into())
+        .spawn(move || {
+            let r = core.with(|d| op(&core, d));
+            deferred.resolve(move |_env| Ok(settle(r)));
+        })
+        .map_err(|e| error(Code::Io, format!("cannot start the control thread: {e}")))?;
+    Ok(promise)
+}
+
 fn mac_string(mac: [u8; 6]) -> String {
     mac.iter()
         .map(|b| format!("{b:02x}"))
@@ -315,8 +524,8 @@ pub struct NativeDevice {
 
 #[napi]
 impl NativeDevice {
-    /// Open the device named by uuid or interface under `options.root` and bring it up (stopped). `onEvent`
-    /// receives link/vf/error events from the device's event thread.
+    /// Open the device named by uuid or interface under `options.root` and bring it up (stopped), blocking the
+    /// calling thread for the whole bring-up (`openSync`). `onEvent` receives link/vf/error events.
     #[napi(factory, catch_unwind)]
     pub fn open(
         env: Env,
@@ -324,32 +533,7 @@ impl NativeDevice {
         options: Option<OpenOptions>,
         on_event: Option<Function<NativeEvent, ()>>,
     ) -> Result<NativeDevice> {
-        let opts = options.unwrap_or_default();
-        let root = PathBuf::from(opts.root.clone().unwrap_or_else(|| "/".into()));
-        let cfg = config(&opts)?;
-        let found = vmbus_uio::find_device(&root, &name).map_err(from_uio)?;
-        let key = registry::device_key(&root, &found.uuid);
-        if registry::find_device(&key).is_some() {
-            return Err(error(
-                Code::QueueBusy,
-                format!("device {} is already open in this process", found.uuid),
-            ));
-        }
-        let dev = netvsc::Device::open(&root, &found.uuid, cfg).map_err(from_driver)?;
-        let max_frame = dev.info().mtu.max(dev.config().mtu) as usize + 18;
-        let stats = dev.queue_stats();
-        let vf_stats = dev.vf_stats();
-        let core = Arc::new(DeviceCore {
-            key: key.clone(),
-            uuid: found.uuid.clone(),
-            root,
-            dev: Mutex::new(Some(dev)),
-            stats: Mutex::new(stats),
-            vf_stats: Mutex::new(vf_stats),
-            max_frame: Mutex::new(max_frame),
-            closed: AtomicBool::new(false),
-        });
-        registry::add_device(&key, &core)?;
+        let core = bring_up(&name, &options.unwrap_or_default(), None)?;
         let events = match on_event {
             Some(cb) => Some(EventPump::start(&env, &cb, core.clone())?),
             None => None,
@@ -357,9 +541,52 @@ impl NativeDevice {
         Ok(NativeDevice { core, events })
     }
 
+    /// `open` off the event loop: the bring-up runs on its own thread and the promise settles on the JS thread
+    /// with the device, or with `{ code, message }` on failure (the facade throws it as a `NetvscError`).
+    /// `cancel` aborts the bring-up at its next host wait (the half-open device is torn down as on a timeout).
+    #[napi(ts_return_type = "Promise<NativeDevice | NativeFailure>")]
+    pub fn open_async<'e>(
+        env: &'e Env,
+        name: String,
+        options: Option<OpenOptions>,
+        on_event: Option<Function<NativeEvent, ()>>,
+        cancel: Option<&NativeCancel>,
+    ) -> Result<napi::bindgen_prelude::Object<'e>> {
+        let tsfn = on_event.as_ref().map(EventPump::prepare).transpose()?;
+        let token = cancel.map(|c| c.token.clone());
+        let opts = options.unwrap_or_default();
+        let (deferred, promise) = env
+            .create_deferred()
+            .map_err(|e| error(Code::Napi, format!("cannot create a promise: {e}")))?;
+        std::thread::Builder::new()
+            .name("netvsc-open".into())
+            .spawn(move || {
+                let r = bring_up(&name, &opts, token).and_then(|core| {
+                    let events = tsfn
+                        .map(|t| EventPump::start_with(t, core.clone()))
+                        .transpose()?;
+                    Ok(NativeDevice { core, events })
+                });
+                deferred.resolve(move |_env| Ok(settle(r)));
+            })
+            .map_err(|e| error(Code::Io, format!("cannot start the bring-up thread: {e}")))?;
+        Ok(promise)
+    }
+
     #[napi(getter)]
     pub fn uuid(&self) -> String {
         self.core.uuid.clone()
+    }
+
+    /// The telemetry page this process publishes for the device (null if it could not be created).
+    #[napi(getter)]
+    pub fn telemetry_path(&self) -> Option<String> {
+        self.core
+            .telemetry
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .map(|p| p.path().display().to_string())
     }
 
     /// Root directory the device was opened under.
@@ -455,6 +682,72 @@ impl NativeDevice {
             .with(|d| d.set_allmulticast(on).map_err(from_driver))
     }
 
+    /// `setPromiscuous` off the event loop.
+    #[napi(ts_return_type = "Promise<undefined | NativeFailure>")]
+    pub fn set_promiscuous_async<'e>(
+        &self,
+        env: &'e Env,
+        on: bool,
+    ) -> Result<napi::bindgen_prelude::Object<'e>> {
+        run_async(env, &self.core, move |_, d| {
+            d.set_promiscuous(on).map_err(from_driver)
+        })
+    }
+
+    /// `setAllMulticast` off the event loop.
+    #[napi(ts_return_type = "Promise<undefined | NativeFailure>")]
+    pub fn set_all_multicast_async<'e>(
+        &self,
+        env: &'e Env,
+        on: bool,
+    ) -> Result<napi::bindgen_prelude::Object<'e>> {
+        run_async(env, &self.core, move |_, d| {
+            d.set_allmulticast(on).map_err(from_driver)
+        })
+    }
+
+    /// `link` off the event loop.
+    #[napi(ts_return_type = "Promise<NativeLink | NativeFailure>")]
+    pub fn link_async<'e>(&self, env: &'e Env) -> Result<napi::bindgen_prelude::Object<'e>> {
+        run_async(env, &self.core, |_, d| {
+            d.link().map(link).map_err(from_driver)
+        })
+    }
+
+    /// `setMtu` off the event loop.
+    #[napi(ts_return_type = "Promise<undefined | NativeFailure>")]
+    pub fn set_mtu_async<'e>(
+        &self,
+        env: &'e Env,
+        mtu: u32,
+    ) -> Result<napi::bindgen_prelude::Object<'e>> {
+        run_async(env, &self.core, move |core, d| change_mtu(core, d, mtu))
+    }
+
+    /// `switchDatapath` off the event loop.
+    #[napi(ts_return_type = "Promise<undefined | NativeFailure>")]
+    pub fn switch_datapath_async<'e>(
+        &self,
+        env: &'e Env,
+        to_vf: bool,
+    ) -> Result<napi::bindgen_prelude::Object<'e>> {
+        run_async(env, &self.core, move |_, d| {
+            d.switch_datapath(to_vf).map_err(from_driver)
+        })
+    }
+
+    /// `start` off the event loop.
+    #[napi(ts_return_type = "Promise<undefined | NativeFailure>")]
+    pub fn start_async<'e>(&self, env: &'e Env) -> Result<napi::bindgen_prelude::Object<'e>> {
+        run_async(env, &self.core, |_, d| d.start().map_err(from_driver))
+    }
+
+    /// `stop` off the event loop.
+    #[napi(ts_return_type = "Promise<undefined | NativeFailure>")]
+    pub fn stop_async<'e>(&self, env: &'e Env) -> Result<napi::bindgen_prelude::Object<'e>> {
+        run_async(env, &self.core, |_, d| d.stop().map_err(from_driver))
+    }
+
     /// Query the link from the host.
     #[napi]
     pub fn link(&self) -> Result<NativeLink> {
@@ -470,17 +763,7 @@ impl NativeDevice {
     /// Change the MTU (port stopped). Queues opened before become stale: close and reopen them.
     #[napi]
     pub fn set_mtu(&self, mtu: u32) -> Result<()> {
-        self.core.with(|d| {
-            d.set_mtu(mtu).map_err(from_driver)?;
-            *self.core.stats.lock().unwrap_or_else(|p| p.into_inner()) = d.queue_stats();
-            *self.core.vf_stats.lock().unwrap_or_else(|p| p.into_inner()) = d.vf_stats();
-            *self
-                .core
-                .max_frame
-                .lock()
-                .unwrap_or_else(|p| p.into_inner()) = d.info().mtu.max(mtu) as usize + 18;
-            Ok(())
-        })
+        self.core.with(|d| change_mtu(&self.core, d, mtu))
     }
 
     /// The VF serial the host offered, if any.
@@ -650,6 +933,14 @@ impl Drop for NativeDevice {
                 .spawn(move || drop(d));
         }
     }
+}
+
+fn change_mtu(core: &DeviceCore, d: &mut netvsc::Device, mtu: u32) -> Result<()> {
+    d.set_mtu(mtu).map_err(from_driver)?;
+    *core.stats.lock().unwrap_or_else(|p| p.into_inner()) = d.queue_stats();
+    *core.vf_stats.lock().unwrap_or_else(|p| p.into_inner()) = d.vf_stats();
+    *core.max_frame.lock().unwrap_or_else(|p| p.into_inner()) = d.info().mtu.max(mtu) as usize + 18;
+    Ok(())
 }
 
 fn link(l: netvsc::LinkInfo) -> NativeLink {

@@ -181,6 +181,17 @@ impl NativeQueue {
             self.pend_start += 1;
         }
         self.qp = Some(qp);
+        if self.core.tap.is_on() && n > 0 {
+            let mut o = 0usize;
+            let frames = lens[..n].iter().map(|&l| {
+                let f = &buf[o..o + l as usize];
+                o += l as usize;
+                f
+            });
+            self.core
+                .tap
+                .record(frames, netvsc::capture::Direction::Inbound);
+        }
         match err {
             Some(e) => Err(e),
             None => Ok(n as u32),
@@ -347,6 +358,17 @@ impl NativeQueue {
                 break;
             }
             off = o;
+        }
+        if self.core.tap.is_on() && done > 0 {
+            let mut o = 0usize;
+            let frames = lens[..done].iter().map(|&l| {
+                let f = &buf[o..o + l as usize];
+                o += l as usize;
+                f
+            });
+            self.core
+                .tap
+                .record(frames, netvsc::capture::Direction::Outbound);
         }
         Ok(done as u32)
     }

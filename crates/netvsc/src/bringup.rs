@@ -250,6 +250,7 @@ pub(crate) fn open(uio: &UioDevice, cfg: &DeviceConfig) -> Result<Opened> {
         })?,
     );
     let mut core = QueueCore::new(0, primary, placeholder, tx0, RxState::new(0));
+    core.cancel = cfg.cancel.clone();
 
     // 1. NVSP INIT, newest version first.
     let mut version = None;
@@ -534,6 +535,7 @@ pub(crate) fn open(uio: &UioDevice, cfg: &DeviceConfig) -> Result<Opened> {
     core.tx = make_tx(0)?;
     core.rx = RxState::new(max_views);
     core.shared = shared.clone();
+    core.cancel = None;
     let mut cores = vec![Arc::new(Mutex::new(core))];
     for s in &subs {
         let sig = uio.signaller(s.relid, s.monitor_id)?;

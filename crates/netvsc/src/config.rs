@@ -1,5 +1,7 @@
 //! What the caller chooses when opening a device.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use vmbus_uio::IovaMode;
@@ -39,6 +41,29 @@ impl Timeouts {
     }
 }
 
+/// Cancels a bring-up in progress from another thread: the next host wait returns
+/// [`Error::Cancelled`](crate::Error::Cancelled) and `Device::open` tears the half-open device down as on a
+/// timeout. Only bring-up looks at it; control calls on an open device are not cancelled.
+#[derive(Debug, Clone, Default)]
+pub struct Cancel(Arc<AtomicBool>);
+
+impl Cancel {
+    /// A token not yet cancelled.
+    pub fn new() -> Cancel {
+        Cancel::default()
+    }
+
+    /// Ask the bring-up holding this token to stop at its next wait.
+    pub fn cancel(&self) {
+        self.0.store(true, Ordering::Release);
+    }
+
+    /// Whether `cancel` was called.
+    pub fn is_cancelled(&self) -> bool {
+        self.0.load(Ordering::Acquire)
+    }
+}
+
 /// Device configuration.
 #[derive(Debug, Clone)]
 pub struct DeviceConfig {
@@ -62,6 +87,8 @@ pub struct DeviceConfig {
     pub tx_gpa_slots: u32,
     /// VF (accelerated networking) pairing and failover.
     pub vf: crate::vf::VfConfig,
+    /// Cancels the bring-up (`Device::open`) from another thread.
+    pub cancel: Option<Cancel>,
 }
 
 impl Default for DeviceConfig {
@@ -77,6 +104,7 @@ impl Default for DeviceConfig {
             iova: IovaMode::Va,
             tx_gpa_slots: 32,
             vf: crate::vf::VfConfig::default(),
+            cancel: None,
         }
     }
 }

@@ -120,6 +120,7 @@ impl QueueCore {
                     });
                 }
                 Err(SendError::Full) => {
+                    self.check_cancel(step)?;
                     if Instant::now() >= deadline {
                         return Err(Error::Timeout {
                             step,
@@ -245,6 +246,13 @@ impl QueueCore {
         self.send_ctl(&pkt, step, deadline, start)
     }
 
+    fn check_cancel(&self, step: Step) -> Result<()> {
+        match &self.cancel {
+            Some(c) if c.is_cancelled() => Err(Error::Cancelled { step }),
+            _ => Ok(()),
+        }
+    }
+
     fn wait(
         &mut self,
         step: Step,
@@ -263,6 +271,7 @@ impl QueueCore {
                     detail: "host→guest ring is corrupt".into(),
                 });
             }
+            self.check_cancel(step)?;
             if Instant::now() >= deadline {
                 return Err(Error::Timeout {
                     step,

@@ -36,6 +36,12 @@ pub enum Error {
         /// How long we waited.
         waited: Duration,
     },
+    /// The bring-up was cancelled (`DeviceConfig::cancel`) while waiting for the host.
+    #[error("bring-up cancelled during {step}")]
+    Cancelled {
+        /// Step that was waiting.
+        step: Step,
+    },
     /// The host answered with a failure status.
     #[error("host rejected {step}: status {status:#x}")]
     Rejected {

@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 
 mod bringup;
+pub mod capture;
 mod channel;
 pub mod config;
 mod control;
@@ -19,11 +20,12 @@ mod queue;
 pub mod rx;
 mod shared;
 pub mod stats;
+pub mod telemetry;
 pub mod tx;
 pub mod vf;
 
 pub use bringup::DeviceInfo;
-pub use config::{DeviceConfig, Timeouts};
+pub use config::{Cancel, DeviceConfig, Timeouts};
 pub use devargs::Devargs;
 pub use device::Device;
 pub use error::{Error, Result};

@@ -69,6 +69,8 @@ pub(crate) struct QueueCore {
     pub broken: bool,
     /// This queue's VF queue, while a VF is paired (installed and removed by the VF manager).
     pub vf: Option<crate::vf::path::Lane>,
+    /// Set during bring-up only: host waits give up once it is cancelled.
+    pub cancel: Option<crate::config::Cancel>,
 }
 
 impl QueueCore {
@@ -89,6 +91,7 @@ impl QueueCore {
             completions: Vec::with_capacity(1024),
             broken: false,
             vf: None,
+            cancel: None,
         }
     }
 

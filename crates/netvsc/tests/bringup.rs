@@ -85,6 +85,34 @@ fn silent_host_times_out_naming_the_step() {
     assert!(err_text(&rig).contains("NVSP INIT"));
 }
 
+#[test]
+fn cancelled_bring_up_stops_at_its_wait_and_the_device_opens_again() {
+    let rig = rig_with(|c| c.silent = true);
+    let cancel = netvsc::Cancel::new();
+    let t = std::time::Instant::now();
+    let c2 = cancel.clone();
+    let canceller = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(100));
+        c2.cancel();
+    });
+    let err = rig
+        .open(DeviceConfig {
+            timeouts: Timeouts::all(Duration::from_secs(60)),
+            cancel: Some(cancel),
+            ..DeviceConfig::default()
+        })
+        .unwrap_err();
+    canceller.join().unwrap();
+    match err {
+        Error::Cancelled { step } => assert_eq!(step, "NVSP INIT"),
+        other => panic!("{other:?}"),
+    }
+    // Far below the 60 s limit: the wait looked at the token.
+    assert!(t.elapsed() < Duration::from_secs(30));
+    // Torn down: a new bring-up reaches the (still silent) host again instead of finding the device busy.
+    assert!(err_text(&rig).contains("timed out"));
+}
+
 fn err_text(rig: &Rig) -> String {
     rig.open(DeviceConfig {
         timeouts: Timeouts::all(Duration::from_millis(50)),
