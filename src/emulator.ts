@@ -203,6 +203,10 @@ export interface EmulatorStats {
   nvspVersion: number | null
   rndisInitialized: boolean
   packetFilter: number
+  /** The newest 64 packet filters the guest set, oldest first (the host keeps no more). */
+  packetFilters: number[]
+  /** Packet filter sets in all. */
+  packetFilterChanges: number
   linkUp: boolean
   linkSpeed: number
   subchannels: number

@@ -163,7 +163,7 @@ impl Device {
 
     /// A handle on the VF counters usable without the device (it follows this device, not a re-open).
     pub fn vf_stats(&self) -> crate::vf::VfStats {
-        crate::vf::VfStats(self.shared.clone())
+        crate::vf::VfStats(self.shared.vf.clone())
     }
 
     /// The VF failover state: `None` until the host offers a VF (or with the manager disabled).

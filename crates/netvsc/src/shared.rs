@@ -4,7 +4,7 @@
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed};
 use std::sync::mpsc::Sender;
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use vmbus_ring::SharedMem;
 
@@ -40,8 +40,9 @@ pub(crate) struct Shared {
     pub host_switched_datapath: AtomicU64,
     /// Negotiated NVSP version (0 until known).
     pub nvsp_version: AtomicU32,
-    /// VF info and counters.
-    pub vf: VfShared,
+    /// VF info and counters (their own allocation, so counter handles like `VfStats` do not keep the receive
+    /// buffer mapping and the rest of this state alive after close).
+    pub vf: Arc<VfShared>,
     /// The VF manager's command channel, once it runs.
     pub vf_cmd: OnceLock<Sender<Cmd>>,
     events: Mutex<VecDeque<Event>>,
@@ -61,7 +62,7 @@ impl Shared {
             vf_serial: AtomicU32::new(0),
             host_switched_datapath: AtomicU64::new(0),
             nvsp_version: AtomicU32::new(0),
-            vf: VfShared::default(),
+            vf: Arc::new(VfShared::default()),
             vf_cmd: OnceLock::new(),
             events: Mutex::new(VecDeque::with_capacity(64)),
         }
