@@ -44,6 +44,8 @@ pub(crate) struct Shared {
     pub vf: VfShared,
     /// The VF manager's command channel, once it runs.
     pub vf_cmd: OnceLock<Sender<Cmd>>,
+    /// Some queue saw a corrupt ring since bring-up.
+    pub faulted: AtomicBool,
     events: Mutex<VecDeque<Event>>,
 }
 
@@ -63,6 +65,7 @@ impl Shared {
             nvsp_version: AtomicU32::new(0),
             vf: VfShared::default(),
             vf_cmd: OnceLock::new(),
+            faulted: AtomicBool::new(false),
             events: Mutex::new(VecDeque::with_capacity(64)),
         }
     }
