@@ -191,7 +191,7 @@ impl HvStats {
 }
 
 /// Device-wide `hv_` xstats: every [`HvStats`] counter summed over the queues, then `hv_recoveries`.
-pub fn hv_xstats<'a>(queues: &[&'a QueueStats], recoveries: u64) -> Vec<(String, u64)> {
+pub fn hv_xstats(queues: &[&QueueStats], recoveries: u64) -> Vec<(String, u64)> {
     let mut sum = [0u64; 7];
     for q in queues {
         for (s, v) in sum.iter_mut().zip(q.hv.values()) {
