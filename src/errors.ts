@@ -25,6 +25,7 @@ export type NetvscErrorCode =
   | 'ERR_NETVSC_QUEUE_BUSY'
   | 'ERR_NETVSC_NOT_OPEN'
   | 'ERR_NETVSC_RING'
+  | 'ERR_NETVSC_RECOVERY'
   | 'ERR_NETVSC_EMULATOR'
   | 'ERR_NETVSC_RUNNER'
 
@@ -49,6 +50,7 @@ const CODES: ReadonlySet<string> = new Set<NetvscErrorCode>([
   'ERR_NETVSC_QUEUE_BUSY',
   'ERR_NETVSC_NOT_OPEN',
   'ERR_NETVSC_RING',
+  'ERR_NETVSC_RECOVERY',
   'ERR_NETVSC_EMULATOR',
   'ERR_NETVSC_RUNNER',
 ])

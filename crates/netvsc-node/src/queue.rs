@@ -211,6 +211,13 @@ impl NativeQueue {
         if self.pend_start == self.pend_end && max > 0 {
             self.pend_start = 0;
             self.pend_end = qp.rx_burst(&mut self.rx[..max]);
+            if self.pend_end == 0
+                && let Some(f) = qp.error()
+            {
+                let e = ring_error(qp.id(), f);
+                self.qp = Some(qp);
+                return Err(e);
+            }
         }
         let (mut n, mut off) = (0usize, 0usize);
         let mut err = None;
@@ -283,6 +290,13 @@ impl NativeQueue {
         if self.pend_start == self.pend_end && max > 0 {
             self.pend_start = 0;
             self.pend_end = qp.rx_burst(&mut self.rx[..max]);
+            if self.pend_end == 0
+                && let Some(f) = qp.error()
+            {
+                let e = ring_error(qp.id(), f);
+                self.qp = Some(qp);
+                return Err(e);
+            }
         }
         let (mut n, mut off) = (0usize, 0usize);
         while self.pend_start < self.pend_end && n < max {
@@ -444,6 +458,11 @@ impl NativeQueue {
             let took = qp.tx_burst(&pkts[..m]);
             done += took;
             if took < m {
+                if done == 0
+                    && let Some(f) = qp.error()
+                {
+                    return Err(ring_error(qp.id(), f));
+                }
                 break;
             }
             off = o;
@@ -541,4 +560,17 @@ impl Drop for NativeQueue {
 pub fn open_queue(env: Env, uuid: String, index: u32, root: Option<String>) -> Result<NativeQueue> {
     let core = crate::nic::find_open(root, &uuid)?;
     NativeQueue::claim(&env, core, index)
+}
+
+/// `ERR_NETVSC_RING` for a burst on a queue whose ring is corrupt.
+fn ring_error(queue: u16, f: netvsc::RingFault) -> napi::Error<Code> {
+    error(
+        Code::Ring,
+        format!(
+            "queue {queue}: {} ring is corrupt: {} (packet at data offset {:#x}); the device recovers or must be closed",
+            if f.tx { "guest→host" } else { "host→guest" },
+            f.what,
+            f.offset
+        ),
+    )
 }

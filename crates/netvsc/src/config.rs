@@ -62,6 +62,9 @@ pub struct DeviceConfig {
     pub tx_gpa_slots: u32,
     /// VF (accelerated networking) pairing and failover.
     pub vf: crate::vf::VfConfig,
+    /// Re-initialise the device after a ring error ([`crate::Device::maintain`]); off: the failed queue stays
+    /// failed until close.
+    pub recover: bool,
 }
 
 impl Default for DeviceConfig {
@@ -77,6 +80,7 @@ impl Default for DeviceConfig {
             iova: IovaMode::Va,
             tx_gpa_slots: 32,
             vf: crate::vf::VfConfig::default(),
+            recover: true,
         }
     }
 }

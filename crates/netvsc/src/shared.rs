@@ -45,6 +45,8 @@ pub(crate) struct Shared {
     pub vf: Arc<VfShared>,
     /// The VF manager's command channel, once it runs.
     pub vf_cmd: OnceLock<Sender<Cmd>>,
+    /// Some queue saw a corrupt ring since bring-up.
+    pub faulted: AtomicBool,
     events: Mutex<VecDeque<Event>>,
 }
 
@@ -64,6 +66,7 @@ impl Shared {
             nvsp_version: AtomicU32::new(0),
             vf: Arc::new(VfShared::default()),
             vf_cmd: OnceLock::new(),
+            faulted: AtomicBool::new(false),
             events: Mutex::new(VecDeque::with_capacity(64)),
         }
     }
