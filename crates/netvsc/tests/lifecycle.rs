@@ -54,7 +54,7 @@ fn open_close_cycles_do_not_leak() {
     let rig = rig(BackendConfig::Loopback);
     let cycle = |i: usize| {
         let mut dev = rig.open(quick()).unwrap();
-        if i % 100 == 0 {
+        if i.is_multiple_of(100) {
             // Exercise the data path now and then so reopened devices really work.
             dev.start().unwrap();
             let mac = dev.mac();
@@ -110,8 +110,10 @@ fn open_close_cycles_do_not_leak() {
     // The host saw the started cycles' filter changes (start sets one, close sets 0).
     let s = rig.emu.stats();
     assert_eq!(s.packet_filters.last(), Some(&0));
-    let started =
-        (0..cycles).filter(|i| i % 100 == 0).count() + (1..=200).filter(|i| i % 100 == 0).count();
+    let started = (0..cycles)
+        .filter(|i: &usize| i.is_multiple_of(100))
+        .count()
+        + (1..=200usize).filter(|i| i.is_multiple_of(100)).count();
     assert!(
         s.packet_filter_changes >= 2 * started as u64,
         "the host saw {} filter sets for {started} started cycles",
@@ -130,7 +132,7 @@ fn the_hosts_filter_history_is_bounded() {
     dev.start().unwrap();
     let changes = 4 * hv_emu::host::HISTORY;
     for i in 0..changes {
-        dev.set_promiscuous(i % 2 == 0).unwrap();
+        dev.set_promiscuous(i.is_multiple_of(2)).unwrap();
     }
     let want = dev.packet_filter();
     let s = rig.emu.stats();

@@ -215,7 +215,7 @@ impl Device {
                         (old & 0xffff) | hi
                     }
                     FaultKind::OversizedIndex => size + 8 * (1 + (rng.next() % 64) as u32),
-                    _ => (old + 4 + 8 * (rng.next() % 8) as u32) % size | 4,
+                    _ => ((old + 4 + 8 * (rng.next() % 8) as u32) % size) | 4,
                 };
                 ring.set_write_index(bad);
                 self.signal.signal(ch.relid);
