@@ -70,3 +70,11 @@ test.serial('netvsc ctl DIR fault KIND SEED reaches the emulator', (t) => {
     dispose()
   }
 })
+
+test('netvsc emulate --fault refuses unknown kinds and stray fault options (exit 2)', (t) => {
+  const bad = runCli(['emulate', '--dir', '/nonexistent/x', '--fault', 'bogus'])
+  t.is(bad.status, 2)
+  t.true(bad.stderr.includes("option '--fault' takes"))
+  const stray = runCli(['emulate', '--dir', '/nonexistent/x', '--fault-seed', '3'])
+  t.is(stray.status, 2)
+})
