@@ -107,6 +107,13 @@ export declare class NativeEmulator {
   get uuid(): string
   get dir(): string
   get isRunning(): boolean
+  /**
+   * Inject faults (`kinds` comma-separated, e.g. `torn-index,flood`; see `hv_emu::host::FaultKind`), kind i
+   * with seed `seed + i` (default 1). Returns the reports as JSON (an array).
+   */
+  injectFault(kinds: string, seed?: number | undefined | null): string
+  /** Completions the `withhold-completions` fault has dropped. */
+  get completionsWithheld(): number
   /** Link up/down (the guest gets an RNDIS status indication). */
   setLink(up: boolean): void
   /** Link speed in Mbit/s (the guest gets LINK_SPEED_CHANGE). */
@@ -370,6 +377,14 @@ export interface NativeEvent {
   message?: string
   /** `error`: stable `ERR_NETVSC_*` code. */
   code?: string
+  /** `error` (ring): the queue concerned. */
+  queue?: number
+  /** `error` (ring): the ring field or rule broken. */
+  what?: string
+  /** `error` (ring): data-area offset of the packet concerned. */
+  offset?: number
+  /** `recovered`: recoveries so far. */
+  count?: number
   /** Events merged away before this one because JS did not keep up. */
   coalesced?: number
 }
@@ -489,6 +504,11 @@ export interface OpenOptions {
   iova?: string
   /** VF (accelerated networking) failover. */
   vf?: VfFailoverOptions
+  /**
+   * Re-initialise the device after a ring error (default true); false: the failed queue keeps throwing
+   * `ERR_NETVSC_RING` until close.
+   */
+  recover?: boolean
 }
 
 /**

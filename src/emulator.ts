@@ -106,6 +106,20 @@ export class Emulator {
   }
 
   /** Link up/down: the guest receives an RNDIS status indication. */
+  /**
+   * Injects faults on the primary channel (`kinds`: one name or several, e.g. `['torn-index', 'flood']`; see
+   * `FAULT_KINDS`), kind i drawing its values from `seed + i` (default 1) so a run reproduces. Returns what each did.
+   */
+  injectFault(kinds: FaultKind | FaultKind[], seed = 1): FaultReport[] {
+    const list = Array.isArray(kinds) ? kinds.join(',') : kinds
+    return JSON.parse(this.#call(() => this.#emu.injectFault(list, seed))) as FaultReport[]
+  }
+
+  /** Guest sends the `withhold-completions` fault left uncompleted. */
+  get completionsWithheld(): number {
+    return this.#call(() => this.#emu.completionsWithheld)
+  }
+
   setLink(up: boolean): void {
     this.#call(() => this.#emu.setLink(up))
   }
@@ -200,11 +214,44 @@ export class Emulator {
   }
 }
 
+/** Faults the emulator can inject (`Emulator.injectFault`, `netvsc emulate --fault`, `netvsc ctl DIR fault`). */
+export const FAULT_KINDS = [
+  'torn-index',
+  'oversized-index',
+  'misaligned-index',
+  'len8-below-offset8',
+  'range-outside-recv-buf',
+  'duplicate-tid',
+  'unknown-tid',
+  'withhold-completions',
+  'rndis-length-lie',
+  'ppi-loop',
+  'ppi-overrun',
+  'status-storm',
+  'flood',
+  'revoke-vf',
+  'withhold-subchannels',
+  'clear',
+] as const
+export type FaultKind = (typeof FAULT_KINDS)[number]
+
+/** What one injected fault did. */
+export interface FaultReport {
+  kind: FaultKind
+  seed: number
+  written: number
+  detail: string
+}
+
 /** The parts of the emulator's stats document the package relies on (the JSON has more). */
 export interface EmulatorStats {
   nvspVersion: number | null
   rndisInitialized: boolean
   packetFilter: number
+  /** The newest 64 packet filters the guest set, oldest first (the host keeps no more). */
+  packetFilters: number[]
+  /** Packet filter sets in all. */
+  packetFilterChanges: number
   linkUp: boolean
   linkSpeed: number
   subchannels: number

@@ -27,6 +27,7 @@ export type NetvscErrorCode =
   | 'ERR_NETVSC_DEVICE_BUSY'
   | 'ERR_NETVSC_NOT_OPEN'
   | 'ERR_NETVSC_RING'
+  | 'ERR_NETVSC_RECOVERY'
   | 'ERR_NETVSC_EMULATOR'
   | 'ERR_NETVSC_RUNNER'
 
@@ -53,6 +54,7 @@ const CODES: ReadonlySet<string> = new Set<NetvscErrorCode>([
   'ERR_NETVSC_DEVICE_BUSY',
   'ERR_NETVSC_NOT_OPEN',
   'ERR_NETVSC_RING',
+  'ERR_NETVSC_RECOVERY',
   'ERR_NETVSC_EMULATOR',
   'ERR_NETVSC_RUNNER',
 ])

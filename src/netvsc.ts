@@ -37,6 +37,8 @@ export interface OpenOptions {
    * use it transparently. Default: enabled, retry every 1000 ms up to 120 times, `prefer: 'auto'`.
    */
   vf?: { enabled?: boolean; retryMs?: number; retries?: number; prefer?: 'auto' | 'af_xdp' | 'af_packet' }
+  /** Re-initialise the device after a ring error and emit `'recovered'` (default true). */
+  recover?: boolean
 }
 
 export interface LinkState {
@@ -287,12 +289,10 @@ export class Queue {
   }
 }
 
-/** The payload of a 'recovered' event: the device came back after a fault (a re-open after a host revoke/rescind). */
+/** The payload of a 'recovered' event: the device was re-initialised after a ring error; queues work again. */
 export interface RecoveredEvent {
-  /** What was recovered from (a short text). */
-  reason: string
-  /** Wall-clock ms since the Unix epoch. */
-  at: number
+  /** Recoveries so far on this device. */
+  count: number
 }
 
 /** The events of a `Netvsc` and their payloads: `dev.on('link', (e) => …)` gets a typed `e`; an unknown name fails tsc. */
@@ -318,6 +318,7 @@ function nativeOptions(o: OpenOptions, devargs: Devargs): native.OpenOptions {
     ...(o.timeoutMs !== undefined && { timeoutMs: o.timeoutMs }),
     ...(o.offloads !== undefined && { offloads: { ...o.offloads } }),
     ...(o.vf !== undefined && { vf: { ...o.vf } }),
+    ...(o.recover !== undefined && { recover: o.recover }),
     ...(rss !== undefined && {
       rss: {
         ...(rss.key !== undefined && { key: Array.from(rss.key) }),
@@ -472,8 +473,16 @@ export class Netvsc extends EventEmitter<NetvscEvents> {
         return
       case 'error':
         if (this.listenerCount('error') > 0) {
-          this.emit('error', new NetvscError((ev.code as never) ?? 'ERR_NETVSC_PROTOCOL', ev.message ?? 'device error'))
+          const err = new NetvscError((ev.code as never) ?? 'ERR_NETVSC_PROTOCOL', ev.message ?? 'device error')
+          if (ev.queue != null) {
+            // A ring error: which queue, which ring rule, at which data-area offset.
+            Object.assign(err, { queue: ev.queue, what: ev.what ?? '', offset: ev.offset ?? 0 })
+          }
+          this.emit('error', err)
         }
+        return
+      case 'recovered':
+        this.emit('recovered', { count: ev.count ?? 0 } satisfies RecoveredEvent)
         return
     }
   }
@@ -769,12 +778,15 @@ function validate(options: OpenOptions): OpenOptions {
   if (options === null || typeof options !== 'object') {
     throw new NetvscError('ERR_NETVSC_INVALID_ARG', `options must be an object, got ${options === null ? 'null' : typeof options}`)
   }
-  const known = new Set(['root', 'devargs', 'queues', 'mtu', 'offloads', 'rss', 'timeoutMs', 'start', 'vf'])
+  const known = new Set(['root', 'devargs', 'queues', 'mtu', 'offloads', 'rss', 'timeoutMs', 'start', 'vf', 'recover'])
   for (const k of Object.keys(options)) {
     if (!known.has(k)) throw new NetvscError('ERR_NETVSC_INVALID_ARG', `unknown option '${k}'`)
   }
   if (options.root !== undefined && (typeof options.root !== 'string' || options.root === '')) {
     throw new NetvscError('ERR_NETVSC_INVALID_ARG', 'options.root must be a non-empty string')
+  }
+  if (options.recover !== undefined && typeof options.recover !== 'boolean') {
+    throw new NetvscError('ERR_NETVSC_INVALID_ARG', 'options.recover must be a boolean')
   }
   checkInt('options.queues', options.queues, 1, 64)
   checkInt('options.mtu', options.mtu, 68, 9202)

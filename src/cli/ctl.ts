@@ -20,6 +20,11 @@ Commands:
   vf mac XX:XX:XX:XX:XX:XX
                       Give the VF another MAC
   link up | down      Link indication to the guest
+  fault KIND[,KIND] [SEED]
+                      Inject faults (torn-index, oversized-index, misaligned-index, len8-below-offset8,
+                      range-outside-recv-buf, duplicate-tid, unknown-tid, withhold-completions, rndis-length-lie,
+                      ppi-loop, ppi-overrun, status-storm, flood, revoke-vf, withhold-subchannels, clear);
+                      'fault list' names them
   stats               The emulator's stats document
   help                The commands this emulator serves
 

@@ -5,17 +5,18 @@
  */
 import * as fs from 'node:fs'
 import * as path from 'node:path'
-import { Emulator, canRunGuests, runGuest, type EmulatorBackend } from '../emulator.js'
+import { Emulator, FAULT_KINDS, canRunGuests, runGuest, type EmulatorBackend, type FaultKind } from '../emulator.js'
 import { type Io, UsageError, intOption, nonEmpty, parse, untilSignal } from './common.js'
 import { CommandError } from './bind.js'
 
 export const EMULATE_HELP = `Usage: netvsc emulate --dir D [--mac M] [--max-queues N] [--backend B] [--pcap F]
                       [--stats-json F] [--uuid U] [--busy-poll]
-                      [--vf NAME [--vf-delay MS] [--vf-serial N] [--vf-mac M]] [--run -- CMD ...]
+                      [--vf NAME [--vf-delay MS] [--vf-serial N] [--vf-mac M]]
+                      [--fault KIND[,KIND] [--fault-seed N] [--fault-after MS]] [--run -- CMD ...]
 
 Run an emulated Hyper-V synthetic NIC: writes the uio_hv_generic device tree under D and plays the host.
 While it runs, D/ctl.sock takes runtime commands: netvsc ctl D vf offer|revoke|remove|add|switch-back|mac M,
-link up|down, stats.
+link up|down, fault KIND[,KIND] [SEED], stats.
 
 Options:
   --dir D          Directory of the emulated tree (created)
@@ -33,6 +34,11 @@ Options:
   --vf-delay MS    Offer delay after the guest is ready (default 1000)
   --vf-serial N    VF serial in the association message (default 1)
   --vf-mac M       The VF's MAC (default: the synthetic MAC, as on Azure)
+  --fault K[,K]    Inject faults once the guest is up (after --fault-after ms, default 1000): torn-index,
+                   oversized-index, misaligned-index, len8-below-offset8, range-outside-recv-buf, duplicate-tid,
+                   unknown-tid, withhold-completions, rndis-length-lie, ppi-loop, ppi-overrun, status-storm, flood,
+                   revoke-vf, withhold-subchannels (the withhold-* switches are armed at start)
+  --fault-seed N   Seed of the fault values (default 1; the same seed injects the same values)
   --run -- CMD     Run CMD against the tree (root: mount namespace + LD_PRELOAD interposer), stop when it exits
 
 DPDK 22.11's testpmd never marks netvsc queues started and so forwards nothing (fixed in DPDK 23.11, commit
@@ -59,6 +65,9 @@ export async function runEmulate(argv: string[], io: Io): Promise<number> {
       uuid: { type: 'string' },
       'busy-poll': { type: 'boolean' },
       vf: { type: 'string' },
+      fault: { type: 'string' },
+      'fault-seed': { type: 'string' },
+      'fault-after': { type: 'string' },
       'vf-delay': { type: 'string' },
       'vf-serial': { type: 'string' },
       'vf-mac': { type: 'string' },
@@ -82,6 +91,15 @@ export async function runEmulate(argv: string[], io: Io): Promise<number> {
   const backend = values.backend ?? 'sink'
   if (!['sink', 'loopback', 'generator', 'tap'].includes(backend)) {
     throw new UsageError(`option '--backend' must be sink|loopback|generator|tap, got '${backend}'`)
+  }
+  const faults = values.fault === undefined ? [] : values.fault.split(',').map((k) => k.trim())
+  for (const k of faults) {
+    if (!(FAULT_KINDS as readonly string[]).includes(k)) throw new UsageError(`option '--fault' takes ${FAULT_KINDS.join(', ')}; got '${k.slice(0, 64)}'`)
+  }
+  const faultSeed = intOption('fault-seed', values['fault-seed'], 0, Number.MAX_SAFE_INTEGER) ?? 1
+  const faultAfter = intOption('fault-after', values['fault-after'], 0, 3_600_000) ?? 1000
+  if (faults.length === 0 && (values['fault-seed'] !== undefined || values['fault-after'] !== undefined)) {
+    throw new UsageError("options '--fault-seed' and '--fault-after' need '--fault KIND'")
   }
   if (values.run && cmd.length === 0) throw new UsageError("'--run' needs a command after '--'")
   if (!values.run && cmd.length > 0) throw new UsageError(`unexpected command '${cmd.join(' ')}' (use --run -- CMD)`)
@@ -126,8 +144,13 @@ export async function runEmulate(argv: string[], io: Io): Promise<number> {
     }
     const vfNote = vf === undefined ? '' : `, VF ${vf}`
     io.out(`emulating ${emu.uuid} under ${emu.dir} (backend ${backend}${vfNote}; ${control})${values.run ? '' : '; SIGINT/SIGTERM stops'}\n`)
-    if (values.run) status = runGuest(dir, cmd)
-    else await untilSignal()
+    const armed = faults.length > 0 ? armFaults(emu, faults as FaultKind[], faultSeed, faultAfter, io) : null
+    try {
+      if (values.run) status = runGuest(dir, cmd)
+      else await untilSignal()
+    } finally {
+      if (armed !== null) clearInterval(armed)
+    }
   } finally {
     const json = emu.statsJson()
     emu.stop()
@@ -135,4 +158,34 @@ export async function runEmulate(argv: string[], io: Io): Promise<number> {
   }
   io.out(`emulator stopped${values.run ? `; ${cmd[0]} exited with ${status}` : ''}\n`)
   return status
+}
+
+/**
+ * Injects `faults`: the withhold-* switches now, the rest once the guest has set up its receive buffer and RNDIS, after
+ * `afterMs`. Returns the polling timer (cleared when the emulator stops).
+ */
+function armFaults(emu: Emulator, faults: FaultKind[], seed: number, afterMs: number, io: Io): NodeJS.Timeout {
+  const now = faults.filter((k) => k.startsWith('withhold-'))
+  const later = faults.filter((k) => !k.startsWith('withhold-'))
+  const report = (kinds: FaultKind[], s: number): void => {
+    try {
+      for (const r of emu.injectFault(kinds, s)) io.out(`fault ${r.kind} (seed ${r.seed}): ${r.detail}\n`)
+    } catch (err) {
+      io.err(`netvsc: fault injection failed: ${err instanceof Error ? err.message : String(err)}\n`)
+    }
+  }
+  if (now.length > 0) report(now, seed)
+  let upSince: number | null = null
+  const timer = setInterval(() => {
+    if (later.length === 0) return clearInterval(timer)
+    if (upSince === null) {
+      if (emu.stats().rndisInitialized) upSince = Date.now()
+      return
+    }
+    if (Date.now() - upSince < afterMs) return
+    clearInterval(timer)
+    report(later, seed + now.length)
+  }, 20)
+  timer.unref()
+  return timer
 }

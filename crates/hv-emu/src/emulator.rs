@@ -8,8 +8,8 @@ use crate::backend::{BackendConfig, BackendError, PcapMirror};
 use crate::ctl::{ControlServer, Registry};
 use crate::guest_mem::GuestMemory;
 use crate::host::{
-    self, ChannelFactory, ChannelSpec, Device, DeviceMem, GpaReader, GuestSignal, HostConfig,
-    HostEnv, lock,
+    self, ChannelFactory, ChannelSpec, Device, DeviceMem, FaultKind, FaultReport, GpaReader,
+    GuestSignal, HostConfig, HostEnv, lock,
 };
 use crate::stats::{ChannelStats, EmuStats, NdisConfig, NdisVersion, Oids, Totals};
 use crate::tree::{ControlPage, DeviceTree, TreeConfig, TreeError};
@@ -361,6 +361,20 @@ impl Emulator {
         self.device.send_vf_association(allocated, serial)
     }
 
+    /// Inject a fault on the primary channel, its values drawn from `seed` (the same seed gives the same
+    /// indices, offsets and ids). See [`FaultKind`].
+    pub fn inject_fault(&self, kind: FaultKind, seed: u64) -> Result<FaultReport, String> {
+        self.device.inject_fault(kind, seed)
+    }
+
+    /// Completions the `withhold-completions` fault dropped so far.
+    pub fn completions_withheld(&self) -> u64 {
+        self.device
+            .faults()
+            .withheld
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// The host's counters and negotiated state.
     pub fn stats(&self) -> EmuStats {
         stats_of(&self.device)
@@ -417,6 +431,7 @@ pub fn stats_of(dev: &Device) -> EmuStats {
         rndis_initialized: st.rndis_initialized,
         packet_filter: st.filter,
         packet_filters: st.filters.clone(),
+        packet_filter_changes: st.filter_changes,
         oids: Oids {
             queried: hex(&st.oids_queried),
             set: hex(&st.oids_set),
@@ -459,6 +474,12 @@ fn register_commands(reg: &Registry, device: &Arc<Device>) {
         Ok(json!({ "linkUp": up }))
     });
     let d = device.clone();
+    reg.register(
+        "fault",
+        "fault KIND[,KIND...] [SEED] (KIND: torn-index, oversized-index, ...; 'fault list' names them)",
+        move |args| fault_command(&d, args),
+    );
+    let d = device.clone();
     reg.register("stats", "stats", move |args| {
         if !args.is_empty() {
             return Err("usage: stats".into());
@@ -467,6 +488,37 @@ fn register_commands(reg: &Registry, device: &Arc<Device>) {
             .map(|v| json!({ "stats": v }))
             .map_err(|e| e.to_string())
     });
+}
+
+/// `fault KIND[,KIND...] [SEED]`: inject each kind in turn (seed default 1; kind i uses seed + i).
+fn fault_command(d: &Device, args: &[String]) -> Result<serde_json::Value, String> {
+    let usage = "usage: fault KIND[,KIND...] [SEED] | fault list";
+    match args {
+        [k] if k == "list" => {
+            let names: Vec<&str> = FaultKind::ALL.iter().map(|k| k.name()).collect();
+            Ok(json!({ "faults": names }))
+        }
+        [kinds] | [kinds, _] => {
+            let seed = match args.get(1) {
+                Some(s) => s.parse::<u64>().map_err(|_| {
+                    format!(
+                        "bad seed '{}' ({usage})",
+                        s.chars().take(64).collect::<String>()
+                    )
+                })?,
+                None => 1,
+            };
+            let mut reports = Vec::new();
+            for (i, k) in kinds.split(',').enumerate() {
+                let kind = FaultKind::parse(k)?;
+                reports.push(d.inject_fault(kind, seed.wrapping_add(i as u64))?);
+            }
+            serde_json::to_value(reports)
+                .map(|v| json!({ "injected": v }))
+                .map_err(|e| e.to_string())
+        }
+        _ => Err(usage.into()),
+    }
 }
 
 fn vf_command(d: &Device, args: &[String]) -> Result<serde_json::Value, String> {

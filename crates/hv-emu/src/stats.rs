@@ -267,7 +267,10 @@ pub struct EmuStats {
     pub ndis_config: Option<NdisConfig>,
     pub rndis_initialized: bool,
     pub packet_filter: u32,
+    /// The newest `host::HISTORY` packet filters set, oldest first.
     pub packet_filters: Vec<u32>,
+    /// Packet filter sets in all.
+    pub packet_filter_changes: u64,
     pub oids: Oids,
     pub offload: crate::host::OffloadState,
     pub rss: crate::host::RssState,

@@ -279,6 +279,35 @@ impl NativeEmulator {
         self.emu.is_some()
     }
 
+    /// Inject faults (`kinds` comma-separated, e.g. `torn-index,flood`; see `hv_emu::host::FaultKind`), kind i
+    /// with seed `seed + i` (default 1). Returns the reports as JSON (an array).
+    #[napi]
+    pub fn inject_fault(&self, kinds: String, seed: Option<f64>) -> Result<String> {
+        let emu = self.emu()?;
+        let seed = seed.unwrap_or(1.0);
+        if !(seed >= 0.0 && seed <= u64::MAX as f64) {
+            return Err(error(
+                Code::InvalidArg,
+                format!("fault seed must be a non-negative integer, got {seed}"),
+            ));
+        }
+        let mut reports = Vec::new();
+        for (i, k) in kinds.split(',').enumerate() {
+            let kind = hv_emu::host::FaultKind::parse(k).map_err(|e| error(Code::InvalidArg, e))?;
+            let r = emu
+                .inject_fault(kind, (seed as u64).wrapping_add(i as u64))
+                .map_err(|e| error(Code::InvalidArg, format!("fault {}: {e}", kind.name())))?;
+            reports.push(r);
+        }
+        serde_json::to_string(&reports).map_err(|e| error(Code::Napi, e.to_string()))
+    }
+
+    /// Completions the `withhold-completions` fault has dropped.
+    #[napi(getter)]
+    pub fn completions_withheld(&self) -> Result<f64> {
+        Ok(self.emu()?.completions_withheld() as f64)
+    }
+
     /// Link up/down (the guest gets an RNDIS status indication).
     #[napi]
     pub fn set_link(&self, up: bool) -> Result<()> {

@@ -60,6 +60,14 @@ pub struct NativeEvent {
     pub message: Option<String>,
     /// `error`: stable `ERR_NETVSC_*` code.
     pub code: Option<String>,
+    /// `error` (ring): the queue concerned.
+    pub queue: Option<u32>,
+    /// `error` (ring): the ring field or rule broken.
+    pub what: Option<String>,
+    /// `error` (ring): data-area offset of the packet concerned.
+    pub offset: Option<u32>,
+    /// `recovered`: recoveries so far.
+    pub count: Option<f64>,
     /// Events merged away before this one because JS did not keep up.
     pub coalesced: Option<u32>,
 }
@@ -231,6 +239,27 @@ fn convert(ev: netvsc::Event, speed: u32) -> NativeEvent {
             at: Some(ms(at_ns)),
             ..Default::default()
         },
+        netvsc::Event::Error {
+            code,
+            queue,
+            what,
+            offset,
+        } => NativeEvent {
+            kind: "error".into(),
+            code: Some(code.as_str().into()),
+            message: Some(format!(
+                "queue {queue}: corrupt ring: {what} (packet at data offset {offset:#x})"
+            )),
+            queue: Some(u32::from(queue)),
+            what: Some(what.into()),
+            offset: Some(offset),
+            ..Default::default()
+        },
+        netvsc::Event::Recovered { count } => NativeEvent {
+            kind: "recovered".into(),
+            count: Some(count as f64),
+            ..Default::default()
+        },
     }
 }
 
@@ -261,9 +290,12 @@ fn run(core: &DeviceCore, tsfn: &Tsfn, stop: &AtomicBool, coalesced: &AtomicU32)
     let mut tick = 0u32;
     while !stop.load(Ordering::Acquire) {
         {
-            let g = core.lock();
-            let Some(d) = g.as_ref() else { return };
-            d.poll_control();
+            let mut g = core.lock();
+            let Some(d) = g.as_mut() else { return };
+            // Polls queue 0 and, after a ring error, re-initialises the device (unless `recover: false`).
+            if let Ok(true) = d.maintain() {
+                *core.vf_stats.lock().unwrap_or_else(|p| p.into_inner()) = d.vf_stats();
+            }
             if tick.is_multiple_of(TELEMETRY_TICKS) {
                 core.telemetry_tick(d, &mut snap);
             }

@@ -57,6 +57,9 @@ pub struct OpenOptions {
     pub iova: Option<String>,
     /// VF (accelerated networking) failover.
     pub vf: Option<VfFailoverOptions>,
+    /// Re-initialise the device after a ring error (default true); false: the failed queue keeps throwing
+    /// `ERR_NETVSC_RING` until close.
+    pub recover: Option<bool>,
 }
 
 /// VF failover settings.
@@ -314,6 +317,9 @@ fn config(opts: &OpenOptions) -> Result<DeviceConfig> {
     }
     if let Some(m) = opts.mtu {
         cfg.mtu = m;
+    }
+    if let Some(r) = opts.recover {
+        cfg.recover = r;
     }
     if let Some(o) = &opts.offloads {
         cfg.offloads = Offloads {

@@ -20,8 +20,66 @@ use crate::nic::{DeviceCore, closed};
 use crate::registry::Claim;
 
 // Slices: the typed arrays passed to a burst are borrowed for the duration of the call only. JS cannot run
-// (and so cannot touch them) until the call returns, and no other thread of this env holds them; callers must not
-// pass overlapping views of one buffer as two arguments (the facade allocates them separately).
+// (and so cannot touch them) until the call returns, and no other thread of this env holds them. Two things could
+// still make the `&mut` slices a burst forms unsound, and `check_disjoint` refuses both before any slice is formed
+// (from raw addresses read through shared references, which may alias freely):
+// - two arguments that view the same bytes (views of one ArrayBuffer, or one array passed twice): two `&mut`
+//   slices over one byte, or a `&mut` and a `&` over one byte, are undefined behaviour;
+// - an argument that views a `recvRegion()` mapping: that memory is shared with the host, which writes it
+//   concurrently, and the driver itself writes and reads it through the same pages while the burst holds the slice.
+// `REGIONS` lists the address ranges of every live `recvRegion()` mapping in the process (pushed when one is made,
+// removed by its finalizer), so a view of a region made for another queue or thread is refused as well.
+
+/// Address ranges (start, end) of the live `recvRegion()` mappings of this process.
+static REGIONS: std::sync::Mutex<Vec<(usize, usize)>> = std::sync::Mutex::new(Vec::new());
+
+/// Drop a region's range from `REGIONS` (its mapping is going away).
+fn forget_region(range: (usize, usize)) {
+    let mut r = REGIONS.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(i) = r.iter().position(|g| *g == range) {
+        r.swap_remove(i);
+    }
+}
+
+/// The byte range a slice covers (empty slices cover nothing).
+fn span<T>(s: &[T]) -> (usize, usize) {
+    let start = s.as_ptr() as usize;
+    (start, start + std::mem::size_of_val(s))
+}
+
+/// Refuse arguments that overlap each other or view a `recvRegion()` mapping: one pass over at most four ranges
+/// and the (few) live regions, no allocation.
+fn check_disjoint(call: &str, args: &[(&str, (usize, usize))]) -> Result<()> {
+    let live = |r: &(usize, usize)| r.1 > r.0;
+    for (i, (a, ra)) in args.iter().enumerate() {
+        if !live(ra) {
+            continue;
+        }
+        for (b, rb) in &args[i + 1..] {
+            if live(rb) && ra.0 < rb.1 && rb.0 < ra.1 {
+                return Err(error(
+                    Code::InvalidArg,
+                    format!(
+                        "{call}: `{a}` and `{b}` overlap (views of the same memory); pass separate arrays"
+                    ),
+                ));
+            }
+        }
+    }
+    let regions = REGIONS.lock().unwrap_or_else(|p| p.into_inner());
+    for (a, ra) in args {
+        if live(ra) && regions.iter().any(|g| ra.0 < g.1 && g.0 < ra.1) {
+            return Err(error(
+                Code::InvalidArg,
+                format!(
+                    "{call}: `{a}` views the receive region (recvRegion()), which the host and driver write; \
+                     pass a separate array"
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
 
 /// Most frames one rx call handles.
 const RX_MAX: usize = 256;
@@ -132,7 +190,17 @@ impl NativeQueue {
         mut lens: Uint32ArraySlice<'_>,
         mut meta: Uint32ArraySlice<'_>,
     ) -> Result<u32> {
-        // SAFETY: see `slices`: JS is blocked for the duration of the call and the arrays are the caller's.
+        check_disjoint(
+            "rxBurst",
+            &[
+                ("buf", span(&buf)),
+                ("lens", span(&lens)),
+                ("meta", span(&meta)),
+            ],
+        )?;
+        // SAFETY: JS is blocked for the duration of the call, so nothing else touches the arrays; `check_disjoint`
+        // just proved the three ranges pairwise disjoint and outside every receive-region mapping the host or the
+        // driver could write, so these are the only references to their bytes (see "Slices" above).
         let (buf, lens, meta) = unsafe { (buf.as_mut(), lens.as_mut(), meta.as_mut()) };
         let max = lens.len().min(meta.len() / META_WORDS).min(RX_MAX);
         let mut qp = self.qp.take().ok_or_else(|| closed(&self.core.uuid))?;
@@ -143,6 +211,13 @@ impl NativeQueue {
         if self.pend_start == self.pend_end && max > 0 {
             self.pend_start = 0;
             self.pend_end = qp.rx_burst(&mut self.rx[..max]);
+            if self.pend_end == 0
+                && let Some(f) = qp.error()
+            {
+                let e = ring_error(qp.id(), f);
+                self.qp = Some(qp);
+                return Err(e);
+            }
         }
         let (mut n, mut off) = (0usize, 0usize);
         let mut err = None;
@@ -208,7 +283,16 @@ impl NativeQueue {
         mut meta: Uint32ArraySlice<'_>,
         mut buf: Uint8ArraySlice<'_>,
     ) -> Result<u32> {
-        // SAFETY: as in `rx_burst`.
+        check_disjoint(
+            "rxBurstZeroCopy",
+            &[
+                ("descs", span(&descs)),
+                ("meta", span(&meta)),
+                ("buf", span(&buf)),
+            ],
+        )?;
+        // SAFETY: as in `rx_burst`: JS is blocked, and `check_disjoint` proved the three ranges pairwise disjoint
+        // and outside every receive-region mapping, so these `&mut` slices alias nothing.
         let (descs, meta, buf) = unsafe { (descs.as_mut(), meta.as_mut(), buf.as_mut()) };
         let max = (descs.len() / DESC_WORDS)
             .min(meta.len() / META_WORDS)
@@ -217,6 +301,13 @@ impl NativeQueue {
         if self.pend_start == self.pend_end && max > 0 {
             self.pend_start = 0;
             self.pend_end = qp.rx_burst(&mut self.rx[..max]);
+            if self.pend_end == 0
+                && let Some(f) = qp.error()
+            {
+                let e = ring_error(qp.id(), f);
+                self.qp = Some(qp);
+                return Err(e);
+            }
         }
         let (mut n, mut off) = (0usize, 0usize);
         while self.pend_start < self.pend_end && n < max {
@@ -304,17 +395,40 @@ impl NativeQueue {
         let mem = uio.recv_buf().clone();
         drop(uio);
         let (ptr, len) = (mem.as_ptr(), mem.len());
+        let range = (ptr as usize, ptr as usize + len);
+        REGIONS
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(range);
         // SAFETY: `ptr..ptr+len` is a live shared mapping owned by `mem`; `mem` moves into the finalize hint, so the
         // mapping outlives the ArrayBuffer. The mapping is fresh (never handed to V8 before), so no other backing
-        // store has this address.
-        unsafe { ArrayBuffer::from_external(env, ptr, len, mem, |_, mem| drop(mem)) }
-            .map_err(|e| error(Code::Napi, format!("cannot expose the receive buffer: {e}")))
+        // store has this address. Its range stays in `REGIONS` until the finalizer unmaps it, so no burst can take
+        // a view of it as a `&mut` slice.
+        let ab = unsafe {
+            ArrayBuffer::from_external(env, ptr, len, mem, move |_, mem| {
+                forget_region(range);
+                drop(mem);
+            })
+        };
+        ab.map_err(|e| {
+            forget_region(range);
+            error(Code::Napi, format!("cannot expose the receive buffer: {e}"))
+        })
     }
 
     /// Send the first `n` frames of `buf` (lengths in `lens`, requests in `meta`). Returns how many the driver took;
     /// the rest met backpressure (retry them).
     #[napi]
     pub fn tx_burst(&mut self, buf: &[u8], lens: &[u32], meta: &[u32], n: u32) -> Result<u32> {
+        // Shared slices may alias each other, but not memory the host writes while we read it (a receive region).
+        check_disjoint(
+            "txBurst",
+            &[
+                ("buf", span(buf)),
+                ("lens", span(lens)),
+                ("meta", span(meta)),
+            ],
+        )?;
         let n = n as usize;
         if n > lens.len() {
             return Err(error(
@@ -355,6 +469,11 @@ impl NativeQueue {
             let took = qp.tx_burst(&pkts[..m]);
             done += took;
             if took < m {
+                if done == 0
+                    && let Some(f) = qp.error()
+                {
+                    return Err(ring_error(qp.id(), f));
+                }
                 break;
             }
             off = o;
@@ -437,6 +556,13 @@ impl NativeQueue {
             }
         }
         self.qp = None;
+        // Free the per-queue packet storage now (hundreds of KB): V8 does not see it, so waiting for the
+        // finalizer could keep many closed queues' storage alive.
+        self.rx = Vec::new();
+        self.views = Vec::new();
+        self.free = Vec::new();
+        self.pend_start = 0;
+        self.pend_end = 0;
         self.claim.release();
         if let Some(h) = self.hook.take() {
             let _ = env.remove_env_cleanup_hook(h);
@@ -456,4 +582,17 @@ impl Drop for NativeQueue {
 pub fn open_queue(env: Env, uuid: String, index: u32, root: Option<String>) -> Result<NativeQueue> {
     let core = crate::nic::find_open(root, &uuid)?;
     NativeQueue::claim(&env, core, index)
+}
+
+/// `ERR_NETVSC_RING` for a burst on a queue whose ring is corrupt.
+fn ring_error(queue: u16, f: netvsc::RingFault) -> napi::Error<Code> {
+    error(
+        Code::Ring,
+        format!(
+            "queue {queue}: {} ring is corrupt: {} (packet at data offset {:#x}); the device recovers or must be closed",
+            if f.tx { "guest→host" } else { "host→guest" },
+            f.what,
+            f.offset
+        ),
+    )
 }

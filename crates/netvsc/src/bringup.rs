@@ -249,7 +249,7 @@ pub(crate) fn open(uio: &UioDevice, cfg: &DeviceConfig) -> Result<Opened> {
             ..cfg.clone()
         })?,
     );
-    let mut core = QueueCore::new(0, primary, placeholder, tx0, RxState::new(0));
+    let mut core = QueueCore::new(0, primary, placeholder, tx0, RxState::new(0, 1));
     core.cancel = cfg.cancel.clone();
 
     // 1. NVSP INIT, newest version first.
@@ -533,7 +533,7 @@ pub(crate) fn open(uio: &UioDevice, cfg: &DeviceConfig) -> Result<Opened> {
         ))
     };
     core.tx = make_tx(0)?;
-    core.rx = RxState::new(max_views);
+    core.rx = RxState::new(max_views, recv_sections);
     core.shared = shared.clone();
     core.cancel = None;
     let mut cores = vec![Arc::new(Mutex::new(core))];
@@ -548,7 +548,7 @@ pub(crate) fn open(uio: &UioDevice, cfg: &DeviceConfig) -> Result<Opened> {
             chan,
             shared.clone(),
             make_tx(q)?,
-            RxState::new(max_views),
+            RxState::new(max_views, recv_sections),
         ))));
     }
     let info = DeviceInfo {

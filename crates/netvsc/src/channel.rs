@@ -2,7 +2,7 @@
 //! with its scratch buffer, and the signaller. Writes are batched: `send` only copies, `flush`
 //! publishes the batch with one index store and signals the host only when the ring rules say so.
 
-use vmbus_ring::{OutgoingPacket, ReadError, Ring, RingReader, RingWriter, SharedMem, WriteError};
+use vmbus_ring::{Corruption, OutgoingPacket, Ring, RingReader, RingWriter, SharedMem, WriteError};
 use vmbus_uio::Signaller;
 
 use crate::error::{Error, Result, Step};
@@ -23,6 +23,8 @@ pub(crate) struct Channel {
     signaller: Signaller,
     unflushed: bool,
     idle: u32,
+    /// A write found the guest→host ring corrupt (taken by the queue, which faults).
+    pub write_fault: Option<Corruption>,
 }
 
 impl Channel {
@@ -45,6 +47,7 @@ impl Channel {
             signaller,
             unflushed: false,
             idle,
+            write_fault: None,
         })
     }
 
@@ -56,6 +59,10 @@ impl Channel {
                 Ok(())
             }
             Err(WriteError::Full { .. }) => Err(SendError::Full),
+            Err(WriteError::Corrupt(c)) => {
+                self.write_fault.get_or_insert(c);
+                Err(SendError::Fatal)
+            }
             Err(_) => Err(SendError::Fatal),
         }
     }
@@ -94,9 +101,4 @@ impl Channel {
     pub fn idle_available(&self) -> u32 {
         self.idle
     }
-}
-
-/// Read errors worth distinguishing from "empty".
-pub(crate) fn is_empty(e: &ReadError) -> bool {
-    matches!(e, ReadError::Empty)
 }

@@ -89,6 +89,9 @@ pub struct DeviceConfig {
     pub vf: crate::vf::VfConfig,
     /// Cancels the bring-up (`Device::open`) from another thread.
     pub cancel: Option<Cancel>,
+    /// Re-initialise the device after a ring error ([`crate::Device::maintain`]); off: the failed queue stays
+    /// failed until close.
+    pub recover: bool,
 }
 
 impl Default for DeviceConfig {
@@ -105,6 +108,7 @@ impl Default for DeviceConfig {
             tx_gpa_slots: 32,
             vf: crate::vf::VfConfig::default(),
             cancel: None,
+            recover: true,
         }
     }
 }

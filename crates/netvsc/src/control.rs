@@ -114,6 +114,7 @@ impl QueueCore {
                     return Ok(());
                 }
                 Err(SendError::Fatal) => {
+                    self.check_write_fault();
                     return Err(Error::Ring {
                         step,
                         detail: "request does not fit the ring".into(),
@@ -265,7 +266,7 @@ impl QueueCore {
             if done(self) {
                 return Ok(());
             }
-            if self.broken {
+            if self.fault.is_some() {
                 return Err(Error::Ring {
                     step,
                     detail: "host→guest ring is corrupt".into(),

@@ -60,6 +60,7 @@ pub struct Device {
     filter: u32,
     mc_list: Vec<[u8; 6]>,
     vf_datapath: bool,
+    recoveries: u64,
 }
 
 impl std::fmt::Debug for Device {
@@ -75,6 +76,17 @@ impl Device {
     /// Open the device named by instance UUID or kernel interface name under `root` (`/` on a
     /// real guest, the emulator's directory in tests) and bring it up. The port starts stopped.
     pub fn open(root: &Path, name: &str, cfg: DeviceConfig) -> Result<Device> {
+        Device::open_into(root, name, cfg, None)
+    }
+
+    /// Open; with `reuse`, the new queues' state moves into those queue cells (keeping their counters), so
+    /// queue handles taken before stay valid.
+    fn open_into(
+        root: &Path,
+        name: &str,
+        cfg: DeviceConfig,
+        reuse: Option<&[Arc<Mutex<QueueCore>>]>,
+    ) -> Result<Device> {
         let info = vmbus_uio::find_device(root, name)?;
         // One owner across processes: a second opener learns who holds the device.
         let owner = OwnerLock::acquire(&vmbus_uio::device_lock_path(root, &info.uuid)).map_err(
@@ -91,10 +103,25 @@ impl Device {
         let Opened {
             info,
             shared,
-            cores,
+            mut cores,
             ctl_page,
             ids,
         } = bringup::open(&uio, &cfg)?;
+        if let Some(old) = reuse {
+            if old.len() != cores.len() {
+                return Err(Error::Config {
+                    what: "queue count after re-initialisation",
+                    value: cores.len() as u64,
+                });
+            }
+            for (o, n) in old.iter().zip(&cores) {
+                let (mut o, mut n) = (lock(o), lock(n));
+                std::mem::swap(&mut *o, &mut *n);
+                // The cell keeps its counters: the handles' `stats` point at them.
+                std::mem::swap(&mut o.stats, &mut n.stats);
+            }
+            cores = old.to_vec();
+        }
         let mut dev = Device {
             root: root.to_path_buf(),
             name: name.to_string(),
@@ -112,6 +139,7 @@ impl Device {
             filter: 0,
             mc_list: Vec::new(),
             vf_datapath: false,
+            recoveries: 0,
         };
         if dev.cfg.vf.enabled && dev.info.nvsp_version >= nvsp::VERSION_4 {
             dev.vf = Some(dev.spawn_vf_manager(own_iface)?);
@@ -176,7 +204,7 @@ impl Device {
 
     /// A handle on the VF counters usable without the device (it follows this device, not a re-open).
     pub fn vf_stats(&self) -> crate::vf::VfStats {
-        crate::vf::VfStats(self.shared.clone())
+        crate::vf::VfStats(self.shared.vf.clone())
     }
 
     /// The VF failover state: `None` until the host offers a VF (or with the manager disabled).
@@ -204,7 +232,6 @@ impl Device {
                     id: core.id,
                     core: c.clone(),
                     stats: core.stats.clone(),
-                    shared: self.shared.clone(),
                 }
             })
             .collect()
@@ -390,13 +417,99 @@ impl Device {
         self.shared.pop_event()
     }
 
-    /// Drain queue 0's ring for control traffic when no thread is polling it (rx frames met are
-    /// set aside for the queue's owner, up to a bound, then dropped as missed).
+    /// Drain queue 0's ring for control traffic when no thread is polling it. Rx transfers met are set
+    /// aside, uncompleted, for the queue's owner (the backlog holds all the host can have outstanding), so a
+    /// stalled application loses nothing the host could buffer. Reads at most [`crate::POLL_BUDGET_PACKETS`]
+    /// packets and [`crate::POLL_BUDGET_BYTES`] per call.
     pub fn poll_control(&self) -> usize {
         match self.cores[0].try_lock() {
-            Ok(mut core) => core.poll(crate::queue::Mode::Drain, 256),
+            Ok(mut core) => {
+                let n = core.poll(crate::queue::Mode::Drain, crate::queue::POLL_BUDGET_PACKETS);
+                core.check_write_fault();
+                n
+            }
             Err(_) => 0,
         }
+    }
+
+    /// Whether some queue saw a corrupt ring since the last bring-up.
+    pub fn faulted(&self) -> bool {
+        self.shared.faulted.load(Relaxed)
+    }
+
+    /// Background upkeep for whoever owns the device mutably (the Node addon's event thread): poll the
+    /// control queue, and after a ring error ([`Event::Error`]) re-initialise the device when
+    /// [`DeviceConfig::recover`] is on. Returns whether it recovered.
+    pub fn maintain(&mut self) -> Result<bool> {
+        if self.shared.closed() {
+            return Ok(false);
+        }
+        self.poll_control();
+        if !self.faulted() || !self.cfg.recover {
+            return Ok(false);
+        }
+        self.recover().map(|()| true)
+    }
+
+    /// Re-initialise along the MTU-change path: close the channels (best effort: the broken ring may not
+    /// answer), reopen, renegotiate, then restore the filter, multicast list and started state. Queue
+    /// handles stay valid and keep their counters. Emits [`Event::Recovered`]; a failure emits an
+    /// [`Event::Error`] with [`crate::ErrorCode::Recovery`] and leaves the device closed.
+    pub fn recover(&mut self) -> Result<()> {
+        let was_started = self.is_started();
+        let (promisc, allmulti, mc_list) = (self.promisc, self.allmulti, self.mc_list.clone());
+        let count = self.recoveries + 1;
+        // Shorter waits: the host may never answer on a broken channel.
+        let _ = self.shutdown();
+        self.teardown();
+        let old = self.shared.clone();
+        // The host resets its end once it sees the close; until then a reopen may meet the old rings. Retry
+        // until the NVSP timeout.
+        let until = Instant::now() + self.cfg.timeouts.nvsp;
+        let reopened = loop {
+            let r = Device::open_into(
+                &self.root.clone(),
+                &self.name.clone(),
+                self.cfg.clone(),
+                Some(&self.cores),
+            );
+            match r {
+                Err(_) if Instant::now() < until => std::thread::sleep(Duration::from_millis(20)),
+                r => break r,
+            }
+        };
+        let mut dev = match reopened {
+            Ok(d) => d,
+            Err(e) => {
+                old.push_event(Event::Error {
+                    code: crate::link::ErrorCode::Recovery,
+                    queue: 0,
+                    what: "reopen the device",
+                    offset: 0,
+                });
+                return Err(e);
+            }
+        };
+        while let Some(ev) = old.pop_event() {
+            dev.shared.push_event(ev);
+        }
+        dev.recoveries = count;
+        *self = dev;
+        self.promisc = promisc;
+        self.allmulti = allmulti;
+        if !mc_list.is_empty() {
+            self.set_multicast_list(&mc_list)?;
+        }
+        if was_started {
+            self.start()?;
+        }
+        self.shared.push_event(Event::Recovered { count });
+        Ok(())
+    }
+
+    /// Recoveries since open.
+    pub fn recoveries(&self) -> u64 {
+        self.recoveries
     }
 
     /// The host's last VF association note: `Some(serial)` when a VF is offered.
@@ -460,6 +573,7 @@ impl Device {
         let s = self.queue_stats();
         let refs: Vec<&QueueStats> = s.iter().map(|a| a.as_ref()).collect();
         let mut x = stats::xstats(&refs);
+        x.extend(stats::hv_xstats(&refs, self.recoveries));
         self.shared.vf.xstats(&mut x);
         x
     }
@@ -484,6 +598,11 @@ impl Device {
         let t = self.cfg.timeouts;
         // The VF first: data path back to synthetic, then the VF closed.
         self.stop_vf_manager();
+        if lock(&self.cores[0]).fault.is_some() {
+            // Queue 0's ring is corrupt: no request can be answered; closing the device tells the host.
+            self.shared.started.store(false, Relaxed);
+            return Ok(());
+        }
         if self.vf_datapath {
             self.switch_datapath(false)?;
         }

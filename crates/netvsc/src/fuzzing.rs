@@ -62,6 +62,8 @@ impl RxHarness {
     /// A started queue whose receive buffer holds `recv_buf` (at least one byte is allocated), with up to
     /// `max_views` zero-copy views outstanding.
     pub fn new(recv_buf: &[u8], args: Devargs, max_views: u32) -> RxHarness {
+        // Transfers set aside for the owner: as many as a small host could have outstanding.
+        const FUZZ_BACKLOG: u32 = 64;
         let recv = SharedMem::alloc(recv_buf.len().max(1));
         // In bounds by construction.
         let _ = recv.write(0, recv_buf);
@@ -87,14 +89,19 @@ impl RxHarness {
             _owner: Box::new(()),
         };
         let tx = TxState::new(SharedMem::alloc(4096), 0, 0, 0, agg, 0, dma);
-        let core = QueueCore::new(0, chan, shared.clone(), tx, RxState::new(max_views));
+        let core = QueueCore::new(
+            0,
+            chan,
+            shared.clone(),
+            tx,
+            RxState::new(max_views, FUZZ_BACKLOG),
+        );
         let stats: Arc<QueueStats> = core.stats.clone();
         RxHarness {
             queue: QueuePair {
                 id: 0,
                 core: Arc::new(Mutex::new(core)),
                 stats,
-                shared,
             },
             host_tx: RingWriter::new(ring(half)),
             host_rx: RingReader::new(ring(0)),

@@ -29,9 +29,11 @@ pub use config::{Cancel, DeviceConfig, Timeouts};
 pub use devargs::Devargs;
 pub use device::Device;
 pub use error::{Error, Result};
-pub use link::{Event, LinkInfo};
+pub use link::{ErrorCode, Event, LinkInfo};
 pub use ndis::{OffloadCaps, Offloads};
-pub use queue::QueuePair;
+pub use queue::{
+    BURST_BUDGET_FACTOR, POLL_BUDGET_BYTES, POLL_BUDGET_PACKETS, QueuePair, RingFault,
+};
 pub use rx::{Csum, RxMeta, RxPacket, RxView};
 pub use shared::AggLimits;
 pub use tx::{L4Proto, TxMeta, TxOffload, TxPacket};

@@ -8,6 +8,25 @@ use crate::shared::Shared;
 use crate::vf::{IfName, VfFailure, VfMode, VfReason, VfState};
 use netvsc_proto::rndis::status;
 
+/// Class of an [`Event::Error`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorCode {
+    /// A corrupt ring index or descriptor (`ERR_NETVSC_RING`).
+    Ring,
+    /// Re-initialising the device after a ring error failed; it stays closed (`ERR_NETVSC_RECOVERY`).
+    Recovery,
+}
+
+impl ErrorCode {
+    /// The code's name in the Node API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::Ring => "ERR_NETVSC_RING",
+            ErrorCode::Recovery => "ERR_NETVSC_RECOVERY",
+        }
+    }
+}
+
 /// Something the host told us outside the data path.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Event {
@@ -55,6 +74,23 @@ pub enum Event {
         /// Wall-clock time, ns since the Unix epoch.
         at_ns: u64,
     },
+    /// A queue's ring broke its rules (or recovery failed): bursts on it fail until [`Event::Recovered`].
+    Error {
+        /// What kind of failure.
+        code: ErrorCode,
+        /// The queue concerned.
+        queue: u16,
+        /// The field or rule broken (for [`ErrorCode::Recovery`], the step that failed).
+        what: &'static str,
+        /// Ring data-area offset of the packet concerned (0 for [`ErrorCode::Recovery`]).
+        offset: u32,
+    },
+    /// The device was re-initialised after a ring error (channels closed, reopened, renegotiated); queue
+    /// handles stay valid and the port is back in its previous started state.
+    Recovered {
+        /// Recoveries so far on this device.
+        count: u64,
+    },
 }
 
 /// Link state as last learned.
@@ -76,8 +112,9 @@ impl LinkInfo {
 }
 
 /// Handle an INDICATE_STATUS (its status code and status buffer, already bounded by the parser).
-/// Unknown statuses are ignored like Linux/DPDK.
-pub(crate) fn indicate_status(shared: &Shared, code: u32, buf: &[u8]) {
+/// Unknown statuses are ignored like Linux/DPDK. False when the indication is unusable (a speed change
+/// without its speed).
+pub(crate) fn indicate_status(shared: &Shared, code: u32, buf: &[u8]) -> bool {
     match code {
         status::MEDIA_CONNECT => {
             shared.link_up.store(true, Relaxed);
@@ -89,11 +126,13 @@ pub(crate) fn indicate_status(shared: &Shared, code: u32, buf: &[u8]) {
         }
         status::LINK_SPEED_CHANGE => {
             // Payload: the new speed as a u32.
-            if let Some(speed) = buf.first_chunk::<4>().map(|b| u32::from_le_bytes(*b)) {
-                shared.link_speed.store(speed, Relaxed);
-                shared.push_event(Event::LinkSpeed(speed));
-            }
+            let Some(speed) = buf.first_chunk::<4>().map(|b| u32::from_le_bytes(*b)) else {
+                return false;
+            };
+            shared.link_speed.store(speed, Relaxed);
+            shared.push_event(Event::LinkSpeed(speed));
         }
         _ => {}
     }
+    true
 }

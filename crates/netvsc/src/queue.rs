@@ -9,11 +9,11 @@
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use vmbus_ring::{OutgoingKind, OutgoingPacket, PacketKind};
+use vmbus_ring::{Corruption, OutgoingKind, OutgoingPacket, PacketKind, ReadError};
 
-use crate::channel::{Channel, is_empty};
+use crate::channel::Channel;
 use crate::error::{Error, Result};
-use crate::link::{self, Event};
+use crate::link::{self, ErrorCode, Event};
 use crate::rx::{RxPacket, RxState, RxView};
 use crate::shared::Shared;
 use crate::stats::QueueStats;
@@ -32,18 +32,56 @@ pub(crate) const CTL_REPLY_MAX: usize = 512;
 /// Most ranges accepted in one transfer-page packet (375 per NDIS ≥ 6, 562 with RSC).
 pub(crate) const MAX_XFER_RANGES: usize = 562;
 
+/// Most packets one rx burst reads from the ring, per frame slot the caller offers (2× the burst).
+pub const BURST_BUDGET_FACTOR: usize = 2;
+/// Most packets one background call (`poll_control`, `poll_completions`, a tx burst's drain) reads.
+pub const POLL_BUDGET_PACKETS: usize = 256;
+/// Most ring bytes (descriptors, headers and payloads) one call reads, whichever bound comes first.
+pub const POLL_BUDGET_BYTES: usize = 64 * 1024;
+
+/// What one call may still read from the ring.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Budget {
+    pub packets: usize,
+    pub bytes: usize,
+}
+
+impl Budget {
+    pub fn packets(packets: usize) -> Budget {
+        Budget {
+            packets,
+            bytes: POLL_BUDGET_BYTES,
+        }
+    }
+
+    pub fn spent(&self) -> bool {
+        self.packets == 0 || self.bytes == 0
+    }
+}
+
+/// A corrupt ring seen on a queue: which rule the host broke and at which data-area offset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RingFault {
+    /// The field or rule (`vmbus_ring::CorruptField`'s text).
+    pub what: &'static str,
+    /// Data-area offset of the packet concerned (for an index, the cursor it was checked against).
+    pub offset: u32,
+    /// `true` for the guest→host ring (seen while writing), `false` for host→guest.
+    pub tx: bool,
+}
+
 /// How a poll treats rx data it meets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Mode {
     /// Load rx frames into the cursor for an rx burst; stop reading when it is busy.
     Burst,
     /// Read through rx transfers to the completions and indications queued behind them (tx bursts, completion
-    /// reaping, control polling): load a transfer into the idle cursor, else set it aside for the queue's owner up
-    /// to a bound, else drop it (counted as missed), as DPDK's event loop drops frames its full rx ring cannot take.
-    /// Never stops at a busy cursor, so a queue that only transmits keeps getting its send sections back and link
+    /// reaping, background control polling): load a transfer into the idle cursor, else set it aside, uncompleted,
+    /// for the queue's owner in the preallocated backlog (as large as the host's sub-allocation count). Never
+    /// stops at a busy cursor, so a queue that only transmits keeps getting its send sections back and link
     /// indications are not held up by frames nobody reads.
     Drain,
-    /// A control waiter is draining queue 0: acknowledge and drop rx frames (counted as missed).
+    /// A control waiter is draining queue 0: like [`Mode::Drain`], but frames never enter the cursor.
     Control,
 }
 
@@ -65,8 +103,8 @@ pub(crate) struct QueueCore {
     pub ctl: CtlSlot,
     /// Transfer-page transaction ids to complete, flushed once per poll.
     pub completions: Vec<u64>,
-    /// Ring corruption seen: the channel is dead.
-    pub broken: bool,
+    /// Ring corruption seen: the channel is dead until the device recovers.
+    pub fault: Option<RingFault>,
     /// This queue's VF queue, while a VF is paired (installed and removed by the VF manager).
     pub vf: Option<crate::vf::path::Lane>,
     /// Set during bring-up only: host waits give up once it is cancelled.
@@ -89,33 +127,56 @@ impl QueueCore {
                 rndis_reply: None,
             },
             completions: Vec::with_capacity(1024),
-            broken: false,
+            fault: None,
             vf: None,
             cancel: None,
         }
     }
 
-    /// Read up to `limit` packets from the host→guest ring and dispatch them. Returns how many
-    /// were read. In [`Mode::Burst`] reading stops once an rx transfer is loaded in the cursor.
+    /// Read up to `limit` packets (and at most [`POLL_BUDGET_BYTES`]) from the host→guest ring and dispatch them.
+    /// Returns how many were read. In [`Mode::Burst`] reading stops once an rx transfer is loaded in the cursor.
     pub fn poll(&mut self, mode: Mode, limit: usize) -> usize {
+        let mut budget = Budget::packets(limit);
+        self.poll_budget(mode, &mut budget)
+    }
+
+    /// [`QueueCore::poll`] against a budget shared by several polls of one call.
+    pub fn poll_budget(&mut self, mode: Mode, budget: &mut Budget) -> usize {
         let mut n = 0;
         let mut scratch = std::mem::take(&mut self.chan.scratch);
-        while n < limit && !self.broken {
+        while self.fault.is_none() {
+            if budget.spent() {
+                self.stats.hv.budget_stops.fetch_add(1, Relaxed);
+                break;
+            }
             if mode == Mode::Burst && (self.rx.cursor_busy() || self.rx.has_backlog()) {
+                break;
+            }
+            if mode != Mode::Burst && self.rx.backlog_full() {
+                // Only a host past its own sub-allocations gets here: leave its packets in the ring.
                 break;
             }
             let pkt = match self.chan.reader.read(&mut scratch) {
                 Ok(p) => p,
-                Err(e) => {
-                    if !is_empty(&e) {
-                        // A corrupt ring cannot be resynchronised; stop using it (never panic).
-                        self.broken = true;
-                        self.stats.rx.errors.fetch_add(1, Relaxed);
-                    }
+                Err(ReadError::Empty) => break,
+                Err(ReadError::Corrupt(c)) => {
+                    // A corrupt ring cannot be resynchronised; stop using it (never panic), say so.
+                    self.set_fault(c, false);
                     break;
                 }
             };
             n += 1;
+            budget.packets -= 1;
+            let bytes = match &pkt.kind {
+                PacketKind::Completion { payload } | PacketKind::InBand { payload } => {
+                    16 + payload.len()
+                }
+                PacketKind::TransferPages {
+                    ranges, payload, ..
+                } => 24 + 8 * ranges.len() + payload.len(),
+                PacketKind::GpaDirect { payload, .. } => 24 + payload.len(),
+            };
+            budget.bytes = budget.bytes.saturating_sub(bytes + 8);
             match pkt.kind {
                 PacketKind::Completion { payload } => self.on_completion(pkt.trans_id, payload),
                 PacketKind::TransferPages {
@@ -131,6 +192,7 @@ impl QueueCore {
                 }
                 PacketKind::GpaDirect { .. } => {
                     self.stats.rx.errors.fetch_add(1, Relaxed);
+                    self.stats.hv.unknown_inband.fetch_add(1, Relaxed);
                 }
             }
         }
@@ -142,23 +204,62 @@ impl QueueCore {
         n
     }
 
+    /// Record the first corruption of this queue's rings: counted, an [`Event::Error`], and the queue refuses
+    /// bursts until the device recovers.
+    pub(crate) fn set_fault(&mut self, c: Corruption, tx: bool) {
+        if self.fault.is_some() {
+            return;
+        }
+        let what = c.what.as_str();
+        self.fault = Some(RingFault {
+            what,
+            offset: c.offset,
+            tx,
+        });
+        self.stats.rx.errors.fetch_add(1, Relaxed);
+        self.stats.hv.ring_errors.fetch_add(1, Relaxed);
+        self.shared.faulted.store(true, Relaxed);
+        self.shared.push_event(Event::Error {
+            code: ErrorCode::Ring,
+            queue: self.id,
+            what,
+            offset: c.offset,
+        });
+    }
+
+    /// A write met a corrupt guest→host ring (its read index): fault the queue.
+    pub(crate) fn check_write_fault(&mut self) {
+        if let Some(c) = self.chan.write_fault.take() {
+            self.set_fault(c, true);
+        }
+    }
+
     fn on_completion(&mut self, trans_id: u64, payload: &[u8]) {
         let ok = matches!(
             NvspMessage::parse(payload),
             Ok(NvspMessage::SendRndisPktComplete(c)) if c.status == nvsp::status::SUCCESS
         );
         let idx = (trans_id & 0xffff_ffff) as u32;
-        if trans_id & TAG_SECTION != 0 {
-            self.tx.complete_section(idx, ok, &self.stats);
+        let known = if trans_id & TAG_SECTION != 0 {
+            self.tx.complete_section(idx, ok, &self.stats)
         } else if trans_id & TAG_GPA != 0 {
-            self.tx.complete_slot(idx, ok, &self.stats);
+            self.tx.complete_slot(idx, ok, &self.stats)
         } else if trans_id & TAG_CTL != 0 && trans_id == self.ctl.nvsp_want {
+            if payload.len() > 64 {
+                self.stats.hv.oversize_messages.fetch_add(1, Relaxed);
+            }
             let mut buf = [0u8; 64];
             let len = payload.len().min(64);
             buf[..len].copy_from_slice(&payload[..len]);
             self.ctl.nvsp_reply = Some((buf, len));
+            true
+        } else {
+            // trans id 0: completion of an RNDIS control send; nothing to free.
+            trans_id == 0
+        };
+        if !known {
+            self.stats.hv.unknown_completions.fetch_add(1, Relaxed);
         }
-        // trans id 0: completion of an RNDIS control send; nothing to free.
     }
 
     fn on_transfer(
@@ -171,8 +272,18 @@ impl QueueCore {
     ) {
         let announce = match NvspMessage::parse(payload) {
             Ok(NvspMessage::SendRndisPkt(p)) => Some(p),
-            _ => None,
+            Err(netvsc_proto::ProtoError::Truncated { .. }) => {
+                self.stats.hv.short_messages.fetch_add(1, Relaxed);
+                None
+            }
+            _ => {
+                self.stats.hv.unknown_inband.fetch_add(1, Relaxed);
+                None
+            }
         };
+        if ranges.len() > MAX_XFER_RANGES {
+            self.stats.hv.oversize_messages.fetch_add(1, Relaxed);
+        }
         let valid =
             set_id == nvsp::RECV_BUF_ID && announce.is_some() && ranges.len() <= MAX_XFER_RANGES;
         let Some(announce) = announce.filter(|_| valid) else {
@@ -187,12 +298,13 @@ impl QueueCore {
                 self.rx.load(trans_id, ranges);
                 return;
             }
-            // A control waiter or a drain met rx data: keep it for the queue's owner, up to a bound.
+            // A control waiter or a drain met rx data: keep it, uncompleted, for the queue's owner. The backlog
+            // holds what the host can have outstanding; only a host past its own sub-allocations overflows it.
             if self.rx.stash(trans_id, ranges.clone()) {
                 return;
             }
         }
-        // Control replies, indications, and frames while stopped (or past the backlog bound):
+        // Control replies, indications, and frames while stopped (or from a host past its sub-allocations):
         // handle every message now, dropping frames.
         for (off, len) in ranges {
             self.handle_message(off, len, None);
@@ -218,8 +330,20 @@ impl QueueCore {
             .flatten();
         let Some(head) = head else {
             self.stats.rx.errors.fetch_add(1, Relaxed);
+            let c = if !inside {
+                &self.stats.hv.oversize_messages
+            } else {
+                &self.stats.hv.short_messages
+            };
+            c.fetch_add(1, Relaxed);
             return false;
         };
+        if head.msg_len as usize > len {
+            // The message claims more than its range: used only up to the range.
+            self.stats.hv.oversize_messages.fetch_add(1, Relaxed);
+        } else if (head.msg_len as usize) < rndis::HEADER_LEN {
+            self.stats.hv.short_messages.fetch_add(1, Relaxed);
+        }
         let msg_len = (head.msg_len as usize).min(len);
         if head.msg_type == msg_type::PACKET {
             return match out {
@@ -233,12 +357,17 @@ impl QueueCore {
         // Control completions and status indications: copy out (bounded), then parse.
         let mut msg = [0u8; CTL_REPLY_MAX];
         let n = msg_len.min(CTL_REPLY_MAX);
+        if msg_len > CTL_REPLY_MAX {
+            self.stats.hv.oversize_messages.fetch_add(1, Relaxed);
+        }
         if self.shared.recv_buf.read(off, &mut msg[..n]).is_err() {
             return false;
         }
         match RndisMessage::parse(&msg[..n]) {
             Ok(RndisMessage::IndicateStatus { status, buf }) => {
-                link::indicate_status(&self.shared, status.status, buf);
+                if !link::indicate_status(&self.shared, status.status, buf) {
+                    self.stats.hv.bad_indications.fetch_add(1, Relaxed);
+                }
             }
             Ok(
                 m @ (RndisMessage::InitializeComplete(_)
@@ -248,7 +377,21 @@ impl QueueCore {
             ) if self.ctl.rndis_want != 0 && m.req_id() == Some(self.ctl.rndis_want) => {
                 self.ctl.rndis_reply = Some((msg, n));
             }
-            _ => {}
+            Ok(
+                RndisMessage::InitializeComplete(_)
+                | RndisMessage::QueryComplete { .. }
+                | RndisMessage::SetComplete(_)
+                | RndisMessage::KeepaliveComplete(_),
+            ) => {
+                // A completion nobody waits for (stale or forged request id).
+                self.stats.hv.unknown_completions.fetch_add(1, Relaxed);
+            }
+            _ if head.msg_type == msg_type::INDICATE_STATUS => {
+                self.stats.hv.bad_indications.fetch_add(1, Relaxed);
+            }
+            _ => {
+                self.stats.hv.unknown_inband.fetch_add(1, Relaxed);
+            }
         }
         false
     }
@@ -294,8 +437,17 @@ impl QueueCore {
                     let _ = tx.send(crate::vf::manager::Cmd::HostSwitch { to_vf });
                 }
             }
-            // Send indirection table (134) and anything else: ignored, as DPDK does.
-            _ => {}
+            // Send indirection table (134): ignored, as DPDK does.
+            Ok(NvspMessage::SendIndirectionTable(_)) => {}
+            Ok(_) => {
+                self.stats.hv.unknown_inband.fetch_add(1, Relaxed);
+            }
+            Err(netvsc_proto::ProtoError::Truncated { .. }) => {
+                self.stats.hv.short_messages.fetch_add(1, Relaxed);
+            }
+            Err(_) => {
+                self.stats.hv.unknown_inband.fetch_add(1, Relaxed);
+            }
         }
         if completion_requested {
             let pkt = OutgoingPacket {
@@ -333,6 +485,7 @@ impl QueueCore {
         }
         self.completions.drain(..sent);
         self.chan.flush();
+        self.check_write_fault();
     }
 }
 
@@ -341,7 +494,6 @@ pub struct QueuePair {
     pub(crate) id: u16,
     pub(crate) core: Arc<Mutex<QueueCore>>,
     pub(crate) stats: Arc<QueueStats>,
-    pub(crate) shared: Arc<Shared>,
 }
 
 impl std::fmt::Debug for QueuePair {
@@ -378,28 +530,41 @@ impl QueuePair {
         &self.stats
     }
 
-    /// Send a burst; returns how many packets were taken (the rest met backpressure: retry them).
+    /// Send a burst; returns how many packets were taken (the rest met backpressure: retry them). A queue
+    /// whose ring is corrupt takes nothing: 0, with the reason in [`QueuePair::error`].
     pub fn tx_burst(&mut self, pkts: &[TxPacket<'_>]) -> usize {
-        if self.shared.closed() || self.shared.control_waiting.load(Relaxed) != 0 {
-            return 0;
-        }
         let Ok(mut core) = self.core.try_lock() else {
             return 0;
         };
+        // Step aside for a control operation waiting on this lock (see `control_lock`).
+        if core.shared.closed()
+            || core.fault.is_some()
+            || core.shared.control_waiting.load(Relaxed) != 0
+        {
+            return 0;
+        }
         if core.vf.as_ref().is_some_and(|l| l.tx) {
             return crate::vf::path::tx_burst(&mut core, pkts);
         }
-        crate::tx::tx_burst(&mut core, pkts)
+        let n = crate::tx::tx_burst(&mut core, pkts);
+        core.check_write_fault();
+        n
     }
 
-    /// Receive up to `out.len()` frames; returns how many were filled.
+    /// Receive up to `out.len()` frames; returns how many were filled. One call reads at most
+    /// [`BURST_BUDGET_FACTOR`] × `out.len()` packets and [`POLL_BUDGET_BYTES`] from the ring. A queue whose ring
+    /// is corrupt returns 0, with the reason in [`QueuePair::error`].
     pub fn rx_burst(&mut self, out: &mut [RxPacket]) -> usize {
-        if self.shared.closed() || self.shared.control_waiting.load(Relaxed) != 0 {
-            return 0;
-        }
         let Ok(mut core) = self.core.try_lock() else {
             return 0;
         };
+        // Step aside for a control operation waiting on this lock (see `control_lock`).
+        if core.shared.closed()
+            || core.fault.is_some()
+            || core.shared.control_waiting.load(Relaxed) != 0
+        {
+            return 0;
+        }
         // Synthetic first (multicast, broadcast and pre-switch flows arrive there), then the VF.
         let n = crate::rx::rx_burst(&mut core, out);
         if core.vf.is_some() && n < out.len() {
@@ -408,21 +573,30 @@ impl QueuePair {
         n
     }
 
-    /// Reap tx completions without sending (DPDK's tx_done_cleanup); returns packets read.
+    /// Reap tx completions without sending (DPDK's tx_done_cleanup); returns packets read (at most
+    /// [`POLL_BUDGET_PACKETS`] and [`POLL_BUDGET_BYTES`] per call).
     pub fn poll_completions(&mut self) -> usize {
-        if self.shared.control_waiting.load(Relaxed) != 0 {
-            return 0;
-        }
         let Ok(mut core) = self.core.try_lock() else {
             return 0;
         };
-        core.poll(Mode::Drain, 4096)
+        if core.shared.control_waiting.load(Relaxed) != 0 {
+            return 0;
+        }
+        let n = core.poll(Mode::Drain, POLL_BUDGET_PACKETS);
+        core.check_write_fault();
+        n
+    }
+
+    /// Why this queue refuses bursts: its ring is corrupt (until the device recovers). `None` when healthy.
+    pub fn error(&self) -> Option<RingFault> {
+        lock(&self.core).fault
     }
 
     /// Copy a zero-copy view's bytes out of the receive buffer.
     pub fn read_view(&self, view: &RxView, dst: &mut [u8]) -> Result<()> {
         let n = dst.len().min(view.len as usize);
-        self.shared
+        lock(&self.core)
+            .shared
             .recv_buf
             .read(view.offset as usize, &mut dst[..n])
             .map_err(Error::mem("read rx view"))

@@ -4,7 +4,6 @@
 //! zero-copy view into it has been released. Frames at most `rx_copybreak` long (or all frames when
 //! zero-copy is off) are copied into the caller's reusable buffers; nothing allocates per packet.
 
-use std::collections::VecDeque;
 use std::sync::atomic::Ordering::Relaxed;
 
 use crate::queue::{Mode, QueueCore};
@@ -99,16 +98,58 @@ pub(crate) struct RxState {
     free: Vec<u32>,
     outstanding: u32,
     max_outstanding: u32,
-    /// Rx transfers a control waiter read on this queue, kept in order for the next rx burst.
-    backlog: VecDeque<(u64, Vec<(u32, u32)>)>,
+    /// Rx transfers read by a background poll or a control waiter, kept in order for the queue's owner.
+    backlog: Backlog,
 }
 
-/// Transfers a control waiter may set aside before it starts dropping frames (DPDK drops all).
-const BACKLOG_MAX: usize = 1024;
+/// Set-aside rx transfers in preallocated rings: a transfer record (transaction id, first range, range count)
+/// per transfer and its ranges in a ring of ranges. Both hold as many entries as the receive buffer has
+/// sub-allocations, the most an honest host can have outstanding, so stashing never allocates and never drops
+/// what the host could send.
+struct Backlog {
+    xfers: Box<[(u64, u32, u32)]>,
+    x_head: usize,
+    x_len: usize,
+    ranges: Box<[(u32, u32)]>,
+    r_head: usize,
+    r_len: usize,
+}
+
+impl Backlog {
+    fn new(cap: usize) -> Backlog {
+        let cap = cap.max(1);
+        Backlog {
+            xfers: vec![(0, 0, 0); cap].into_boxed_slice(),
+            x_head: 0,
+            x_len: 0,
+            ranges: vec![(0, 0); cap].into_boxed_slice(),
+            r_head: 0,
+            r_len: 0,
+        }
+    }
+
+    fn push(&mut self, trans_id: u64, ranges: impl ExactSizeIterator<Item = (u32, u32)>) -> bool {
+        let n = ranges.len();
+        if self.x_len == self.xfers.len() || self.r_len + n > self.ranges.len() {
+            return false;
+        }
+        let cap = self.ranges.len();
+        let start = (self.r_head + self.r_len) % cap;
+        for (i, r) in ranges.take(n).enumerate() {
+            self.ranges[(start + i) % cap] = r;
+        }
+        self.r_len += n;
+        let at = (self.x_head + self.x_len) % self.xfers.len();
+        self.xfers[at] = (trans_id, start as u32, n as u32);
+        self.x_len += 1;
+        true
+    }
+}
 
 impl RxState {
-    /// `max_outstanding` = receive sections / 2 (DPDK's cap on external buffers).
-    pub fn new(max_outstanding: u32) -> RxState {
+    /// `max_outstanding` = receive sections / 2 (DPDK's cap on external buffers); `backlog` = the receive
+    /// buffer's sub-allocation count (the most transfers and ranges the host can have outstanding).
+    pub fn new(max_outstanding: u32, backlog: u32) -> RxState {
         let n = max_outstanding as usize + 1;
         RxState {
             active: false,
@@ -128,7 +169,7 @@ impl RxState {
             free: (0..n as u32).rev().collect(),
             outstanding: 0,
             max_outstanding,
-            backlog: VecDeque::new(),
+            backlog: Backlog::new(backlog as usize),
         }
     }
 
@@ -147,28 +188,46 @@ impl RxState {
     }
 
     pub fn has_backlog(&self) -> bool {
-        !self.backlog.is_empty()
+        self.backlog.x_len > 0
     }
 
-    /// Set a transfer aside while the cursor is busy (control waits and drains only; this allocates, so the rx
-    /// burst path never does). False when the backlog is full.
-    pub fn stash(&mut self, trans_id: u64, ranges: impl Iterator<Item = (u32, u32)>) -> bool {
-        if self.backlog.len() >= BACKLOG_MAX {
-            return false;
-        }
-        self.backlog.push_back((trans_id, ranges.collect()));
-        true
+    /// No room for one more transfer.
+    pub fn backlog_full(&self) -> bool {
+        let b = &self.backlog;
+        b.x_len == b.xfers.len() || b.r_len == b.ranges.len()
+    }
+
+    /// Set a transfer aside for the queue's owner (background polls, drains and control waits) in the
+    /// preallocated backlog. False when it is full, which only a host exceeding its own sub-allocations reaches.
+    pub fn stash(
+        &mut self,
+        trans_id: u64,
+        ranges: impl ExactSizeIterator<Item = (u32, u32)>,
+    ) -> bool {
+        self.backlog.push(trans_id, ranges)
     }
 
     /// Move the oldest set-aside transfer into the idle cursor.
     pub fn unstash(&mut self) -> bool {
-        match self.backlog.pop_front() {
-            Some((trans_id, ranges)) => {
-                self.load(trans_id, ranges.into_iter());
-                true
-            }
-            None => false,
+        let b = &mut self.backlog;
+        if b.x_len == 0 {
+            return false;
         }
+        let (trans_id, start, n) = b.xfers[b.x_head];
+        b.x_head = (b.x_head + 1) % b.xfers.len();
+        b.x_len -= 1;
+        let cap = b.ranges.len();
+        self.ranges.clear();
+        for i in 0..n as usize {
+            self.ranges.push(b.ranges[(start as usize + i) % cap]);
+        }
+        b.r_head = (start as usize + n as usize) % cap;
+        b.r_len -= n as usize;
+        self.active = true;
+        self.trans_id = trans_id;
+        self.next = 0;
+        self.hold = None;
+        true
     }
 
     pub fn next_range(&mut self) -> Option<(u32, u32)> {
@@ -261,6 +320,8 @@ impl RxState {
 /// Fill `out` with received frames.
 pub(crate) fn rx_burst(core: &mut QueueCore, out: &mut [RxPacket]) -> usize {
     let mut n = 0;
+    // One call reads at most 2× the burst in packets (and 64 KiB of ring), so a flooding host cannot hold it.
+    let mut budget = crate::queue::Budget::packets(out.len() * crate::queue::BURST_BUDGET_FACTOR);
     while n < out.len() {
         if core.rx.cursor_busy() {
             if let Some((off, len)) = core.rx.next_range()
@@ -276,7 +337,10 @@ pub(crate) fn rx_burst(core: &mut QueueCore, out: &mut [RxPacket]) -> usize {
         if core.rx.unstash() {
             continue;
         }
-        if core.poll(Mode::Burst, 64) == 0 && !core.rx.cursor_busy() {
+        if budget.spent() {
+            break;
+        }
+        if core.poll_budget(Mode::Burst, &mut budget) == 0 && !core.rx.cursor_busy() {
             break;
         }
     }
@@ -414,7 +478,7 @@ mod tests {
 
     #[test]
     fn views_hold_completion_until_released() {
-        let mut rx = RxState::new(4);
+        let mut rx = RxState::new(4, 8);
         rx.load(77, [(0, 100), (100, 100)].into_iter());
         assert_eq!(rx.next_range(), Some((0, 100)));
         let a = rx.new_view(0, 100).unwrap();
@@ -437,7 +501,7 @@ mod tests {
 
     #[test]
     fn cap_on_outstanding_views() {
-        let mut rx = RxState::new(2);
+        let mut rx = RxState::new(2, 8);
         rx.load(1, [(0, 1), (1, 1), (2, 1)].into_iter());
         assert!(rx.new_view(0, 1).is_some());
         assert!(rx.new_view(1, 1).is_some());
@@ -451,7 +515,7 @@ mod tests {
 
     #[test]
     fn no_view_completes_on_close() {
-        let mut rx = RxState::new(2);
+        let mut rx = RxState::new(2, 8);
         rx.load(5, [(0, 1)].into_iter());
         assert_eq!(rx.close_cursor(), Some(5));
         assert!(rx.stash(6, [(1, 1)].into_iter()));

@@ -4,7 +4,7 @@
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed};
 use std::sync::mpsc::Sender;
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use vmbus_ring::SharedMem;
 
@@ -40,13 +40,16 @@ pub(crate) struct Shared {
     pub host_switched_datapath: AtomicU64,
     /// Negotiated NVSP version (0 until known).
     pub nvsp_version: AtomicU32,
-    /// VF info and counters.
-    pub vf: VfShared,
+    /// VF info and counters (their own allocation, so counter handles like `VfStats` do not keep the receive
+    /// buffer mapping and the rest of this state alive after close).
+    pub vf: Arc<VfShared>,
     /// The VF manager's command channel, once it runs.
     pub vf_cmd: OnceLock<Sender<Cmd>>,
     /// Control operations waiting for a queue's lock: bursts step aside while this is non-zero (see
     /// `queue::control_lock`).
     pub control_waiting: AtomicU32,
+    /// Some queue saw a corrupt ring since bring-up.
+    pub faulted: AtomicBool,
     events: Mutex<VecDeque<Event>>,
 }
 
@@ -64,9 +67,10 @@ impl Shared {
             vf_serial: AtomicU32::new(0),
             host_switched_datapath: AtomicU64::new(0),
             nvsp_version: AtomicU32::new(0),
-            vf: VfShared::default(),
+            vf: Arc::new(VfShared::default()),
             vf_cmd: OnceLock::new(),
             control_waiting: AtomicU32::new(0),
+            faulted: AtomicBool::new(false),
             events: Mutex::new(VecDeque::with_capacity(64)),
         }
     }

@@ -117,6 +117,8 @@ pub struct QueueStats {
     /// Rx frames dropped because they arrived while a control request was draining queue 0, or
     /// because the port was stopped.
     pub rx_missed: AtomicU64,
+    /// What the host sent that broke a rule or was ignored.
+    pub hv: HvStats,
 }
 
 impl QueueStats {
@@ -125,7 +127,84 @@ impl QueueStats {
         self.tx.reset();
         self.rx.reset();
         self.rx_missed.store(0, Relaxed);
+        self.hv.reset();
     }
+}
+
+/// Per-queue counters of host input the driver ignored or refused (no DPDK equivalent: `hv_` names).
+#[derive(Debug, Default)]
+pub struct HvStats {
+    /// Corrupt ring indices or descriptors (either direction); the queue then fails until recovery.
+    pub ring_errors: AtomicU64,
+    /// Completions whose transaction id matches nothing in flight (NVSP and RNDIS request ids).
+    pub unknown_completions: AtomicU64,
+    /// In-band NVSP messages, transfer announcements and RNDIS messages of an unknown or unexpected type.
+    pub unknown_inband: AtomicU64,
+    /// RNDIS status indications that do not parse or carry an unusable status.
+    pub bad_indications: AtomicU64,
+    /// Messages shorter than their header or their type's minimum.
+    pub short_messages: AtomicU64,
+    /// Messages or ranges longer than their container or the driver's bounds (range counts, RNDIS lengths).
+    pub oversize_messages: AtomicU64,
+    /// Calls that stopped at their per-call budget with ring data possibly left.
+    pub budget_stops: AtomicU64,
+}
+
+/// Names of [`HvStats`] in xstats, in [`HvStats::values`] order.
+pub const HV_STAT_NAMES: [&str; 7] = [
+    "hv_ring_errors",
+    "hv_unknown_completions",
+    "hv_unknown_inband",
+    "hv_bad_indications",
+    "hv_short_messages",
+    "hv_oversize_messages",
+    "hv_budget_stops",
+];
+
+impl HvStats {
+    /// Values in [`HV_STAT_NAMES`] order.
+    pub fn values(&self) -> [u64; 7] {
+        [
+            self.ring_errors.load(Relaxed),
+            self.unknown_completions.load(Relaxed),
+            self.unknown_inband.load(Relaxed),
+            self.bad_indications.load(Relaxed),
+            self.short_messages.load(Relaxed),
+            self.oversize_messages.load(Relaxed),
+            self.budget_stops.load(Relaxed),
+        ]
+    }
+
+    fn reset(&self) {
+        for c in [
+            &self.ring_errors,
+            &self.unknown_completions,
+            &self.unknown_inband,
+            &self.bad_indications,
+            &self.short_messages,
+            &self.oversize_messages,
+            &self.budget_stops,
+        ] {
+            c.store(0, Relaxed);
+        }
+    }
+}
+
+/// Device-wide `hv_` xstats: every [`HvStats`] counter summed over the queues, then `hv_recoveries`.
+pub fn hv_xstats(queues: &[&QueueStats], recoveries: u64) -> Vec<(String, u64)> {
+    let mut sum = [0u64; 7];
+    for q in queues {
+        for (s, v) in sum.iter_mut().zip(q.hv.values()) {
+            *s += v;
+        }
+    }
+    let mut out: Vec<(String, u64)> = HV_STAT_NAMES
+        .iter()
+        .zip(sum)
+        .map(|(n, v)| (n.to_string(), v))
+        .collect();
+    out.push(("hv_recoveries".to_string(), recoveries));
+    out
 }
 
 /// Port totals (DPDK's basic stats).

@@ -174,33 +174,37 @@ impl TxState {
         self.in_flight + self.agg.map_or(0, |a| a.pkts)
     }
 
-    pub fn complete_section(&mut self, idx: u32, ok: bool, stats: &QueueStats) {
+    /// Settle a section's completion; false when it was not in flight (unknown, duplicate or forged).
+    pub fn complete_section(&mut self, idx: u32, ok: bool, stats: &QueueStats) -> bool {
         let Some(local) = idx.checked_sub(self.sec_base) else {
-            return;
+            return false;
         };
         let Some(acct) = self.sec_acct.get_mut(local as usize) else {
-            return;
+            return false;
         };
         if acct.pkts == 0 {
-            return; // not in flight: a duplicate or forged completion
+            return false; // not in flight: a duplicate or forged completion
         }
         let a = std::mem::take(acct);
         settle(a, ok, stats);
         self.in_flight -= a.pkts;
         self.free_secs.push(idx);
+        true
     }
 
-    pub fn complete_slot(&mut self, slot: u32, ok: bool, stats: &QueueStats) {
+    /// Settle a GPA slot's completion; false when it was not in flight.
+    pub fn complete_slot(&mut self, slot: u32, ok: bool, stats: &QueueStats) -> bool {
         let Some(acct) = self.slot_acct.get_mut(slot as usize) else {
-            return;
+            return false;
         };
         if acct.pkts == 0 {
-            return;
+            return false;
         }
         let a = std::mem::take(acct);
         settle(a, ok, stats);
         self.in_flight -= a.pkts;
         self.free_slots.push(slot);
+        true
     }
 }
 
@@ -325,7 +329,7 @@ fn copy_frame(dst: &SharedMem, mut at: usize, segs: &[&[u8]], strip: bool) -> bo
 
 /// Send a burst on `core`'s channel; returns how many packets were taken.
 pub(crate) fn tx_burst(core: &mut QueueCore, pkts: &[TxPacket<'_>]) -> usize {
-    core.poll(Mode::Drain, 256);
+    core.poll(Mode::Drain, crate::queue::POLL_BUDGET_PACKETS);
     if core.tx.stuck && !flush_agg(core) {
         core.chan.flush();
         return 0;

@@ -9,6 +9,7 @@ pub mod frame;
 pub mod pool;
 
 mod channel;
+mod fault;
 mod nvsp;
 mod oid;
 mod rndis;
@@ -18,7 +19,8 @@ mod tx;
 pub(crate) mod vf;
 
 pub use channel::{Channel, ChannelSpec};
-pub use state::{DeviceState, OffloadState, RecvBufInfo, RssState};
+pub use fault::{FaultKind, FaultReport, FaultState};
+pub use state::{DeviceState, HISTORY, OffloadState, RecvBufInfo, RssState};
 pub use vf::{VfHost, VfSession};
 
 use crate::backend::Backend;
@@ -128,6 +130,8 @@ pub struct Device {
     pub(crate) counters: Counters,
     /// RNDIS control messages waiting for a free reserved sub-allocation.
     pub(crate) control_queue: Mutex<VecDeque<Vec<u8>>>,
+    /// Fault injection switches and records (see `fault`).
+    pub(crate) faults: FaultState,
     pub(crate) stop: AtomicBool,
     /// The VF half, when configured.
     pub(crate) vf: Option<VfHost>,
@@ -161,6 +165,7 @@ impl Device {
             backend: Mutex::new(env.backend),
             counters: Counters::default(),
             control_queue: Mutex::new(VecDeque::new()),
+            faults: FaultState::default(),
             stop: AtomicBool::new(false),
             vf: env.vf,
             threads: Mutex::new(Vec::new()),

@@ -9,6 +9,7 @@ use netvsc_proto::nvsp::{
     self, InitComplete, NvspMessage, OidQueryExComplete, RecvBufSection, SendIndirectionTable,
     SendRecvBufComplete, SendRndisPkt, SendSendBufComplete, Subchannel, msg_type as t, status,
 };
+use std::sync::atomic::Ordering;
 use vmbus_ring::{IncomingPacket, PacketKind};
 
 /// Send-buffer section size this host hands out (the largest a real host uses).
@@ -189,7 +190,7 @@ fn handle_message(
         }
         NvspMessage::Subchannel(s) => subchannel(dev, ch, pkt, s),
         NvspMessage::SwitchDataPath(p) => {
-            lock(&dev.state).data_path.push(p.active_datapath);
+            super::state::record(&mut lock(&dev.state).data_path, p.active_datapath);
             super::vf::guest_switch(dev, p.active_datapath);
             empty_completion(dev, ch, pkt);
         }
@@ -308,9 +309,14 @@ fn subchannel(dev: &Device, ch: &Channel, pkt: &IncomingPacket<'_>, req: Subchan
         reply(dev, ch, pkt, NvspMessage::Subchannel(done));
         return;
     }
-    // Create missing channels while the guest waits, then answer.
+    // Create missing channels while the guest waits, then answer (fault injection: answer as if created and
+    // offer nothing).
+    let withhold = dev.faults.withhold_subchannels.load(Ordering::Acquire);
     let mut opened = u32::from(existing);
     for i in u32::from(existing) + 1..=n {
+        if withhold {
+            break;
+        }
         let relid = ch.relid + i;
         let monitor_id = ch.monitor_id.map(|m| m.wrapping_add(i as u8));
         let made = dev
@@ -330,7 +336,11 @@ fn subchannel(dev: &Device, ch: &Channel, pkt: &IncomingPacket<'_>, req: Subchan
         }
         opened = i;
     }
-    let total = opened.max(u32::from(existing)).min(n);
+    let total = if withhold {
+        n
+    } else {
+        opened.max(u32::from(existing)).min(n)
+    };
     {
         let mut st = lock(&dev.state);
         st.subchannels = st.subchannels.max(opened as u16);
@@ -418,7 +428,17 @@ fn send_rndis_pkt(
         status::FAILURE
     };
     ctx.data = data;
+    if dev.faults.withhold_completions.load(Ordering::Acquire) && pkt.completion_requested {
+        // Fault injection: the send is consumed but never completed.
+        add(&dev.faults.withheld, 1);
+        return;
+    }
     let done = nvsp::SendRndisPktComplete { status: st };
+    if ch.index == 0 && pkt.completion_requested {
+        dev.faults
+            .last_completion_tid
+            .store(pkt.trans_id, Ordering::Relaxed);
+    }
     reply(dev, ch, pkt, NvspMessage::SendRndisPktComplete(done));
 }
 

@@ -100,7 +100,7 @@ fn utf16z(s: &str) -> Vec<u8> {
 /// Answer a QUERY: (status, info buffer).
 pub(crate) fn query(dev: &Device, oid: u32, _input: &[u8]) -> (u32, Vec<u8>) {
     let mut st = lock(&dev.state);
-    st.oids_queried.push(oid);
+    super::state::record(&mut st.oids_queried, oid);
     let mtu = st.frame_mtu;
     let data = match oid {
         o::GEN_SUPPORTED_LIST => SUPPORTED.iter().flat_map(|v| v.to_le_bytes()).collect(),
@@ -188,7 +188,7 @@ pub(crate) fn query(dev: &Device, oid: u32, _input: &[u8]) -> (u32, Vec<u8>) {
 /// Apply a SET: returns the RNDIS status.
 pub(crate) fn set(dev: &Device, oid: u32, input: &[u8]) -> u32 {
     let mut st = lock(&dev.state);
-    st.oids_set.push(oid);
+    super::state::record(&mut st.oids_set, oid);
     match oid {
         o::GEN_CURRENT_PACKET_FILTER => {
             let Some(f) = input
@@ -198,7 +198,8 @@ pub(crate) fn set(dev: &Device, oid: u32, input: &[u8]) -> u32 {
                 return st_::INVALID_LENGTH;
             };
             st.filter = f;
-            st.filters.push(f);
+            super::state::record(&mut st.filters, f);
+            st.filter_changes += 1;
             st_::SUCCESS
         }
         o::TCP_OFFLOAD_PARAMETERS => {

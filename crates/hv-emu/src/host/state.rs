@@ -80,7 +80,10 @@ pub struct DeviceState {
     pub rndis_initialized: bool,
     pub rndis_halted: bool,
     pub filter: u32,
+    /// The last [`HISTORY`] packet filters set, oldest first (`filter_changes` counts all of them).
     pub filters: Vec<u32>,
+    /// Packet filter sets since the device was created.
+    pub filter_changes: u64,
     pub oids_queried: Vec<u32>,
     pub oids_set: Vec<u32>,
     pub offload: OffloadState,
@@ -92,6 +95,19 @@ pub struct DeviceState {
     pub data_path: Vec<u32>,
     /// The VF session (see `host::vf`).
     pub vf: super::vf::VfSession,
+}
+
+/// Entries each of the emulator's histories (packet filters, OIDs set and queried, data path switches) keeps: the
+/// newest ones; a guest that changes its filter forever costs the host no more memory.
+pub const HISTORY: usize = 64;
+
+/// Append `x` to a history, dropping its oldest entry once it holds [`HISTORY`].
+pub fn record(v: &mut Vec<u32>, x: u32) {
+    if v.len() >= HISTORY {
+        let extra = v.len() + 1 - HISTORY;
+        v.drain(..extra);
+    }
+    v.push(x);
 }
 
 impl DeviceState {
@@ -108,6 +124,7 @@ impl DeviceState {
             rndis_halted: false,
             filter: 0,
             filters: Vec::new(),
+            filter_changes: 0,
             oids_queried: Vec::new(),
             oids_set: Vec::new(),
             offload: OffloadState::default(),

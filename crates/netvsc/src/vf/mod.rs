@@ -217,7 +217,7 @@ pub struct VfInfo {
 
 /// A handle on a device's VF counters that needs no access to the device (cheap to clone, any thread).
 #[derive(Clone)]
-pub struct VfStats(pub(crate) Arc<crate::shared::Shared>);
+pub struct VfStats(pub(crate) Arc<VfShared>);
 
 impl std::fmt::Debug for VfStats {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -228,13 +228,13 @@ impl std::fmt::Debug for VfStats {
 impl VfStats {
     /// The VF's counters summed over every VF port the device had.
     pub fn totals(&self) -> VfCounters {
-        self.0.vf.counters().0
+        self.0.counters().0
     }
 
     /// The `vf_`-prefixed xstats ([`crate::Device::xstats`] appends the same list).
     pub fn xstats(&self) -> Vec<(String, u64)> {
         let mut v = Vec::new();
-        self.0.vf.xstats(&mut v);
+        self.0.xstats(&mut v);
         v
     }
 }
