@@ -258,6 +258,8 @@ export interface GeneratorOptions {
   limit?: number
   multicastEvery?: number
   broadcastEvery?: number
+  /** Write each frame's sequence number (0, 1, …; little-endian, first 8 L4 payload bytes) and its pattern. */
+  sequenced?: boolean
 }
 
 /**
@@ -337,6 +339,14 @@ export interface NativeEvent {
   message?: string
   /** `error`: stable `ERR_NETVSC_*` code. */
   code?: string
+  /** `error` (ring): the queue concerned. */
+  queue?: number
+  /** `error` (ring): the ring field or rule broken. */
+  what?: string
+  /** `error` (ring): data-area offset of the packet concerned. */
+  offset?: number
+  /** `recovered`: recoveries so far. */
+  count?: number
   /** Events merged away before this one because JS did not keep up. */
   coalesced?: number
 }
@@ -418,6 +428,11 @@ export interface OpenOptions {
   iova?: string
   /** VF (accelerated networking) failover. */
   vf?: VfFailoverOptions
+  /**
+   * Re-initialise the device after a ring error (default true); false: the failed queue keeps throwing
+   * `ERR_NETVSC_RING` until close.
+   */
+  recover?: boolean
 }
 
 /**
