@@ -295,6 +295,8 @@ export interface GeneratorOptions {
   limit?: number
   multicastEvery?: number
   broadcastEvery?: number
+  /** Write each frame's sequence number (0, 1, …; little-endian, first 8 L4 payload bytes) and its pattern. */
+  sequenced?: boolean
 }
 
 /**

@@ -9,7 +9,7 @@ import * as fs from 'node:fs'
 import * as os from 'node:os'
 import * as path from 'node:path'
 import { setImmediate as tick, setTimeout as sleep } from 'node:timers/promises'
-import { Emulator, META_WORDS, open, type NetvscError } from '../src/index.js'
+import { Emulator, META_WORDS, openSync, type NetvscError } from '../src/index.js'
 
 function arg(name: string, def: number): number {
   const i = process.argv.indexOf(`--${name}`)
@@ -76,7 +76,7 @@ function frame(mac: number[], flow: number, n: number): Uint8Array {
 }
 
 async function main(): Promise<number> {
-  const dev = open(emu.uuid, { root: dir, queues: 2, timeoutMs: 10_000 })
+  const dev = openSync(emu.uuid, { root: dir, queues: 2, timeoutMs: 10_000 })
   let errors = 0
   let recovered = 0
   const errorWhat = new Map<string, number>()

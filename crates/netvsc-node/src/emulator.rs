@@ -32,6 +32,8 @@ pub struct GeneratorOptions {
     pub limit: Option<f64>,
     pub multicast_every: Option<u32>,
     pub broadcast_every: Option<u32>,
+    /// Write each frame's sequence number (0, 1, …; little-endian, first 8 L4 payload bytes) and its pattern.
+    pub sequenced: Option<bool>,
 }
 
 /// The accelerated-networking VF the emulator offers (a veth pair; root).
@@ -184,6 +186,7 @@ fn config(o: &EmulatorOptions) -> Result<(EmulatorConfig, Option<CaptureHandle>)
                 dst_mac: c.mac,
                 ..GeneratorConfig::default()
             };
+            gc.sequenced = g.sequenced.unwrap_or(false);
             gc.rate_pps = match g.rate_pps {
                 None => gc.rate_pps,
                 Some(r) if r <= 0.0 => None,

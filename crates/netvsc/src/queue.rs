@@ -587,9 +587,10 @@ impl QueuePair {
         n
     }
 
-    /// Why this queue refuses bursts: its ring is corrupt (until the device recovers). `None` when healthy.
+    /// Why this queue refuses bursts: its ring is corrupt (until the device recovers). `None` when healthy, or
+    /// when the control path holds the queue right now (it never blocks: ask again after the next 0 burst).
     pub fn error(&self) -> Option<RingFault> {
-        lock(&self.core).fault
+        self.core.try_lock().ok().and_then(|c| c.fault)
     }
 
     /// Copy a zero-copy view's bytes out of the receive buffer.

@@ -514,6 +514,30 @@ mod tests {
     }
 
     #[test]
+    fn backlog_keeps_order_across_wraparound_and_refuses_past_capacity() {
+        let mut rx = RxState::new(2, 5);
+        // Ranges 2 + 2 fit, a third transfer of 2 does not (5 ranges).
+        assert!(rx.stash(1, [(0, 1), (1, 1)].into_iter()));
+        assert!(rx.stash(2, [(2, 1), (3, 1)].into_iter()));
+        assert!(
+            !rx.stash(3, [(4, 1), (5, 1)].into_iter()),
+            "past the sub-allocation count"
+        );
+        assert!(rx.unstash());
+        assert_eq!(rx.next_range(), Some((0, 1)));
+        assert_eq!(rx.close_cursor(), Some(1));
+        // Wraps around the end of the range ring.
+        assert!(rx.stash(3, [(4, 1), (5, 1), (6, 1)].into_iter()));
+        assert!(rx.backlog_full());
+        assert!(rx.unstash());
+        assert_eq!(rx.close_cursor(), Some(2));
+        assert!(rx.unstash());
+        let got: Vec<_> = std::iter::from_fn(|| rx.next_range()).collect();
+        assert_eq!(got, [(4, 1), (5, 1), (6, 1)]);
+        assert_eq!(rx.close_cursor(), Some(3));
+    }
+
+    #[test]
     fn no_view_completes_on_close() {
         let mut rx = RxState::new(2, 8);
         rx.load(5, [(0, 1)].into_iter());

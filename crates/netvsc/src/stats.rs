@@ -114,8 +114,8 @@ pub struct QueueStats {
     pub tx: DirStats,
     /// Receive side.
     pub rx: DirStats,
-    /// Rx frames dropped because they arrived while a control request was draining queue 0, or
-    /// because the port was stopped.
+    /// Rx frames dropped because the port was stopped, or because a host past its own receive sub-allocations
+    /// overflowed the backlog of set-aside transfers.
     pub rx_missed: AtomicU64,
     /// What the host sent that broke a rule or was ignored.
     pub hv: HvStats,
