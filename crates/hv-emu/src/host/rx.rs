@@ -117,6 +117,9 @@ pub(crate) fn run_pump(dev: &Device) {
             }
         }
         drop(pool);
+        if n > 0 {
+            add(&dev.counters.rx_busy_ns, now.elapsed().as_nanos() as u64);
+        }
         if dev.cfg.busy_poll {
             // A full round means more is waiting: go on without giving the core away.
             if n < budget {
