@@ -41,6 +41,12 @@ pub trait Backend: Send {
     }
     /// Push buffered output (pcap) to disk.
     fn flush(&mut self) {}
+    /// Every frame `receive` offers is one of a fixed set that keeps its address and content while the backend
+    /// lives (pre-built frames), so the host may remember per-frame results (checksum verdict, RSS placement) by
+    /// address. Default: no.
+    fn stable_frames(&self) -> bool {
+        false
+    }
 }
 
 /// Which backend the emulator builds.
