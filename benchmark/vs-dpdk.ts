@@ -11,10 +11,11 @@
  *   --sizes 64,512     frame sizes (default 64,512,1500,9000)
  *   --queues 1,2       queue counts (default 1,2)
  *   --drivers dpdk,rust,ts
- *   --runs N           fresh host+guest starts per point (default 3; quick 1)
- *   --windows N        measurement windows per start (default 1; quick 3)
+ *   --runs N           fresh host+guest starts per point (default 1)
+ *   --windows N        measurement windows per start (default 3): samples per point = runs x windows
  *   --ms N             window length (default 1000; quick 400)
  *   --host-cpu C --guest-cpu C   (default 0 and 1)
+ *   --render F.json    only re-write F.md and F.svg from a results JSON
  * DPDK needs root (mount namespace + LD_PRELOAD interposer) and dpdk-testpmd; otherwise its rows say why they are
  * missing.
  */
@@ -32,6 +33,9 @@ interface Sample {
   gbps: number
   hostBusy: number
   hostBusyThreads: number[]
+  /** rx: frames the host dropped for want of a guest buffer or ring space, per frame offered (> 0: the host
+   * outran the guest). */
+  hostDropFrac: number
   load1: number
 }
 interface Point {
@@ -64,7 +68,13 @@ function dpdkSkip(): string | null {
 }
 
 interface Stats {
-  totals: { guestToHostFrames: number; guestToHostBytes: number; hostToGuestFrames: number; hostToGuestBytes: number }
+  totals: {
+    guestToHostFrames: number
+    guestToHostBytes: number
+    hostToGuestFrames: number
+    hostToGuestBytes: number
+    drops: { noRxBuffer: number; ringFull: number }
+  }
   channels: Array<{ workerBusyNs?: number }>
   rxBusyNs?: number
 }
@@ -133,11 +143,12 @@ async function runOnce(cfg: Cfg, api: Api, dir: Dir, size: number, queues: numbe
   let host: ChildProcess
   if (api === 'dpdk') {
     const prefix = `nvb${process.pid}${Math.floor(Math.random() * 1e6)}`
+    // Frames above 1514 B need bigger mbufs; 22.11 net/netvsc refuses --max-pkt-len 9018 ("Fail to configure port 0").
     const big = size > 1514
     const testpmd = ['taskset', '-c', `${cfg.hostCpu},${cfg.guestCpu}`, 'dpdk-testpmd', '--no-huge', '-m', '1024', '--no-pci',
       '-l', `${cfg.hostCpu},${cfg.guestCpu}`, '--main-lcore', String(cfg.hostCpu), '--file-prefix', prefix, '--log-level', 'lib.eal:error', '--',
       `--forward-mode=${dir === 'tx' ? 'txonly' : 'rxonly'}`, '--burst=32', `--rxq=${queues}`, `--txq=${queues}`, '--nb-cores=1',
-      '--total-num-mbufs=16384', ...(big ? ['--mbuf-size=10240', '--max-pkt-len=9018'] : []), ...(dir === 'tx' ? [`--txpkts=${size}`] : [])]
+      '--total-num-mbufs=16384', ...(big ? ['--mbuf-size=10240'] : []), ...(dir === 'tx' ? [`--txpkts=${size}`] : [])]
     host = spawn('taskset', ['-c', String(cfg.hostCpu), ...emuArgs, '--run', '--', ...testpmd], {
       cwd: REPO, detached: true, stdio: ['pipe', 'pipe', 'pipe'],
       env: { ...process.env, HV_EMU_DPDK_QUEUE_STATE_FIX: '1' },
@@ -174,13 +185,19 @@ async function runOnce(cfg: Cfg, api: Api, dir: Dir, size: number, queues: numbe
       const bytes = (s: Stats) => (dir === 'tx' ? s.totals.guestToHostBytes : s.totals.hostToGuestBytes)
       const busy = b.s.channels.map((c, i) => ((c.workerBusyNs ?? 0) - (a.s.channels[i]?.workerBusyNs ?? 0)) / 1e9 / secs)
       if (dir === 'rx') busy.push(((b.s.rxBusyNs ?? 0) - (a.s.rxBusyNs ?? 0)) / 1e9 / secs)
-      out.push({ mpps: df / secs / 1e6, gbps: ((bytes(b.s) - bytes(a.s)) * 8) / secs / 1e9, hostBusy: Math.max(...busy),
+      const drops = (s: Stats) => s.totals.drops.noRxBuffer + s.totals.drops.ringFull
+      const dd = drops(b.s) - drops(a.s)
+      out.push({ mpps: df / secs / 1e6, hostDropFrac: df + dd > 0 ? dd / (df + dd) : 0, gbps: ((bytes(b.s) - bytes(a.s)) * 8) / secs / 1e9, hostBusy: Math.max(...busy),
         hostBusyThreads: busy.map((x) => Number(x.toFixed(3))), load1: os.loadavg()[0] ?? 0 })
     }
     if (out.every((s) => s.mpps === 0)) {
       throw new Error(`no traffic at the host; host transcript tail:\n${hostOut.text().split('\n').slice(-15).join('\n')}`)
     }
     return out
+  } catch (err) {
+    const tail = (t: string) => t.split('\n').filter((l) => l.trim() !== '').slice(-6).join(' | ')
+    throw new Error(`${err instanceof Error ? err.message.split('\n')[0]! : String(err)}; host: ${tail(hostOut.text())}` +
+      (guestOut !== null ? `; guest: ${tail(guestOut.text())}` : ''))
   } finally {
     if (guest !== null) await stop(guest, 'SIGKILL')
     if (api === 'dpdk') {
@@ -236,9 +253,9 @@ function markdown(points: Point[], meta: Record<string, unknown>, ring: { rows: 
   const lines = [`# netvsc vs DPDK 22.11 testpmd (${String(meta.date)})`, '',
     `Load average at start ${String(meta.loadStart)}, at end ${String(meta.loadEnd)} on ${String(meta.cpus)} CPUs; host on CPU ${String(meta.hostCpu)}, guest on CPU ${String(meta.guestCpu)}; ` +
     `${String(meta.runs)} start(s) × ${String(meta.windows)} window(s) of ${String(meta.ms)} ms per point. Re-run: \`${String(meta.command)}\`.`, '',
-    'Mpps median (min–max) at the host\'s counters; "host busy" = the busiest host thread\'s fraction of the window spent in turns that moved packets (median); ratios are of medians.', '',
-    '| dir | frame B | queues | DPDK Mpps | Rust core Mpps | TS API Mpps | Rust/DPDK | TS/Rust | Rust Gbit/s | host busy (DPDK / Rust / TS) |',
-    '|---|---|---|---|---|---|---|---|---|---|']
+    'Mpps median (min–max) at the host\'s counters; "host busy" = the busiest host thread\'s fraction of the window spent in turns that moved packets (median); for rx "host drops" = frames the unlimited generator could not place for want of a guest buffer, per frame offered (> 0: the host had more than the guest took); ratios are of medians.', '',
+    '| dir | frame B | queues | DPDK Mpps | Rust core Mpps | TS API Mpps | Rust/DPDK | TS/Rust | Rust Gbit/s | host busy (DPDK / Rust / TS) | rx host drops (DPDK / Rust / TS) |',
+    '|---|---|---|---|---|---|---|---|---|---|---|']
   const keys = [...new Set(points.map((p) => `${p.dir}|${p.size}|${p.queues}`))]
   for (const k of keys) {
     const [dir, s, q] = k.split('|') as [Dir, string, string]
@@ -256,9 +273,10 @@ function markdown(points: Point[], meta: Record<string, unknown>, ring: { rows: 
       return p === undefined || p.samples.length === 0 ? NaN : summary(p.samples.map((x) => x[k2] as number)).median
     }
     const ratio = (a: number, b: number) => (Number.isFinite(a) && Number.isFinite(b) && b > 0 ? `${(a / b).toFixed(2)}×` : '-')
+    const drop = dir === 'tx' ? '-' : (['dpdk', 'rust', 'ts'] as Api[]).map((a) => (Number.isFinite(med(a, 'hostDropFrac')) ? `${(med(a, 'hostDropFrac') * 100).toFixed(0)}%` : '-')).join(' / ')
     const busy = (['dpdk', 'rust', 'ts'] as Api[]).map((a) => (Number.isFinite(med(a, 'hostBusy')) ? `${(med(a, 'hostBusy') * 100).toFixed(0)}%` : '-')).join(' / ')
     lines.push(`| ${dir} | ${size} | ${queues} | ${cell('dpdk')} | ${cell('rust')} | ${cell('ts')} | ${ratio(med('rust'), med('dpdk'))} | ` +
-      `${ratio(med('ts'), med('rust'))} | ${Number.isFinite(med('rust', 'gbps')) ? med('rust', 'gbps').toFixed(2) : '-'} | ${busy} |`)
+      `${ratio(med('ts'), med('rust'))} | ${Number.isFinite(med('rust', 'gbps')) ? med('rust', 'gbps').toFixed(2) : '-'} | ${busy} | ${drop} |`)
   }
   const notes = points.filter((p) => p.note !== undefined)
   if (notes.length > 0) {
@@ -331,14 +349,24 @@ function svg(points: Point[], meta: Record<string, unknown>): string {
 }
 
 export async function runVsDpdk(argv: string[]): Promise<void> {
+  const render = opt(argv, 'render')
+  if (render !== undefined) {
+    // Re-render the markdown and the SVG beside a results JSON (e.g. after changing the layout).
+    const doc = JSON.parse(fs.readFileSync(render, 'utf8')) as { meta: Record<string, unknown>; points: Point[]; ring: { rows: RingRow[]; note?: string } }
+    const base = render.replace(/\.json$/, '')
+    fs.writeFileSync(`${base}.md`, markdown(doc.points, doc.meta, doc.ring).replace('vs-dpdk.svg', path.basename(`${base}.svg`)))
+    fs.writeFileSync(`${base}.svg`, svg(doc.points, doc.meta))
+    console.log(`wrote ${base}.{md,svg}`)
+    return
+  }
   const quick = argv.includes('--quick')
   const sizes = list(opt(argv, 'sizes'), quick ? [64, 1500] : [64, 512, 1500, 9000])
   const queueCounts = list(opt(argv, 'queues'), quick ? [1] : [1, 2])
   const drivers = (opt(argv, 'drivers')?.split(',') ?? ['dpdk', 'rust', 'ts']) as Api[]
-  const runs = Number(opt(argv, 'runs') ?? (quick ? 1 : 3))
+  const runs = Number(opt(argv, 'runs') ?? 1)
   const cfg: Cfg = {
     ms: Number(opt(argv, 'ms') ?? (quick ? 400 : 1000)),
-    windows: Number(opt(argv, 'windows') ?? (quick ? 3 : 1)),
+    windows: Number(opt(argv, 'windows') ?? 3),
     hostCpu: Number(opt(argv, 'host-cpu') ?? 0),
     guestCpu: Number(opt(argv, 'guest-cpu') ?? 1),
   }
@@ -373,7 +401,7 @@ export async function runVsDpdk(argv: string[]): Promise<void> {
           }
           const m = summary(p.samples.map((s) => s.mpps))
           const busy = summary(p.samples.map((s) => s.hostBusy)).median
-          console.log(`${dir} ${String(size).padStart(4)} B ${q}q ${api.padEnd(4)}: ${p.samples.length > 0 ? `${m.median.toFixed(3)} Mpps (${m.min.toFixed(3)}–${m.max.toFixed(3)}), host busy ${(busy * 100).toFixed(0)}%` : `n/a: ${p.note?.split('\n')[0] ?? ''}`} [load ${load()}]`)
+          console.log(`${dir} ${String(size).padStart(4)} B ${q}q ${api.padEnd(4)}: ${p.samples.length > 0 ? `${m.median.toFixed(3)} Mpps (${m.min.toFixed(3)}–${m.max.toFixed(3)}), host busy ${(busy * 100).toFixed(0)}%${dir === 'rx' ? `, host drops ${(summary(p.samples.map((x) => x.hostDropFrac)).median * 100).toFixed(0)}%` : ''}` : `n/a: ${p.note?.split('\n')[0] ?? ''}`} [load ${load()}]`)
         }
       }
     }
