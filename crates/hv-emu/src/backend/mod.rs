@@ -47,6 +47,10 @@ pub trait Backend: Send {
     fn stable_frames(&self) -> bool {
         false
     }
+    /// `receive` never offers a frame (the sink): a busy-polling host need not spin its receive pump for it.
+    fn never_receives(&self) -> bool {
+        false
+    }
 }
 
 /// Which backend the emulator builds.
