@@ -27,6 +27,8 @@ test('bad arguments exit 2 with a one-line reason', (t) => {
     [['emulate', '--dir', '/tmp/x', '--mac', 'zz'], /--mac/],
     [['emulate', '--dir', '/tmp/x', '--max-queues', '99'], /--max-queues/],
     [['emulate', '--dir', '/tmp/x', '--run'], /needs a command/],
+    [['emulate', '--dir', '/tmp/x', '--gen-rate', '0'], /need '--backend generator'/],
+    [['emulate', '--dir', '/tmp/x', '--backend', 'generator', '--gen-size', '64,20'], /--gen-size/],
     [['demo', '--size', '10'], /--size/],
     [['capture', 'x'], /--pcap/],
     [['stats', 'x', '--interval', 'soon'], /--interval/],
@@ -226,6 +228,50 @@ test('demo piped: one progress line per step, and tx = rx + drops by reason (loo
   t.is(j.sent, j.received + j.dropped)
   t.is(typeof j.drops.backendOverflow, 'number')
   t.is(j.host.totals?.drops?.backendOverflow ?? j.host.drops.backendOverflow, j.drops.backendOverflow)
+})
+
+test('emulate --backend generator --gen-rate 0 --gen-size: the driver in another process receives frames of that size; the host reports busy time', async (t) => {
+  const dir = scratchDir('emulate-gen')
+  const tree = path.join(dir, 'tree')
+  const { spawn } = await import('node:child_process')
+  const { repo } = await import('./helpers.js')
+  const { open, META_WORDS } = await import('../src/index.js')
+  const { request } = await import('../src/cli/ctl.js')
+  const uuid = '6f1f3c1e-7d3a-4b8e-9a55-0c2d3e4f5a6b'
+  const child = spawn(process.execPath, ['--import', 'tsx', path.join(repo, 'src/cli.ts'), 'emulate', '--dir', tree, '--uuid', uuid, '--max-queues', '1',
+    '--backend', 'generator', '--gen-rate', '0', '--gen-size', '200,300', '--gen-flows', '2'], { cwd: repo })
+  let out = ''
+  child.stdout.on('data', (d: Buffer) => (out += d.toString()))
+  try {
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`no banner: ${out}`)), 20_000)
+      child.stdout.on('data', () => /emulating/.test(out) && (clearTimeout(timer), resolve()))
+    })
+    const dev = await open(uuid, { root: tree, timeoutMs: 20_000 })
+    const q = dev.queue(0)
+    const buf = new Uint8Array(32 * 1536)
+    const lens = new Uint32Array(32)
+    const meta = new Uint32Array(32 * META_WORDS)
+    const seen = new Set<number>()
+    let got = 0
+    const end = Date.now() + 20_000
+    while (got < 1000 && Date.now() < end) {
+      const n = q.rxBurst(buf, lens, meta)
+      for (let i = 0; i < n; i++) seen.add(lens[i]!)
+      got += n
+      if (n === 0) await new Promise((r) => setImmediate(r))
+    }
+    const stats = JSON.parse(await request(path.join(tree, 'ctl.sock'), { cmd: 'stats', args: [] })) as Record<string, unknown>
+    dev.close()
+    t.true(got >= 1000, `received ${got}`)
+    t.deepEqual([...seen].sort(), [200, 300])
+    const s = (stats.stats ?? stats) as { rxBusyNs: number; channels: Array<{ workerBusyNs: number }> }
+    t.true(s.rxBusyNs > 0, JSON.stringify(s).slice(0, 300))
+    t.is(typeof s.channels[0]?.workerBusyNs, 'number')
+  } finally {
+    child.kill('SIGTERM')
+    await new Promise((r) => child.on('close', r))
+  }
 })
 
 test('demo shows the link event, traffic and per-queue stats', (t) => {

@@ -2,12 +2,14 @@
  * `npm run bench`: tx and rx Mpps at 64 and 1500 bytes through the TypeScript burst API, next to the same workload
  * run by the Rust core on the same queue in the same process (`rustTxLoop`/`rustRxLoop`), and their ratio. The
  * emulator runs in-process: tx into a sink, rx from an unlimited generator, host threads busy-polling.
- * NETVSC_BENCH_MS sets the time per point (default 1000).
+ * NETVSC_BENCH_MS sets the time per point (default 1000). `npm run bench -- --vs-dpdk [--quick]`: DPDK's PMD, the Rust
+ * core and the TS API, each a guest in its own process against a host in another (benchmark/vs-dpdk.ts).
  */
 import * as fs from 'node:fs'
 import * as os from 'node:os'
 import * as path from 'node:path'
 import { Emulator, META_WORDS, open } from '../src/index.js'
+import { runVsDpdk } from './vs-dpdk.js'
 
 const MS = Number(process.env.NETVSC_BENCH_MS ?? 1000)
 const BURST = 32
@@ -75,7 +77,7 @@ async function tsRx(size: number): Promise<{ ts: number; rust: number }> {
   }
 }
 
-async function main(): Promise<void> {
+async function inProcess(): Promise<void> {
   const rows: Array<Record<string, string>> = []
   for (const [dir, fn] of [['tx', tsTx], ['rx', tsRx]] as const) {
     for (const size of [64, 1500]) {
@@ -93,7 +95,14 @@ async function main(): Promise<void> {
   console.table(rows)
 }
 
-main().catch((err: unknown) => {
-  console.error(err)
-  process.exitCode = 1
-})
+if (process.argv.includes('--vs-dpdk')) {
+  runVsDpdk(process.argv.slice(2)).catch((err: unknown) => {
+    console.error(err)
+    process.exit(1)
+  })
+} else {
+  inProcess().catch((err: unknown) => {
+    console.error(err)
+    process.exitCode = 1
+  })
+}

@@ -11,6 +11,7 @@ import { CommandError } from './bind.js'
 
 export const EMULATE_HELP = `Usage: netvsc emulate --dir D [--mac M] [--max-queues N] [--backend B] [--pcap F]
                       [--stats-json F] [--uuid U] [--busy-poll]
+                      [--gen-rate PPS] [--gen-size B[,B...]] [--gen-flows N]
                       [--vf NAME [--vf-delay MS] [--vf-serial N] [--vf-mac M]]
                       [--fault KIND[,KIND] [--fault-seed N] [--fault-after MS]] [--run -- CMD ...]
 
@@ -28,6 +29,9 @@ Options:
   --stats-json F   Write the host's stats JSON to F when stopping
   --uuid U         Device instance uuid
   --busy-poll      Host threads spin instead of sleeping
+  --gen-rate PPS   Generator frames per second, 0 = as fast as the guest takes them (default 1000)
+  --gen-size B,..  Generator frame sizes, round robin, 60..9018 (default 64)
+  --gen-flows N    Generator flows spread by RSS (default 4)
   --vf NAME        Offer an accelerated-networking VF: a veth pair whose guest end NAME is the VF netdev and
                    whose host end NAMEh is the emulator's switch port (root); offered once the guest declared
                    SR-IOV at NVSP >= 4, after --vf-delay
@@ -64,6 +68,9 @@ export async function runEmulate(argv: string[], io: Io): Promise<number> {
       'stats-json': { type: 'string' },
       uuid: { type: 'string' },
       'busy-poll': { type: 'boolean' },
+      'gen-rate': { type: 'string' },
+      'gen-size': { type: 'string' },
+      'gen-flows': { type: 'string' },
       vf: { type: 'string' },
       fault: { type: 'string' },
       'fault-seed': { type: 'string' },
@@ -101,6 +108,12 @@ export async function runEmulate(argv: string[], io: Io): Promise<number> {
   if (faults.length === 0 && (values['fault-seed'] !== undefined || values['fault-after'] !== undefined)) {
     throw new UsageError("options '--fault-seed' and '--fault-after' need '--fault KIND'")
   }
+  const genRate = intOption('gen-rate', values['gen-rate'], 0, 1_000_000_000)
+  const genFlows = intOption('gen-flows', values['gen-flows'], 1, 65_536)
+  const genSizes = values['gen-size']?.split(',').map((t) => intOption('gen-size', t, 60, 9018) ?? 64)
+  if (backend !== 'generator' && (genRate ?? genFlows ?? genSizes) !== undefined) {
+    throw new UsageError("options '--gen-rate', '--gen-size' and '--gen-flows' need '--backend generator'")
+  }
   if (values.run && cmd.length === 0) throw new UsageError("'--run' needs a command after '--'")
   if (!values.run && cmd.length > 0) throw new UsageError(`unexpected command '${cmd.join(' ')}' (use --run -- CMD)`)
   if (values.run) {
@@ -121,7 +134,9 @@ export async function runEmulate(argv: string[], io: Io): Promise<number> {
     ...(values.pcap !== undefined && { pcap: values.pcap }),
     ...(values.uuid !== undefined && { uuid: values.uuid }),
     ...(values['busy-poll'] && { busyPoll: true }),
-    ...(backend === 'generator' && { generator: { ratePps: 1000, flows: 4 } }),
+    ...(backend === 'generator' && {
+      generator: { ratePps: genRate ?? 1000, flows: genFlows ?? 4, ...(genSizes !== undefined && { frameSizes: genSizes }) },
+    }),
     ...(vf !== undefined && {
       vf: {
         iface: vf,

@@ -450,6 +450,7 @@ pub fn stats_of(dev: &Device) -> EmuStats {
         protocol_errors: dev.counters.proto_errors(),
         control_messages_sent: load(&dev.counters.control_sent),
         control_messages_dropped: load(&dev.counters.control_dropped),
+        rx_busy_ns: load(&dev.counters.rx_busy_ns),
         backend,
         vf: dev.vf_state(),
     }

@@ -39,6 +39,7 @@ counters!(ChannelCounters {
     completions_sent,
     completions_deferred,
     rx_completions,
+    worker_busy_ns,
 });
 
 /// Add `n` to a counter.
@@ -56,6 +57,8 @@ pub struct Counters {
     proto: Mutex<BTreeMap<&'static str, u64>>,
     pub control_dropped: AtomicU64,
     pub control_sent: AtomicU64,
+    /// Nanoseconds the receive thread spent in rounds that moved frames (the rest it polled empty or slept).
+    pub rx_busy_ns: AtomicU64,
 }
 
 impl Counters {
@@ -165,6 +168,8 @@ pub struct ChannelStats {
     pub completions_sent: u64,
     pub completions_deferred: u64,
     pub rx_completions: u64,
+    /// Nanoseconds this channel's worker spent in drains that read packets (busy fraction = delta / wall time).
+    pub worker_busy_ns: u64,
 }
 
 impl ChannelStats {
@@ -205,6 +210,7 @@ impl ChannelStats {
             completions_sent: get(&c.completions_sent),
             completions_deferred: get(&c.completions_deferred),
             rx_completions: get(&c.rx_completions),
+            worker_busy_ns: get(&c.worker_busy_ns),
         }
     }
 }
@@ -286,6 +292,8 @@ pub struct EmuStats {
     pub protocol_errors: BTreeMap<String, u64>,
     pub control_messages_sent: u64,
     pub control_messages_dropped: u64,
+    /// Nanoseconds the receive thread spent in rounds that moved frames.
+    pub rx_busy_ns: u64,
     pub backend: serde_json::Value,
     /// The VF (accelerated networking), when configured.
     pub vf: Option<crate::vf::VfStats>,

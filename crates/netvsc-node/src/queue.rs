@@ -517,8 +517,15 @@ impl NativeQueue {
         });
         let until = Instant::now() + Duration::from_millis(u64::from(ms));
         let mut total = 0u64;
-        while Instant::now() < until {
-            total += qp.tx_burst(&pkts[..burst]) as u64;
+        // The clock is read every 64 bursts: read per burst it was a fifth of the guest's profile when bursts
+        // came back empty (vDSO clock_gettime, perf on a 2-core machine).
+        'run: loop {
+            for _ in 0..64 {
+                total += qp.tx_burst(&pkts[..burst]) as u64;
+            }
+            if Instant::now() >= until {
+                break 'run;
+            }
         }
         Ok(total as f64)
     }
@@ -530,14 +537,17 @@ impl NativeQueue {
         let mut qp = self.qp.take().ok_or_else(|| closed(&self.core.uuid))?;
         let until = Instant::now() + Duration::from_millis(u64::from(ms));
         let mut total = 0u64;
+        // The clock every 64 bursts, as in `rust_tx_loop`.
         while Instant::now() < until {
-            let got = qp.rx_burst(&mut self.rx[..burst]);
-            for p in &mut self.rx[..got] {
-                if let Some(v) = p.view.take() {
-                    qp.release(v);
+            for _ in 0..64 {
+                let got = qp.rx_burst(&mut self.rx[..burst]);
+                for p in &mut self.rx[..got] {
+                    if let Some(v) = p.view.take() {
+                        qp.release(v);
+                    }
                 }
+                total += got as u64;
             }
-            total += got as u64;
         }
         self.pend_start = 0;
         self.pend_end = 0;

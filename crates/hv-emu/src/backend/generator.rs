@@ -212,6 +212,10 @@ impl Backend for Generator {
         }
         allowed as usize
     }
+    fn stable_frames(&self) -> bool {
+        // Only the pre-built frames go out as they are; sequenced, multicast and broadcast frames use scratch.
+        !self.cfg.sequenced && self.cfg.multicast_every == 0 && self.cfg.broadcast_every == 0
+    }
     fn stats(&self) -> serde_json::Value {
         serde_json::json!({
             "kind": "generator", "generated": self.generated, "bytes": self.bytes,

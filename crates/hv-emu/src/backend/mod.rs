@@ -45,6 +45,16 @@ pub trait Backend: Send {
     }
     /// Push buffered output (pcap) to disk.
     fn flush(&mut self) {}
+    /// Every frame `receive` offers is one of a fixed set that keeps its address and content while the backend
+    /// lives (pre-built frames), so the host may remember per-frame results (checksum verdict, RSS placement) by
+    /// address. Default: no.
+    fn stable_frames(&self) -> bool {
+        false
+    }
+    /// `receive` never offers a frame (the sink): a busy-polling host need not spin its receive pump for it.
+    fn never_receives(&self) -> bool {
+        false
+    }
 }
 
 /// Which backend the emulator builds.

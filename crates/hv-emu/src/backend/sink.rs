@@ -143,6 +143,9 @@ impl Backend for Sink {
         self.payload_digest.push(ph);
         self.digest.push(combine(hash_bytes(head), ph));
     }
+    fn never_receives(&self) -> bool {
+        true
+    }
     fn receive(&mut self, _now: Instant, _budget: usize, _deliver: &mut dyn FnMut(&[u8])) -> usize {
         0
     }

@@ -10,7 +10,7 @@ use crate::stats::{ChannelCounters, add};
 use std::collections::VecDeque;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use vmbus_ring::{
     OutgoingKind, OutgoingPacket, ReadError, Ring, RingReader, RingWriter, SharedMem, WriteError,
 };
@@ -255,7 +255,13 @@ pub(crate) fn run_worker(dev: &Device, ch: &Channel, mut w: WorkerSide) {
         }
         let busy = dev.cfg.busy_poll;
         let read = if triggered || busy {
-            drain(dev, ch, &mut w, &mut scratch, &mut ctx)
+            // Busy time for the bench's host busy fraction: only drains that read something count.
+            let t0 = Instant::now();
+            let n = drain(dev, ch, &mut w, &mut scratch, &mut ctx);
+            if n > 0 {
+                add(&ch.counters.worker_busy_ns, t0.elapsed().as_nanos() as u64);
+            }
+            n
         } else {
             0
         };
