@@ -14,8 +14,12 @@ const { spawnSync } = require('node:child_process')
 const fs = require('node:fs')
 const path = require('node:path')
 
-/** The budget, in bytes (kB = 1000 B, as npm prints them). The package was 289 kB packed / 1,029 kB unpacked. */
-const BUDGET = { packed: 360_000, unpacked: 1_300_000 }
+/**
+ * The budget, in bytes (kB = 1000 B, as npm prints them). The package was 289 kB packed / 1,029 kB unpacked before
+ * VF failover (the vf-netdev crate, netvsc/src/vf), telemetry, fault injection and the async API added their
+ * sources: 414 kB / 1,468 kB then. The budget leaves about 15 % for growth; a larger jump must be argued here.
+ */
+const BUDGET = { packed: 480_000, unpacked: 1_700_000 }
 
 const FORBIDDEN = [
   [/(^|\/)tests?\//, 'a test directory'],
