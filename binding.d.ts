@@ -83,6 +83,11 @@ export declare class NativeDevice {
   queueStatsInto(out: Float64Array): number
   /** The VF's counters with the `vf_` prefix (totals, per VF queue, switches, pairing attempts, lost frames). */
   vfXstats(): Array<NativeXstat>
+  /**
+   * The device's `hv_`-prefixed counters (ignored host input, budget stops, ring errors, recoveries, sends
+   * unsettled by a recovery).
+   */
+  hvXstats(): Array<NativeXstat>
   /** DPDK's per-queue stat names (`good_packets`, `ring full`, ...). */
   statNames(): Array<string>
   /** Zero every counter. */

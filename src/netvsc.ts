@@ -674,6 +674,7 @@ export class Netvsc extends EventEmitter<NetvscEvents> {
         names.forEach((name, i) => (out[`${dir}_q${q}_${name}`] = buf[q * QUEUE_STAT_WORDS + base + i] ?? 0))
       }
     }
+    for (const { name, value } of call(() => this.#dev.hvXstats())) out[name] = value
     for (const { name, value } of this.#dev.vfXstats()) out[name] = value
     return out
   }

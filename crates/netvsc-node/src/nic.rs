@@ -871,6 +871,22 @@ impl NativeDevice {
             .collect()
     }
 
+    /// The device's `hv_`-prefixed counters (ignored host input, budget stops, ring errors, recoveries, sends
+    /// unsettled by a recovery).
+    #[napi]
+    pub fn hv_xstats(&self) -> Result<Vec<NativeXstat>> {
+        self.core.with(|d| {
+            Ok(d.xstats()
+                .into_iter()
+                .filter(|(name, _)| name.starts_with("hv_"))
+                .map(|(name, v)| NativeXstat {
+                    name,
+                    value: v as f64,
+                })
+                .collect())
+        })
+    }
+
     /// DPDK's per-queue stat names (`good_packets`, `ring full`, ...).
     #[napi]
     pub fn stat_names(&self) -> Vec<String> {

@@ -61,6 +61,9 @@ pub struct Device {
     mc_list: Vec<[u8; 6]>,
     vf_datapath: bool,
     recoveries: u64,
+    /// Sends still in flight when a recovery tore the channels down: the host may or may not have taken them, and
+    /// their completions are gone, so they are counted here (`hv_tx_unsettled`) and never as sent.
+    tx_unsettled: u64,
 }
 
 impl std::fmt::Debug for Device {
@@ -140,6 +143,7 @@ impl Device {
             mc_list: Vec::new(),
             vf_datapath: false,
             recoveries: 0,
+            tx_unsettled: 0,
         };
         if dev.cfg.vf.enabled && dev.info.nvsp_version >= nvsp::VERSION_4 {
             dev.vf = Some(dev.spawn_vf_manager(own_iface)?);
@@ -459,6 +463,12 @@ impl Device {
         let was_started = self.is_started();
         let (promisc, allmulti, mc_list) = (self.promisc, self.allmulti, self.mc_list.clone());
         let count = self.recoveries + 1;
+        let unsettled = self.tx_unsettled
+            + self
+                .cores
+                .iter()
+                .map(|c| u64::from(lock(c).tx.in_flight()))
+                .sum::<u64>();
         // Shorter waits: the host may never answer on a broken channel.
         let _ = self.shutdown();
         self.teardown();
@@ -494,6 +504,7 @@ impl Device {
             dev.shared.push_event(ev);
         }
         dev.recoveries = count;
+        dev.tx_unsettled = unsettled;
         *self = dev;
         self.promisc = promisc;
         self.allmulti = allmulti;
@@ -574,6 +585,7 @@ impl Device {
         let refs: Vec<&QueueStats> = s.iter().map(|a| a.as_ref()).collect();
         let mut x = stats::xstats(&refs);
         x.extend(stats::hv_xstats(&refs, self.recoveries));
+        x.push(("hv_tx_unsettled".into(), self.tx_unsettled));
         self.shared.vf.xstats(&mut x);
         x
     }
