@@ -43,7 +43,7 @@ function residency(): { rss: number; device: number } {
   for (const l of fs.readFileSync('/proc/self/smaps', 'utf8').split('\n')) {
     const w = l.split(/\s+/)
     const first = w[0] ?? ''
-    if (first.includes('-') && !first.endsWith(':')) inDir = (w[5] ?? '').startsWith(dir)
+    if (first.includes('-') && !first.endsWith(':')) inDir = (w[5] ?? '').startsWith(dir) || (w[5] ?? '').startsWith('/memfd:hv-emu-') // the emulated device's memory
     else if (first === 'Rss:') {
       const kib = Number(w[1] ?? 0)
       if (inDir) device += kib

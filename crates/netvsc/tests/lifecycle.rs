@@ -31,7 +31,10 @@ fn rss_kib(dir: &std::path::Path) -> (u64, u64) {
         let mut w = l.split_whitespace();
         let first = w.next().unwrap_or("");
         if first.contains('-') && !first.ends_with(':') {
-            in_dir = w.nth(4).is_some_and(|p| p.starts_with(dir.as_ref()));
+            // The emulated device's memory: files under its tree, or the emulator's sealed memfds the tree links to.
+            in_dir = w
+                .nth(4)
+                .is_some_and(|p| p.starts_with(dir.as_ref()) || p.starts_with("/memfd:hv-emu-"));
         } else if first == "Rss:" {
             let kib: u64 = w.next().and_then(|v| v.parse().ok()).unwrap_or(0);
             if in_dir {
@@ -100,7 +103,8 @@ fn open_close_cycles_do_not_leak() {
     );
     let tree: u64 = std::fs::read_dir(dir.join("dev/uio0.maps"))
         .unwrap()
-        .filter_map(|e| e.ok()?.metadata().ok())
+        // The map files link to the emulator's memfds: follow the links (DirEntry::metadata does not).
+        .filter_map(|e| std::fs::metadata(e.ok()?.path()).ok())
         .map(|m| m.len() / 1024)
         .sum();
     assert!(
