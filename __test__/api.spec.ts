@@ -171,7 +171,8 @@ test.serial('telemetry: stats/xstats of a running owner from another process, th
     const sending = (o: string) => o.split('\n').some((l) => /"txPps":[1-9]/.test(l))
     const until = Date.now() + 30_000
     while (!sending(watch.out()) && Date.now() < until) await traffic(dev, 256)
-    const pages = fs.readdirSync(path.join(dir, 'run/netvsc'))
+    // The owner's lock file (one owner per device) lives beside the page.
+    const pages = fs.readdirSync(path.join(dir, 'run/netvsc')).filter((f) => f.endsWith('.telemetry'))
     t.deepEqual(pages, [`${emu.uuid}.telemetry`])
 
     // The exporter: a real HTTP server in another process, scraped with fetch.
