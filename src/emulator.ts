@@ -231,6 +231,8 @@ export const FAULT_KINDS = [
   'flood',
   'revoke-vf',
   'withhold-subchannels',
+  'vf-assoc-early',
+  'refuse-switch',
   'clear',
 ] as const
 export type FaultKind = (typeof FAULT_KINDS)[number]

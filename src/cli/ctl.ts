@@ -23,7 +23,8 @@ Commands:
   fault KIND[,KIND] [SEED]
                       Inject faults (torn-index, oversized-index, misaligned-index, len8-below-offset8,
                       range-outside-recv-buf, duplicate-tid, unknown-tid, withhold-completions, rndis-length-lie,
-                      ppi-loop, ppi-overrun, status-storm, flood, revoke-vf, withhold-subchannels, clear);
+                      ppi-loop, ppi-overrun, status-storm, flood, revoke-vf, withhold-subchannels, vf-assoc-early,
+                      refuse-switch, clear);
                       'fault list' names them
   stats               The emulator's stats document
   help                The commands this emulator serves

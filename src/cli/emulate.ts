@@ -41,7 +41,8 @@ Options:
   --fault K[,K]    Inject faults once the guest is up (after --fault-after ms, default 1000): torn-index,
                    oversized-index, misaligned-index, len8-below-offset8, range-outside-recv-buf, duplicate-tid,
                    unknown-tid, withhold-completions, rndis-length-lie, ppi-loop, ppi-overrun, status-storm, flood,
-                   revoke-vf, withhold-subchannels (the withhold-* switches are armed at start)
+                   revoke-vf, withhold-subchannels, vf-assoc-early, refuse-switch (the withhold-* and refuse-switch
+                   switches are armed at start)
   --fault-seed N   Seed of the fault values (default 1; the same seed injects the same values)
   --run -- CMD     Run CMD against the tree (root: mount namespace + LD_PRELOAD interposer), stop when it exits
 
@@ -176,12 +177,13 @@ export async function runEmulate(argv: string[], io: Io): Promise<number> {
 }
 
 /**
- * Injects `faults`: the withhold-* switches now, the rest once the guest has set up its receive buffer and RNDIS, after
- * `afterMs`. Returns the polling timer (cleared when the emulator stops).
+ * Injects `faults`: the switches (withhold-*, refuse-switch) now, the rest once the guest has set up its receive
+ * buffer and RNDIS, after `afterMs`. Returns the polling timer (cleared when the emulator stops).
  */
 function armFaults(emu: Emulator, faults: FaultKind[], seed: number, afterMs: number, io: Io): NodeJS.Timeout {
-  const now = faults.filter((k) => k.startsWith('withhold-'))
-  const later = faults.filter((k) => !k.startsWith('withhold-'))
+  const armed = (k: string) => k.startsWith('withhold-') || k === 'refuse-switch'
+  const now = faults.filter(armed)
+  const later = faults.filter((k) => !armed(k))
   const report = (kinds: FaultKind[], s: number): void => {
     try {
       for (const r of emu.injectFault(kinds, s)) io.out(`fault ${r.kind} (seed ${r.seed}): ${r.detail}\n`)

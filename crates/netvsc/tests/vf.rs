@@ -385,7 +385,8 @@ fn vf_hot_remove_fails_over_to_synthetic_and_back() {
                     });
                     match r {
                         Err(_) => break,
-                        Ok(0) => std::thread::yield_now(),
+                        // Idle: give the core back (the machine may have fewer cores than busy threads).
+                        Ok(0) => std::thread::sleep(Duration::from_micros(20)),
                         Ok(_) => {}
                     }
                 }
@@ -427,9 +428,14 @@ fn vf_hot_remove_fails_over_to_synthetic_and_back() {
         let mut changes = Vec::with_capacity(64);
         let _ = w.poll(&mut changes);
         changes.clear();
+        // The deletion runs on its own thread: the kernel announces the netdev going down within about a
+        // millisecond, but `delete_link` returns only after unregistering finishes (RCU barriers, tens of ms).
+        // The clock starts when the deletion is requested.
         let t0 = Instant::now();
-        vf_netdev::delete_link("vf0").unwrap();
-        let deleted = t0.elapsed();
+        let deleter = std::thread::spawn(move || {
+            vf_netdev::delete_link("vf0").unwrap();
+            t0.elapsed()
+        });
         let (mut first_change, mut seen) = (None, None);
         while t0.elapsed() < Duration::from_secs(5) && seen.is_none() {
             if first_change.is_none() && w.poll(&mut changes).unwrap_or(0) > 0 {
@@ -438,8 +444,11 @@ fn vf_hot_remove_fails_over_to_synthetic_and_back() {
             if rig.emu.stats().data_path.last() == Some(&0) {
                 seen = Some(t0.elapsed());
             }
+            // 0.1 ms resolution is enough and leaves the cores to the threads being measured.
+            std::thread::sleep(Duration::from_micros(100));
         }
         let seen = seen.expect("host never saw SWITCH_DATA_PATH(synthetic)");
+        let deleted = deleter.join().unwrap();
         if first_change.is_none() {
             let _ = w.wait(&mut changes, Duration::from_millis(100));
             first_change = Some(t0.elapsed());
@@ -455,14 +464,15 @@ fn vf_hot_remove_fails_over_to_synthetic_and_back() {
         let x: std::collections::HashMap<String, u64> = dev.xstats().into_iter().collect();
         let ms = |d: Duration| d.as_secs_f64() * 1e3;
         println!(
-            "hot-remove: delete_link returned after {:.3} ms, first netlink change at {:.3} ms, host saw \
-             SWITCH_DATA_PATH(synthetic) at {:.3} ms ({:.3} ms after the first change); frames sent {total}, \
+            "hot-remove (clock from the deletion request): first netlink change at {:.3} ms, host saw \
+             SWITCH_DATA_PATH(synthetic) at {:.3} ms ({:.3} ms after the first change), delete_link returned \
+             at {:.3} ms; frames sent {total}, \
              at the wire {at_wire} (+{wire_dropped} its socket dropped), at the synthetic host {host}, lost {lost} \
              (driver vf_lost_frames {}), vf_tx_good_packets {}",
-            ms(deleted),
             ms(first_change),
             ms(seen),
             ms(seen.saturating_sub(first_change)),
+            ms(deleted),
             x["vf_lost_frames"],
             x["vf_tx_good_packets"],
         );
@@ -967,6 +977,231 @@ fn vf_queues_are_min_of_synthetic_and_vf_channels_and_each_queue_transmits() {
             assert_eq!((at_wire, host), (20, 20));
             let x: std::collections::HashMap<String, u64> = dev.xstats().into_iter().collect();
             assert_eq!((x["vf_tx_q0_packets"], x["vf_tx_q1_packets"]), (10, 10));
+        },
+    );
+}
+
+// ---- Bad input: an association below NVSP 4, a refused switch, a netdev that vanishes while it is opened.
+
+fn vf_failures(log: &[Event]) -> Vec<VfFailure> {
+    log.iter()
+        .filter_map(|e| match e {
+            Event::VfError { failure, .. } => Some(*failure),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn vf_association_below_nvsp4_gives_a_typed_event_and_synthetic_keeps_working() {
+    in_netns(
+        "vf_association_below_nvsp4_gives_a_typed_event_and_synthetic_keeps_working",
+        || {
+            // The host speaks NVSP 2 only (0x30002), yet sends a VF association: no host does, so it is ignored.
+            let rig = rig_with(|c| {
+                c.backend = BackendConfig::Sink;
+                c.accept_versions = Some(vec![0x0003_0002]);
+            });
+            let mac = rig.emu.config().mac;
+            let (_, _wire) = veth("vf0", "vfp0", mac);
+            let mut dev = rig.open(vf_cfg(20, 100)).unwrap();
+            dev.start().unwrap();
+            assert_eq!(rig.emu.stats().nvsp_version, Some(0x0003_0002));
+            let rep = rig
+                .emu
+                .inject_fault(hv_emu::host::FaultKind::VfAssocEarly, 1)
+                .unwrap();
+            let mut q = dev.queues().remove(0);
+            let mut out: Vec<RxPacket> = (0..8).map(|_| RxPacket::with_capacity(2048)).collect();
+            let mut log = Vec::new();
+            assert!(
+                wait_for(5, || {
+                    // Queue 0's owner polls: in-band notes are read there.
+                    q.rx_burst(&mut out);
+                    events(&dev, &mut log);
+                    !vf_failures(&log).is_empty()
+                }),
+                "{rep:?} {log:?}"
+            );
+            assert_eq!(
+                vf_failures(&log),
+                [VfFailure::OldProtocol {
+                    nvsp_version: 0x0003_0002
+                }]
+            );
+            let x: std::collections::HashMap<String, u64> = dev.xstats().into_iter().collect();
+            assert_eq!(x["vf_assoc_ignored"], 1);
+            // Nothing paired although a netdev with the MAC exists; the host never saw a switch.
+            std::thread::sleep(Duration::from_millis(200));
+            assert!(!switched(&dev));
+            assert!(rig.emu.stats().data_path.is_empty());
+            send_n(&mut q, mac, 25, 0);
+            drain_tx(&mut q);
+            assert_eq!(rig.emu.stats().totals.guest_to_host_frames, 25);
+        },
+    );
+}
+
+#[test]
+fn vf_switch_refused_by_the_host_gives_a_typed_event_and_stays_synthetic() {
+    in_netns(
+        "vf_switch_refused_by_the_host_gives_a_typed_event_and_stays_synthetic",
+        || {
+            let cap = CaptureHandle::default();
+            // The offer comes 500 ms after bring-up; the host refuses switches from before it.
+            let rig = emu_vf_rig(&cap, 500);
+            let mac = rig.emu.config().mac;
+            let mut dev = rig.open(vf_cfg(20, 100)).unwrap();
+            dev.start().unwrap();
+            rig.emu
+                .inject_fault(hv_emu::host::FaultKind::RefuseSwitch, 1)
+                .unwrap();
+            let mut q = dev.queues().remove(0);
+            let mut log = Vec::new();
+            assert!(
+                wait_for(10, || {
+                    events(&dev, &mut log);
+                    !vf_failures(&log).is_empty()
+                }),
+                "{log:?} {:?}",
+                rig.emu.vf_state()
+            );
+            assert_eq!(
+                vf_failures(&log),
+                [VfFailure::SwitchRefused { status: 2 }],
+                "{log:?}"
+            );
+            assert!(!switched(&dev));
+            let vs = rig.emu.vf_state().unwrap();
+            assert!(!vs.datapath_vf, "{vs:?}");
+            assert_eq!(vs.switches.to_vf, 0, "{vs:?}");
+            assert!(rig.emu.stats().data_path.is_empty());
+            // Traffic stays on the synthetic path, both ways.
+            send_n(&mut q, mac, 30, 0);
+            assert!(wait_for(5, || ours(&cap.sent(), mac) == 30));
+            for i in 0..20 {
+                cap.inject(&frame(mac, PEER_MAC, i, 200));
+            }
+            assert_eq!(rx_count(&mut q, 20, 5), 20);
+            let x: std::collections::HashMap<String, u64> = dev.xstats().into_iter().collect();
+            assert_eq!(x["vf_tx_good_packets"], 0);
+            // The host stops refusing and offers again: the driver pairs and switches.
+            rig.emu
+                .inject_fault(hv_emu::host::FaultKind::Clear, 1)
+                .unwrap();
+            rig.emu.vf_offer().unwrap();
+            assert!(
+                wait_for(10, || switched(&dev)),
+                "{:?} {:?}",
+                dev.vf_info(),
+                rig.emu.vf_state()
+            );
+            assert_eq!(rig.emu.vf_state().unwrap().switches.to_vf, 1);
+            drop(q);
+            dev.close().unwrap();
+        },
+    );
+}
+
+#[test]
+fn vf_netdev_deleted_at_any_point_after_the_offer_ends_typed() {
+    in_netns(
+        "vf_netdev_deleted_at_any_point_after_the_offer_ends_typed",
+        || {
+            let rig = rig(BackendConfig::Sink);
+            let mac = rig.emu.config().mac;
+            let mut dev = rig.open(vf_cfg(5, 4)).unwrap();
+            dev.start().unwrap();
+            let mut q = dev.queues().remove(0);
+            let mut log = Vec::new();
+            let mut outcomes = std::collections::BTreeMap::<String, u32>::new();
+            let mut sent = 0u32;
+            // Delete the netdev at delays from 0 to 6 ms after the offer: early ones beat the pairing, late
+            // ones come after the switch, the ones between land while the driver opens the VF.
+            for step in 0..25u64 {
+                let (_, _wire) = veth("vf0", "vfp0", mac);
+                log.clear();
+                assert!(rig.emu.send_vf_association(true, SERIAL));
+                std::thread::sleep(Duration::from_micros(step * 250));
+                vf_netdev::delete_link("vf0").unwrap();
+                // Every attempt ends typed: removed after pairing, a VF error, or still offered (retrying).
+                assert!(
+                    wait_for(5, || {
+                        events(&dev, &mut log);
+                        !switched(&dev) && dev.vf_info().is_some_and(|i| i.state != VfState::Paired)
+                    }),
+                    "step {step}: {:?} {log:?}",
+                    dev.vf_info()
+                );
+                let what = match (vf_failures(&log).last(), vf_states(&log).last()) {
+                    (Some(f), _) => format!("error:{}", f.as_str()),
+                    (None, Some((s, r))) => format!("{s:?}/{r:?}"),
+                    (None, None) => "no event yet (retrying)".into(),
+                };
+                *outcomes.entry(what).or_default() += 1;
+                // The synthetic path carries traffic after every attempt.
+                send_n(&mut q, mac, 10, sent);
+                drain_tx(&mut q);
+                sent += 10;
+                assert!(
+                    wait_for(5, || rig.emu.stats().totals.guest_to_host_frames
+                        >= u64::from(sent)),
+                    "step {step}"
+                );
+            }
+            println!(
+                "netdev deleted 0..6 ms after the offer, outcomes over 25 attempts: {outcomes:?}"
+            );
+            // The last switch the host saw (if any) was back to synthetic.
+            assert_ne!(rig.emu.stats().data_path.last(), Some(&1));
+            let x: std::collections::HashMap<String, u64> = dev.xstats().into_iter().collect();
+            println!(
+                "vf_pair_attempts {} vf_switches {}",
+                x["vf_pair_attempts"], x["vf_switches"]
+            );
+        },
+    );
+}
+
+#[test]
+fn vf_netdev_vanishing_while_it_is_opened_gives_vanished_and_synthetic_keeps_working() {
+    in_netns(
+        "vf_netdev_vanishing_while_it_is_opened_gives_vanished_and_synthetic_keeps_working",
+        || {
+            let rig = rig(BackendConfig::Sink);
+            let mac = rig.emu.config().mac;
+            let mut cfg = vf_cfg(20, 3);
+            // The manager finds the netdev, then waits 300 ms before opening it: the netdev goes in that window.
+            cfg.vf.open_pause = Duration::from_millis(300);
+            let mut dev = rig.open(cfg).unwrap();
+            dev.start().unwrap();
+            let mut q = dev.queues().remove(0);
+            let (_, _wire) = veth("vf0", "vfp0", mac);
+            assert!(rig.emu.send_vf_association(true, SERIAL));
+            std::thread::sleep(Duration::from_millis(100));
+            vf_netdev::delete_link("vf0").unwrap();
+            let mut log = Vec::new();
+            assert!(
+                wait_for(5, || {
+                    events(&dev, &mut log);
+                    vf_failures(&log).contains(&VfFailure::PairingGaveUp { attempts: 3 })
+                }),
+                "{log:?}"
+            );
+            let f = vf_failures(&log);
+            assert_eq!(f[0], VfFailure::Vanished, "{log:?}");
+            assert!(!vf_states(&log).iter().any(|(s, _)| *s == VfState::Paired));
+            assert!(rig.emu.stats().data_path.is_empty());
+            send_n(&mut q, mac, 15, 0);
+            drain_tx(&mut q);
+            assert_eq!(rig.emu.stats().totals.guest_to_host_frames, 15);
+            // The netdev comes back and the host offers again: paired (after the pause) and switched.
+            let (_, mut wire) = veth("vf0", "vfp0", mac);
+            assert!(rig.emu.send_vf_association(true, SERIAL));
+            assert!(wait_for(5, || switched(&dev)), "{:?}", dev.vf_info());
+            assert_eq!(rig.emu.stats().data_path, vec![1]);
+            send_n(&mut q, mac, 20, 100);
+            assert_eq!(wire.count(300), 20);
         },
     );
 }

@@ -47,13 +47,19 @@ pub enum FaultKind {
     RevokeVf,
     /// Answer subchannel requests with success but never offer the channels (a switch, until `clear`).
     WithholdSubchannels,
+    /// A VF association note (allocated = 1, the VF's serial or 1) sent whatever the NVSP version, even below
+    /// 4 where no host sends one.
+    VfAssocEarly,
+    /// Complete the guest's SWITCH_DATA_PATH requests with an error status and keep the data path where it is
+    /// (a switch, until `clear`).
+    RefuseSwitch,
     /// Turn the switches off again.
     Clear,
 }
 
 impl FaultKind {
     /// Every kind with its name (as `netvsc emulate --fault` and `netvsc ctl DIR fault` spell it).
-    pub const ALL: [FaultKind; 16] = [
+    pub const ALL: [FaultKind; 18] = [
         FaultKind::TornIndex,
         FaultKind::OversizedIndex,
         FaultKind::MisalignedIndex,
@@ -69,6 +75,8 @@ impl FaultKind {
         FaultKind::Flood,
         FaultKind::RevokeVf,
         FaultKind::WithholdSubchannels,
+        FaultKind::VfAssocEarly,
+        FaultKind::RefuseSwitch,
         FaultKind::Clear,
     ];
 
@@ -90,6 +98,8 @@ impl FaultKind {
             FaultKind::Flood => "flood",
             FaultKind::RevokeVf => "revoke-vf",
             FaultKind::WithholdSubchannels => "withhold-subchannels",
+            FaultKind::VfAssocEarly => "vf-assoc-early",
+            FaultKind::RefuseSwitch => "refuse-switch",
             FaultKind::Clear => "clear",
         }
     }
@@ -129,6 +139,9 @@ pub struct FaultState {
     pub withheld: AtomicU64,
     /// Subchannel requests are answered but no channel is offered.
     pub(crate) withhold_subchannels: AtomicBool,
+    /// SWITCH_DATA_PATH is completed with FAILURE and not applied (counted in `switches_refused`).
+    pub(crate) refuse_switch: AtomicBool,
+    pub switches_refused: AtomicU64,
     /// The transaction id of the last completion the host sent on the primary channel.
     pub(crate) last_completion_tid: AtomicU64,
     /// Faults injected so far.
@@ -302,7 +315,31 @@ impl Device {
                     .store(true, Ordering::Release);
                 report(0, "subchannel offers withheld until 'clear'".into())
             }
+            FaultKind::RefuseSwitch => {
+                self.faults.refuse_switch.store(true, Ordering::Release);
+                report(
+                    0,
+                    "SWITCH_DATA_PATH completed with FAILURE until 'clear'".into(),
+                )
+            }
+            FaultKind::VfAssocEarly => {
+                let serial = self.vf.as_ref().map_or(1, |v| v.serial);
+                let version = lock(&self.state).version;
+                let msg = nvsp::NvspMessage::VfAssociation(nvsp::VfAssociation {
+                    allocated: 1,
+                    serial,
+                })
+                .to_bytes();
+                if !ch.send_inband(self, nvsp::TRANS_ID_VF_ASSOCIATION, true, &msg) {
+                    return Err("the host→guest ring is full".into());
+                }
+                report(
+                    1,
+                    format!("VF association (serial {serial}) at NVSP {version:#x}"),
+                )
+            }
             FaultKind::Clear => {
+                self.faults.refuse_switch.store(false, Ordering::Release);
                 self.faults
                     .withhold_completions
                     .store(false, Ordering::Release);

@@ -189,6 +189,15 @@ fn handle_message(
             empty_completion(dev, ch, pkt);
         }
         NvspMessage::Subchannel(s) => subchannel(dev, ch, pkt, s),
+        NvspMessage::SwitchDataPath(_) if dev.faults.refuse_switch.load(Ordering::Acquire) => {
+            add(&dev.faults.switches_refused, 1);
+            if pkt.completion_requested {
+                let mut body = [0u8; 8];
+                body[..4].copy_from_slice(&t::SWITCH_DATA_PATH.to_le_bytes());
+                body[4..].copy_from_slice(&status::FAILURE.to_le_bytes());
+                ch.send_completion(dev, pkt.trans_id, &body);
+            }
+        }
         NvspMessage::SwitchDataPath(p) => {
             super::state::record(&mut lock(&dev.state).data_path, p.active_datapath);
             super::vf::guest_switch(dev, p.active_datapath);

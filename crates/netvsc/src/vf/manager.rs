@@ -22,7 +22,7 @@ use super::path::Lane;
 use super::{IfName, VfConfig, VfFailure, VfInfo, VfMode, VfReason, VfState, now_ns};
 use crate::control::Ids;
 use crate::link::Event;
-use crate::queue::{QueueCore, control_lock, lock};
+use crate::queue::{QueueCore, control_lock};
 use crate::shared::Shared;
 use netvsc_proto::nvsp::{self, NvspMessage, SwitchDataPath};
 
@@ -144,13 +144,14 @@ impl Host for DeviceHost {
 
     fn install(&self, queues: Vec<Box<dyn QueueOps>>) {
         for (core, q) in self.cores.iter().zip(queues) {
-            lock(core).vf = Some(Lane::new(q));
+            control_lock(core, &self.shared).vf = Some(Lane::new(q));
         }
     }
 
     fn set_tx(&self, on: bool) {
+        // Bursts step aside for these (control_lock): a busy transmitter must not delay a failover.
         for core in &self.cores {
-            if let Some(l) = lock(core).vf.as_mut() {
+            if let Some(l) = control_lock(core, &self.shared).vf.as_mut() {
                 l.tx = on;
             }
         }
@@ -159,7 +160,7 @@ impl Host for DeviceHost {
     fn remove(&self) -> u64 {
         let mut lost = 0;
         for core in &self.cores {
-            let lane = lock(core).vf.take();
+            let lane = control_lock(core, &self.shared).vf.take();
             if let Some(l) = lane {
                 lost += l.unaccounted();
             }
@@ -416,8 +417,14 @@ impl<B: Backend, H: Host> Manager<B, H> {
     }
 
     fn on_assoc(&mut self, allocated: bool, serial: u32, now: Instant) {
-        match (&self.st, allocated) {
-            (St::Paired { serial: s, .. }, true) if *s == serial => {}
+        match (&mut self.st, allocated) {
+            // The same VF offered again: a switch the host refused is tried once more.
+            (St::Paired { serial: s, dev }, true) if *s == serial => {
+                if dev.refused {
+                    dev.refused = false;
+                    self.maybe_switch();
+                }
+            }
             (
                 St::Offered {
                     serial: s, next, ..
@@ -587,6 +594,9 @@ impl<B: Backend, H: Host> Manager<B, H> {
                 VfFailure::OpenFailed
             }
         };
+        if !self.cfg.open_pause.is_zero() {
+            std::thread::sleep(self.cfg.open_pause);
+        }
         let ctl = self.backend.control(n.ifindex).map_err(code)?;
         let m = &self.mirror;
         if m.mtu != 0 && m.mtu != n.mtu {

@@ -36,6 +36,10 @@ pub struct VfConfig {
     pub prefer: VfPrefer,
     /// Ring size per VF queue.
     pub ring_frames: u32,
+    /// Pause between finding the netdev and opening it: a window in which tests remove the netdev. Zero
+    /// outside tests.
+    #[doc(hidden)]
+    pub open_pause: Duration,
 }
 
 impl Default for VfConfig {
@@ -47,6 +51,7 @@ impl Default for VfConfig {
             retries: 120,
             prefer: VfPrefer::Auto,
             ring_frames: 2048,
+            open_pause: Duration::ZERO,
         }
     }
 }
