@@ -362,10 +362,26 @@ fn vf_renamed_while_pairing_pairs_under_its_new_name() {
 #[test]
 fn vf_hot_remove_fails_over_to_synthetic_and_back() {
     in_netns("vf_hot_remove_fails_over_to_synthetic_and_back", || {
+        hot_remove(VfPrefer::AfPacket)
+    });
+}
+
+#[test]
+fn vf_af_xdp_hot_remove_fails_over_to_synthetic_and_back() {
+    in_netns(
+        "vf_af_xdp_hot_remove_fails_over_to_synthetic_and_back",
+        || hot_remove(VfPrefer::AfXdp),
+    );
+}
+
+fn hot_remove(prefer: VfPrefer) {
+    {
         let rig = rig(BackendConfig::Sink);
         let mac = rig.emu.config().mac;
         let (_, mut wire) = veth("vf0", "vfp0", mac);
-        let mut dev = rig.open(vf_cfg(50, 100)).unwrap();
+        let mut cfg = vf_cfg(50, 100);
+        cfg.vf.prefer = prefer;
+        let mut dev = rig.open(cfg).unwrap();
         dev.start().unwrap();
         assert!(rig.emu.send_vf_association(true, SERIAL));
         assert!(wait_for(5, || switched(&dev)));
@@ -464,7 +480,7 @@ fn vf_hot_remove_fails_over_to_synthetic_and_back() {
         let x: std::collections::HashMap<String, u64> = dev.xstats().into_iter().collect();
         let ms = |d: Duration| d.as_secs_f64() * 1e3;
         println!(
-            "hot-remove (clock from the deletion request): first netlink change at {:.3} ms, host saw \
+            "hot-remove {prefer:?} (clock from the deletion request): first netlink change at {:.3} ms, host saw \
              SWITCH_DATA_PATH(synthetic) at {:.3} ms ({:.3} ms after the first change), delete_link returned \
              at {:.3} ms; frames sent {total}, \
              at the wire {at_wire} (+{wire_dropped} its socket dropped), at the synthetic host {host}, lost {lost} \
@@ -504,7 +520,7 @@ fn vf_hot_remove_fails_over_to_synthetic_and_back() {
         assert_eq!(rig.emu.stats().data_path, vec![1, 0, 1], "{log:?}");
         send_n(&mut q, mac, 20, 0);
         assert_eq!(wire.count(300), 20);
-    });
+    }
 }
 
 #[test]

@@ -413,12 +413,15 @@ impl XdpQueue {
                 std::ptr::null_mut(),
             )
         };
+        self.kicked(r, &[libc::EAGAIN, libc::EBUSY, libc::EINTR])
+    }
+
+    /// The result of a wakeup call: errors other than the transient ones `ok` lists go to the health check
+    /// (which fails the queue if the netdev is gone; a netdev that is only down keeps its frames queued).
+    fn kicked(&mut self, r: isize, ok: &[i32]) -> Result<()> {
         if r < 0 {
             let e = std::io::Error::last_os_error();
-            if !matches!(
-                e.raw_os_error(),
-                Some(libc::EAGAIN) | Some(libc::EBUSY) | Some(libc::EINTR)
-            ) {
+            if !e.raw_os_error().is_some_and(|c| ok.contains(&c)) {
                 self.health.on_error(&e)?;
             }
         }
@@ -539,17 +542,7 @@ impl XdpQueue {
                 0,
             )
         };
-        if r < 0 {
-            let e = std::io::Error::last_os_error();
-            if !matches!(
-                e.raw_os_error(),
-                Some(libc::EAGAIN) | Some(libc::EBUSY) | Some(libc::ENOBUFS) | Some(libc::EINTR)
-            ) {
-                self.health.on_error(&e)?;
-                // Still alive (e.g. link down): report nothing, the frames stay queued.
-            }
-        }
-        Ok(())
+        self.kicked(r, &[libc::EAGAIN, libc::EBUSY, libc::ENOBUFS, libc::EINTR])
     }
 
     pub fn tx_burst(&mut self, frames: &[VfTx<'_>], st: &VfQueueStats) -> Result<usize> {

@@ -1014,6 +1014,10 @@ mod tests {
         })
     }
 
+    fn assoc(m: &mut Manager<FakeBackend, FakeHost>, allocated: bool, serial: u32, t: Instant) {
+        m.handle(Cmd::Assoc { allocated, serial }, t);
+    }
+
     #[test]
     fn pairs_by_serial_then_mac_never_another_mac_or_our_own() {
         let world = W::default();
@@ -1025,13 +1029,7 @@ mod tests {
         ];
         let (mut m, sh) = manager(&world, true);
         let t = Instant::now();
-        m.handle(
-            Cmd::Assoc {
-                allocated: true,
-                serial: 7,
-            },
-            t,
-        );
+        assoc(&mut m, true, 7, t);
         let info = sh.vf.info().unwrap();
         assert_eq!(info.iface.as_deref(), Some("byslot"));
         assert_eq!(info.state, VfState::Paired);
@@ -1073,13 +1071,7 @@ mod tests {
         w(&world).netdevs = vec![nd(2, "other", Some(OTHER), None)];
         let (mut m, sh) = manager(&world, true);
         let mut t = Instant::now();
-        m.handle(
-            Cmd::Assoc {
-                allocated: true,
-                serial: 9,
-            },
-            t,
-        );
+        assoc(&mut m, true, 9, t);
         for _ in 0..10 {
             t += Duration::from_millis(10);
             m.tick(t);
@@ -1105,13 +1097,7 @@ mod tests {
         w(&world).netdevs = vec![nd(5, "tmp", None, Some(3))];
         let (mut m, sh) = manager(&world, true);
         let mut t = Instant::now();
-        m.handle(
-            Cmd::Assoc {
-                allocated: true,
-                serial: 3,
-            },
-            t,
-        );
+        assoc(&mut m, true, 3, t);
         assert_eq!(states(&world), [(VfState::Offered, VfReason::None)]);
         w(&world).netdevs = vec![nd(5, "enP3s3", Some(MAC), Some(3))];
         t += Duration::from_millis(10);
@@ -1125,13 +1111,7 @@ mod tests {
         w(&world).netdevs = vec![nd(4, "vf", Some(MAC), Some(7))];
         let (mut m, sh) = manager(&world, false);
         let t = Instant::now();
-        m.handle(
-            Cmd::Assoc {
-                allocated: true,
-                serial: 7,
-            },
-            t,
-        );
+        assoc(&mut m, true, 7, t);
         m.handle(up(&world, 4, "vf"), t);
         assert!(!w(&world).tx, "not started: no switch");
         m.handle(Cmd::Start, t);
@@ -1170,17 +1150,11 @@ mod tests {
         w(&world).netdevs = vec![nd(4, "vf", Some(MAC), Some(7))];
         let (mut m, sh) = manager(&world, true);
         let t = Instant::now();
-        let assoc = |m: &mut Manager<FakeBackend, FakeHost>, world: &W, ifindex| {
-            m.handle(
-                Cmd::Assoc {
-                    allocated: true,
-                    serial: 7,
-                },
-                t,
-            );
+        let offer_up = |m: &mut Manager<FakeBackend, FakeHost>, world: &W, ifindex| {
+            assoc(m, true, 7, t);
             m.handle(up(world, ifindex, "vf"), t);
         };
-        assoc(&mut m, &world, 4);
+        offer_up(&mut m, &world, 4);
         assert_eq!(sh.vf.info().unwrap().state, VfState::Switched);
         // Hot-remove: synthetic, closed, pairing timer running again.
         w(&world).log.clear();
@@ -1215,7 +1189,7 @@ mod tests {
             Some(&(VfState::Removed, VfReason::HostSwitched))
         );
         // A new association re-pairs.
-        assoc(&mut m, &world, 6);
+        offer_up(&mut m, &world, 6);
         w(&world).netdevs[0].up = true;
         w(&world).netdevs[0].running = true;
         assert!(sh.vf.info().unwrap().switched);
@@ -1230,13 +1204,7 @@ mod tests {
         assert!(sh.vf.info().unwrap().switched);
         // Revoke.
         w(&world).log.clear();
-        m.handle(
-            Cmd::Assoc {
-                allocated: false,
-                serial: 7,
-            },
-            t,
-        );
+        assoc(&mut m, false, 7, t);
         assert_eq!(w(&world).log, ["switch false", "remove"]);
         assert_eq!(
             states(&world).last(),
@@ -1252,13 +1220,7 @@ mod tests {
         w(&world).switch_result = Some(SwitchError::Refused(2));
         let (mut m, sh) = manager(&world, true);
         let t = Instant::now();
-        m.handle(
-            Cmd::Assoc {
-                allocated: true,
-                serial: 7,
-            },
-            t,
-        );
+        assoc(&mut m, true, 7, t);
         m.handle(up(&world, 4, "vf"), t);
         assert_eq!(failures(&world), [VfFailure::SwitchRefused { status: 2 }]);
         assert!(!w(&world).tx);
