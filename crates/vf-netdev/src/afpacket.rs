@@ -480,7 +480,7 @@ pub(crate) fn open(ifindex: u32, name: &str, n: u32, cfg: &PortConfig) -> Result
         qs.push(PacketQueue {
             rx,
             tx: PacketTx::new(ifindex, name)?,
-            health: Health::new(ifindex, name)?,
+            health: Health::new(ifindex, name, cfg.fail_when_stopped)?,
         });
     }
     Ok(qs)
@@ -488,8 +488,7 @@ pub(crate) fn open(ifindex: u32, name: &str, n: u32, cfg: &PortConfig) -> Result
 
 impl PacketQueue {
     fn housekeeping(&mut self, st: &VfQueueStats) -> Result<()> {
-        self.health.dead_err()?;
-        if self.health.due() {
+        if self.health.tick()? {
             if let Some(e) = self.rx.housekeeping(st) {
                 self.health.on_error(&e)?;
             }

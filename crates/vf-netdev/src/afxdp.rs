@@ -354,7 +354,7 @@ pub(crate) fn open(
             outstanding: 0,
             need_wakeup: true,
             last: XdpStats::default(),
-            health: Health::new(ifindex, name)?,
+            health: Health::new(ifindex, name, cfg.fail_when_stopped)?,
             _prog: shared.clone(),
         });
     }
@@ -363,8 +363,7 @@ pub(crate) fn open(
 
 impl XdpQueue {
     fn housekeeping(&mut self, st: &VfQueueStats) -> Result<()> {
-        self.health.dead_err()?;
-        if self.health.due() {
+        if self.health.tick()? {
             let mut s = XdpStats::default();
             if getsockopt(self.fd.as_raw_fd(), SOL_XDP, XDP_STATISTICS, &mut s).is_ok() {
                 let drops = (s.rx_dropped + s.rx_ring_full)

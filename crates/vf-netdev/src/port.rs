@@ -53,6 +53,9 @@ pub struct PortConfig {
     pub ring_frames: u32,
     /// Frame buffer size (default 4096); must hold MTU + 14 + 4.
     pub frame_size: u32,
+    /// A netdev that was running and stops (closed, carrier lost) fails the queues at once, as a vanished one does
+    /// (a failover wants this; a switch port that outlives its peer's down/up does not). Default off.
+    pub fail_when_stopped: bool,
 }
 
 impl Default for PortConfig {
@@ -62,6 +65,7 @@ impl Default for PortConfig {
             prefer: Prefer::Auto,
             ring_frames: 2048,
             frame_size: 4096,
+            fail_when_stopped: false,
         }
     }
 }

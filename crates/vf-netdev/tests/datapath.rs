@@ -517,6 +517,7 @@ fn rx_drops_counted(prefer: Prefer, tag: &str) {
         prefer,
         ring_frames: 16,
         frame_size: 4096,
+        ..PortConfig::default()
     };
     let mut port = match Port::open(p.a, &cfg) {
         Ok(p) => p,

@@ -35,6 +35,7 @@ fn cycles(prefer: Prefer, tag: &str, queues: u32) {
         prefer,
         ring_frames: 256,
         frame_size: 4096,
+        ..PortConfig::default()
     };
     // A first cycle so lazily created process-wide state (if any) is not counted.
     match Port::open(p.a, &cfg) {

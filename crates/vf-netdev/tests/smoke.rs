@@ -40,3 +40,62 @@ fn skeleton_passes_traffic() {
     let n = raw.recv(&mut buf, Duration::from_secs(1)).unwrap();
     assert_eq!(&buf[..n], &f[..]);
 }
+
+/// With `fail_when_stopped`, a queue whose netdev stops running (here: its veth peer set down, carrier lost) fails
+/// within a few milliseconds of bursts, with the reason; without it the queue keeps going.
+#[test]
+fn fail_when_stopped_fails_the_queue_once_the_netdev_stops_running() {
+    if !common::enter_netns() {
+        return;
+    }
+    for (prefer, tag) in [(Prefer::AfPacket, "p"), (Prefer::AfXdp, "x")] {
+        let p = common::veth(&format!("fs{tag}a"), &format!("fs{tag}b"), 1);
+        common::wait_running(&format!("fs{tag}a"));
+        let open = |fail_when_stopped| {
+            let mut port = Port::open(
+                p.a,
+                &PortConfig {
+                    prefer,
+                    fail_when_stopped,
+                    ..Default::default()
+                },
+            )
+            .unwrap();
+            port.take_queues().pop().unwrap()
+        };
+        // One AF_XDP socket per netdev queue: the lax twin only where two ports can share a queue.
+        let mut strict = open(true);
+        let mut lax = matches!(prefer, Prefer::AfPacket).then(|| open(false));
+        for _ in 0..3 {
+            strict.poll_tx().unwrap();
+            if let Some(l) = lax.as_mut() {
+                l.poll_tx().unwrap();
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        Netdev::open(p.b).unwrap().set_up(false).unwrap();
+        let t0 = std::time::Instant::now();
+        let err = loop {
+            match strict.poll_tx() {
+                Err(e) => break e,
+                Ok(_) if t0.elapsed() < Duration::from_secs(2) => {
+                    std::thread::sleep(Duration::from_micros(200))
+                }
+                Ok(_) => {
+                    panic!("{prefer:?}: the queue kept going 2 s after its netdev stopped running")
+                }
+            }
+        };
+        println!(
+            "{prefer:?}: failed {:?} after the peer went down: {err}",
+            t0.elapsed()
+        );
+        assert!(err.to_string().contains("stopped running"), "{err}");
+        if let Some(l) = lax.as_mut() {
+            assert!(
+                l.poll_tx().is_ok(),
+                "without the option a stopped netdev is not fatal"
+            );
+        }
+    }
+}

@@ -69,6 +69,7 @@ impl VethPair {
             prefer: Prefer::AfPacket,
             ring_frames: 8192,
             frame_size,
+            fail_when_stopped: false,
         };
         let mut port = Port::open(host_ifindex, &cfg).map_err(err).map_err(undo)?;
         let mode = port.mode().as_str();

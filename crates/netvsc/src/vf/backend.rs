@@ -12,6 +12,8 @@ use vf_netdev::{LinkChange, Mac, Mode, NetdevInfo, PortConfig, VfQueueStats, VfR
 pub(crate) struct BackendError {
     /// The netdev is gone (it cannot come back under this ifindex).
     pub gone: bool,
+    /// The netdev stopped running (closed, or lost carrier) after it had been running.
+    pub stopped: bool,
     pub detail: String,
 }
 
@@ -25,8 +27,11 @@ impl From<vf_netdev::NetdevError> for BackendError {
             ),
             _ => false,
         };
+        let stopped = matches!(&e, vf_netdev::NetdevError::Io { source, .. }
+            if source.raw_os_error() == Some(libc::ENETDOWN));
         BackendError {
             gone,
+            stopped,
             detail: e.to_string(),
         }
     }

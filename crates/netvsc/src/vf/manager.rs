@@ -54,7 +54,7 @@ pub(crate) enum Cmd {
     /// A netlink link change.
     Link(LinkChange),
     /// A VF queue failed in a burst.
-    QueueDead,
+    QueueDead(VfReason),
     /// Device controls, mirrored onto the VF.
     Promisc(bool),
     Allmulti(bool),
@@ -353,9 +353,17 @@ impl<B: Backend, H: Host> Manager<B, H> {
                 }
             }
             Cmd::Link(ch) => self.on_link(ch, now),
-            Cmd::QueueDead => {
+            Cmd::QueueDead(why) => {
+                // A queue saw its netdev vanish or stop running (its liveness probe beats netlink, which tells
+                // only once the kernel is done closing): synthetic at once, no query first (the kernel may hold
+                // rtnl for a while yet). Stopped: wait for the link; gone: look again now; broken: retry later.
                 if matches!(self.st, St::Paired { .. }) {
-                    self.close(VfReason::QueueError, Some(now + self.cfg.retry_period));
+                    let next = match why {
+                        VfReason::LinkDown => None,
+                        VfReason::NetdevRemoved => Some(now),
+                        _ => Some(now + self.cfg.retry_period),
+                    };
+                    self.close(why, next);
                 }
             }
             Cmd::Promisc(on) => {
@@ -614,6 +622,7 @@ impl<B: Backend, H: Host> Manager<B, H> {
             prefer: self.cfg.prefer,
             ring_frames: self.cfg.ring_frames,
             frame_size,
+            fail_when_stopped: true,
         };
         let mut port = self.backend.open_port(n.ifindex, &pcfg).map_err(code)?;
         let qs = port.take_queues();
@@ -823,6 +832,7 @@ mod tests {
                 g.netdevs.retain(|n| n.ifindex != ifindex);
                 return Err(BackendError {
                     gone: true,
+                    stopped: false,
                     detail: "gone".into(),
                 });
             }

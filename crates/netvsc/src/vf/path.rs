@@ -7,7 +7,8 @@ use std::sync::atomic::Ordering::Relaxed;
 
 use vf_netdev::{Gso, GsoKind, VfQueueStats, VfRx, VfTx};
 
-use super::backend::QueueOps;
+use super::VfReason;
+use super::backend::{BackendError, QueueOps};
 use super::manager::Cmd;
 use crate::queue::QueueCore;
 use crate::rx::{Csum, RxMeta, RxPacket};
@@ -48,15 +49,23 @@ impl Lane {
     }
 }
 
-/// The lane failed in a burst: stop using it now, tell the manager (it switches the host to synthetic).
-fn fail(core: &mut QueueCore, lane: &mut Lane) {
+/// The lane failed in a burst: stop using it now, tell the manager (it switches the host to synthetic) why:
+/// the netdev vanished, stopped running (its liveness probe sees that before netlink tells), or the queue broke.
+fn fail(core: &mut QueueCore, lane: &mut Lane, e: &BackendError) {
     if lane.dead {
         return;
     }
     lane.dead = true;
     lane.tx = false;
+    let why = if e.gone {
+        VfReason::NetdevRemoved
+    } else if e.stopped {
+        VfReason::LinkDown
+    } else {
+        VfReason::QueueError
+    };
     if let Some(tx) = core.shared.vf_cmd.get() {
-        let _ = tx.send(Cmd::QueueDead);
+        let _ = tx.send(Cmd::QueueDead(why));
     }
 }
 
@@ -86,8 +95,8 @@ pub(crate) fn rx_fill(core: &mut QueueCore, out: &mut [RxPacket]) -> usize {
             };
             n += 1;
         });
-        if r.is_err() {
-            fail(core, &mut lane);
+        if let Err(e) = r {
+            fail(core, &mut lane, &e);
         }
     }
     core.vf = Some(lane);
@@ -226,7 +235,7 @@ pub(crate) fn tx_burst(core: &mut QueueCore, pkts: &[TxPacket<'_>]) -> usize {
                         }
                         continue;
                     }
-                    Err(_) => fail(core, &mut lane),
+                    Err(e) => fail(core, &mut lane, &e),
                 }
             }
         }
@@ -247,8 +256,10 @@ pub(crate) fn tx_burst(core: &mut QueueCore, pkts: &[TxPacket<'_>]) -> usize {
             break;
         }
     }
-    if !lane.dead && lane.q.poll_tx().is_err() {
-        fail(core, &mut lane);
+    if !lane.dead
+        && let Err(e) = lane.q.poll_tx()
+    {
+        fail(core, &mut lane, &e);
     }
     core.vf = Some(lane);
     taken
