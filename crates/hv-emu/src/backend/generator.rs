@@ -235,6 +235,7 @@ impl Generator {
     /// Stop generating (the run ends; the checker keeps counting frames that come back).
     pub fn stop(&mut self) {
         self.running = false;
+        self.run.done = false;
         if let Some(b) = &mut self.bucket {
             b.reset();
         }
