@@ -248,7 +248,10 @@ test('netvsc emulate --run: the control socket and the stats file are served whi
   const base = scratchDir('ctlrun')
   const dir = path.join(base, 'tree')
   const statsFile = path.join(base, 'stats.json')
-  const { child, out } = await startEmulate(dir, ['--stats-json', statsFile, '--run', '--', 'sleep', '8'], false)
+  // CMD runs until the test is done with it (a flag file), 60 s at most.
+  const flag = path.join(base, 'done')
+  const cmd = `for i in $(seq 600); do [ -e '${flag}' ] && exit 0; sleep 0.1; done; exit 3`
+  const { child, out } = await startEmulate(dir, ['--stats-json', statsFile, '--run', '--', 'sh', '-c', cmd], false)
   const closed = new Promise<number | null>((r) => child.on('close', r))
   const s = ctl([dir, 'stats'])
   t.is(s.status, 0, `${s.stderr}\nemulate said: ${out()}`)
@@ -260,6 +263,7 @@ test('netvsc emulate --run: the control socket and the stats file are served whi
   const b = JSON.parse(fs.readFileSync(statsFile, 'utf8'))
   t.true(b.statsFile.writes > a.statsFile.writes, `rewritten during --run: ${a.statsFile.writes} -> ${b.statsFile.writes}`)
   t.false(b.linkUp, 'with the state changed through the socket')
+  fs.writeFileSync(flag, '')
   t.is(await closed, 0)
-  t.regex(out(), /emulator stopped; sleep exited with 0/)
+  t.regex(out(), /emulator stopped; sh exited with 0/)
 })

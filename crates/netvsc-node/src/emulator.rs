@@ -461,7 +461,7 @@ impl NativeEmulator {
     /// Link down now, up again after `ms` (unless another link change comes first).
     #[napi]
     pub fn link_flap(&self, ms: f64) -> Result<()> {
-        if !(ms >= 1.0 && ms <= 600_000.0) {
+        if !(1.0..=600_000.0).contains(&ms) {
             return Err(invalid("link flap ms", ms));
         }
         self.emu()?
@@ -484,7 +484,7 @@ impl NativeEmulator {
     /// Generator rate in frames/s, 0 = as fast as the guest takes them.
     #[napi]
     pub fn gen_rate(&self, pps: f64) -> Result<()> {
-        if !(pps >= 0.0 && pps <= 1e9) {
+        if !(0.0..=1e9).contains(&pps) {
             return Err(invalid("generator rate", pps));
         }
         self.emu()?.gen_set_rate(pps as u64).map_err(gen_error)
