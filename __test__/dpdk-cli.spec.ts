@@ -8,7 +8,7 @@ import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process'
 import * as fs from 'node:fs'
 import * as path from 'node:path'
 import { canRunGuests } from '../src/emulator.js'
-import { repo, scratchDir } from './helpers.js'
+import { repo, runCli, scratchDir } from './helpers.js'
 
 const MAC = '00:15:5d:2a:3b:4d'
 const MAC_TEXT = MAC.toUpperCase()
@@ -183,6 +183,17 @@ test('dpdk-testpmd under `netvsc emulate --run`: negotiation, txonly on 2 queues
     const x = xstats(await s.cmd('show port xstats 0'))
     t.is(stable, 2, 'testpmd TX-packets stopped moving after stop')
     const perQueue = Array.from({ length: QUEUES }, (_, q) => ({ packets: x.get(`tx_q${q}_good_packets`), bytes: x.get(`tx_q${q}_good_bytes`) }))
+
+    // Mid-run, through `netvsc ctl DIR stats` (testpmd still running, forwarding stopped): the host's per-queue
+    // counts already equal testpmd's.
+    const live = runCli(['ctl', path.join(dir, 'tree'), 'stats'])
+    t.is(live.status, 0, live.stderr)
+    const ls = (JSON.parse(live.stdout) as { stats: { channels: Array<{ subchannelId: number; guestToHostFrames: number }>; rates: unknown } }).stats
+    for (let q = 0; q < QUEUES; q++) {
+      t.is(ls.channels.find((c) => c.subchannelId === q)?.guestToHostFrames, perQueue[q]!.packets, `mid-run: queue ${q} host == testpmd`)
+    }
+    t.truthy(ls.rates, 'the live stats carry rates')
+    t.log(`mid-run via netvsc ctl: host per queue ${ls.channels.map((c) => c.guestToHostFrames).join(' + ')} = testpmd ${perQueue.map((q) => q.packets).join(' + ')}`)
 
     // (3) filters: testpmd starts promiscuous; switch it off, then all-multicast on.
     await s.cmd('set promisc all off')
