@@ -307,15 +307,18 @@ export interface EmulatorOptions {
 
 /** Receive traffic of the `generator` backend. */
 export interface GeneratorOptions {
-  /** Frames per second; 0 or absent = as fast as the guest takes them. */
+  /**
+   * Frames per second (default 1000); 0 = as many as the host's receive thread asks for (what finds no guest
+   * buffer is a `noRxBuffer` drop). Paced by a token bucket with a 2 ms burst: no catch-up after a pause.
+   */
   ratePps?: number
-  /** Frame sizes used round robin (Ethernet header included, ≥ 60; default [64]). */
+  /** Frame sizes (Ethernet header included, no FCS, 60..65535; default [64]), used in turn once every flow had one. */
   frameSizes?: Array<number>
   /** Tag every frame with this 802.1Q TCI. */
   vlan?: number
   /** Distinct flows (spread by RSS). */
   flows?: number
-  /** Stop after this many frames. */
+  /** End a run after this many frames. */
   limit?: number
   multicastEvery?: number
   broadcastEvery?: number

@@ -147,7 +147,7 @@ export class Emulator {
     this.#call(() => this.#emu.genStop())
   }
 
-  /** Backend 'generator': frames per second from now on; 0 = as fast as the guest takes them. */
+  /** Backend 'generator': frames per second from now on; 0 = as many as the host asks for (unlimited). */
   genRate(pps: number): void {
     this.#call(() => this.#emu.genRate(pps))
   }

@@ -21,7 +21,7 @@ Commands:
   speed MBPS          The link speed the host reports (RNDIS link-speed queries and a LINK_SPEED_CHANGE
                       indication), 1..400000 Mbit/s
   gen start | stop    Generator backend: start a new run (count/duration from its first frame) / stop it
-  gen rate PPS        Frames per second from now on (0 or 'unlimited': as fast as the guest takes them)
+  gen rate PPS        Frames per second from now on (0 or 'unlimited': as many as the host asks for)
   gen size B[,B...] | gen imix
                       Frame sizes without FCS, 60..9018, used in turn; imix = 7:4:1 of 60/566/1514 bytes
   gen status | reset  The generator's settings, counters and checker results / zero the checker

@@ -34,8 +34,9 @@ Options:
   --stats-json F   Rewrite the host's stats JSON (with rates) in F every second, atomically, and at exit
   --uuid U         Device instance uuid
   --busy-poll      Host threads spin instead of sleeping
-  --gen-rate PPS   Generator frames per second, 0 or 'unlimited' = as fast as the guest takes them (default
-                   1000); paced by a token bucket of 2 ms of traffic (16..4096 frames): no catch-up after a pause
+  --gen-rate PPS   Generator frames per second (default 1000); 0 or 'unlimited' = as many as the host asks for
+                   (what finds no guest buffer is a noRxBuffer drop); paced by a token bucket of 2 ms of traffic
+                   (16..4096 frames): no catch-up after a pause
   --gen-size B,..  Generator frame sizes without FCS, 60..9018, used in turn (default 64); 'imix' = 7:4:1 of
                    64/570/1518 bytes on the wire (60/566/1514 here)
   --gen-flows N    Generator flows, 1..65536, spread by RSS (default 4)

@@ -409,7 +409,7 @@ impl Emulator {
         self.with_generator(Generator::stop)
     }
 
-    /// Generator rate in frames/s, 0 = as fast as the guest takes them (as `gen rate N`).
+    /// Generator rate in frames/s, 0 = as many as the host asks for (as `gen rate N`).
     pub fn gen_set_rate(&self, pps: u64) -> Result<(), GenError> {
         self.with_generator(|g| g.set_rate(Some(pps)))
     }

@@ -24,15 +24,16 @@ use crate::errors::{Code, Result, error, with_causes};
 #[napi(object)]
 #[derive(Debug, Default, Clone)]
 pub struct GeneratorOptions {
-    /// Frames per second; 0 or absent = as fast as the guest takes them.
+    /// Frames per second (default 1000); 0 = as many as the host's receive thread asks for (what finds no guest
+    /// buffer is a `noRxBuffer` drop). Paced by a token bucket with a 2 ms burst: no catch-up after a pause.
     pub rate_pps: Option<f64>,
-    /// Frame sizes used round robin (Ethernet header included, ≥ 60; default [64]).
+    /// Frame sizes (Ethernet header included, no FCS, 60..65535; default [64]), used in turn once every flow had one.
     pub frame_sizes: Option<Vec<u32>>,
     /// Tag every frame with this 802.1Q TCI.
     pub vlan: Option<u32>,
     /// Distinct flows (spread by RSS).
     pub flows: Option<u32>,
-    /// Stop after this many frames.
+    /// End a run after this many frames.
     pub limit: Option<f64>,
     pub multicast_every: Option<u32>,
     pub broadcast_every: Option<u32>,
