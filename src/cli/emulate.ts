@@ -49,9 +49,6 @@ Options:
   --gen-sport P[-Q] Source ports (default 10000-65535)
   --gen-dport P[-Q] Destination ports (default 80 for TCP flows, 5000 for UDP flows)
   --gen-paused     Start the generator stopped (netvsc ctl D gen start starts it)
-                   The generator starts once the guest's packet filter admits traffic; every frame carries its
-                   flow's counter and a timestamp, and frames the guest sends back are checked for loss,
-                   reordering and latency (stats: backend.checker)
   --vf NAME        Offer an accelerated-networking VF: a veth pair whose guest end NAME is the VF netdev and
                    whose host end NAMEh is the emulator's switch port (root); offered once the guest declared
                    SR-IOV at NVSP >= 4, after --vf-delay
@@ -64,6 +61,10 @@ Options:
                    revoke-vf, withhold-subchannels (the withhold-* switches are armed at start)
   --fault-seed N   Seed of the fault values (default 1; the same seed injects the same values)
   --run -- CMD     Run CMD against the tree (root: mount namespace + LD_PRELOAD interposer), stop when it exits
+
+The generator starts once the guest's packet filter admits traffic. Every frame carries its flow's counter and a
+timestamp, and the frames the guest sends back (a forwarding loop) are checked for loss, reordering, duplicates
+and latency: stats backend.checker, or netvsc ctl D gen status.
 
 DPDK 22.11's testpmd never marks netvsc queues started and so forwards nothing (fixed in DPDK 23.11, commit
 0727d5d0e6): the interposer reads rte_version() and reports them started for DPDK 22.x and 23.03/23.07, not for

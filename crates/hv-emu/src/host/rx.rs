@@ -313,6 +313,8 @@ fn deliver(
     // RNDIS PACKET: header, PPIs (checksum, 802.1Q, hash value, hash info), frame.
     let mut hdr = [0u8; PACKET_HEADER_LEN + 4 * PPI_U32_LEN];
     let Ok(mut w) = PacketWriter::new(&mut hdr) else {
+        // Cannot happen (`hdr` is sized for the header and four PPIs), but a frame is never lost uncounted.
+        add(&ch.counters.drop_too_large, 1);
         return;
     };
     // Four 16-byte PPIs always fit `hdr`, so adding them cannot fail.
@@ -328,6 +330,8 @@ fn deliver(
     }
     let hdr_len = w.data_start();
     let Ok(msg_len) = w.finish_header(f.len()) else {
+        // A frame too long for an RNDIS length field.
+        add(&ch.counters.drop_too_large, 1);
         return;
     };
     if msg_len > snap.sub_size as usize {
