@@ -139,6 +139,23 @@ export declare class NativeEmulator {
   vfSetMac(mac: string): void
   /** The VF's state and counters as JSON, or null without a VF. */
   vfStateJson(): string | null
+  /**
+   * Run a control-socket command in this process (`cmd`, `args` as `netvsc ctl DIR cmd args…` sends them); the
+   * reply as JSON (`{"ok":true,…}` or `{"ok":false,"error":…}`).
+   */
+  control(cmd: string, args: Array<string>): string
+  /** Link down now, up again after `ms` (unless another link change comes first). */
+  linkFlap(ms: number): void
+  /** Start a new generator run. */
+  genStart(): void
+  /** Stop the generator. */
+  genStop(): void
+  /** Generator rate in frames/s, 0 = as fast as the guest takes them. */
+  genRate(pps: number): void
+  /** Generator frame sizes: `imix` or `B,B,…` (60..9018). */
+  genSizes(spec: string): void
+  /** The generator's settings, counters and checker results as JSON. */
+  generatorStatsJson(): string
   /** Serve the control socket at `path` (one JSON line per request and reply) until `stop()`. */
   serveControl(path: string): void
   /** The host's counters and negotiated state as JSON (camelCase). */
@@ -284,24 +301,47 @@ export interface EmulatorOptions {
   uioNumber?: number
   /** Offer a VF. */
   vf?: VfOptions
+  /** Rewrite this file with the stats JSON every second (atomically) and when the emulator stops. */
+  statsJson?: string
 }
 
 /** Receive traffic of the `generator` backend. */
 export interface GeneratorOptions {
-  /** Frames per second; 0 or absent = as fast as the guest takes them. */
+  /**
+   * Frames per second (default 1000); 0 = as many as the host's receive thread asks for (what finds no guest
+   * buffer is a `noRxBuffer` drop). Paced by a token bucket with a 2 ms burst: no catch-up after a pause.
+   */
   ratePps?: number
-  /** Frame sizes used round robin (Ethernet header included, ≥ 60; default [64]). */
+  /** Frame sizes (Ethernet header included, no FCS, 60..65535; default [64]), used in turn once every flow had one. */
   frameSizes?: Array<number>
   /** Tag every frame with this 802.1Q TCI. */
   vlan?: number
   /** Distinct flows (spread by RSS). */
   flows?: number
-  /** Stop after this many frames. */
+  /** End a run after this many frames. */
   limit?: number
   multicastEvery?: number
   broadcastEvery?: number
   /** Write each frame's sequence number (0, 1, …; little-endian, first 8 L4 payload bytes) and its pattern. */
   sequenced?: boolean
+  /** Sizes 7:4:1 of 64/570/1518 bytes on the wire (60/566/1514 without FCS) instead of `frameSizes`. */
+  imix?: boolean
+  /** Stop a run after this many milliseconds (from its first frame). */
+  durationMs?: number
+  /** `tcp`, `udp` or `mixed` (default: even flows TCP, odd flows UDP). */
+  proto?: string
+  /** Source IPv4 addresses `A.B.C.D[-E.F.G.H]`, flow i takes `first + i mod count` (default 10.1.0.0-10.1.255.255). */
+  srcIp?: string
+  /** Destination IPv4 addresses (default 10.0.0.1). */
+  dstIp?: string
+  /** Source ports `P[-Q]` (default 10000-65535). */
+  srcPort?: string
+  /** Destination ports (default 80 for TCP flows, 5000 for UDP flows). */
+  dstPort?: string
+  /** Stamp each frame with its flow's counter and the time, checked when the guest sends it back (default true). */
+  stamp?: boolean
+  /** Start stopped (`genStart()` or `gen start` starts it). */
+  paused?: boolean
 }
 
 /**

@@ -63,6 +63,15 @@ test('every util.parseArgs error and every bad value: status 2 and one line of o
     [['stats', 'x', '--devargs', 'bogus=1'], /^netvsc: option '--devargs': /],
     [['emulate', '--dir', '/tmp/x', '--uuid', 'not-a-uuid'], /^netvsc: option '--uuid' needs a uuid/],
     [['emulate', '--dir', __filename], /^netvsc: option '--dir': .* exists and is not a directory/],
+    // Generator options: checked here, or by the native side (address and port ranges) and reported as usage.
+    [['emulate', '--dir', '/tmp/x', '--gen-vlan', '3'], /^netvsc: generator options \(--gen-vlan\) need '--backend generator'/],
+    [['emulate', '--dir', '/tmp/x', '--backend', 'generator', '--gen-src', '10.0.0.5-10.0.0.1'], /^netvsc: option '--gen-src': .*ends before it starts/],
+    [['emulate', '--dir', '/tmp/x', '--backend', 'generator', '--gen-dst', '10.0.0'], /^netvsc: option '--gen-dst': .*bad IPv4 address/],
+    [['emulate', '--dir', '/tmp/x', '--backend', 'generator', '--gen-dport', '80-70000'], /^netvsc: option '--gen-dport': .*bad port '70000'/],
+    [['emulate', '--dir', '/tmp/x', '--backend', 'generator', '--gen-vlan', '5000'], /^netvsc: option '--gen-vlan' must be 0\.\.4095/],
+    [['emulate', '--dir', '/tmp/x', '--backend', 'generator', '--gen-proto', 'sctp'], /^netvsc: option '--gen-proto' must be tcp\|udp\|mixed/],
+    [['emulate', '--dir', '/tmp/x', '--backend', 'generator', '--gen-duration', '0'], /^netvsc: option '--gen-duration' needs seconds > 0/],
+    [['emulate', '--dir', '/tmp/x', '--backend', 'generator', '--gen-count', '0'], /^netvsc: option '--gen-count'/],
   ]
   for (const [args, reason] of cases) {
     let out = ''

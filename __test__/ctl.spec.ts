@@ -1,13 +1,17 @@
 /** `netvsc ctl` against a running `netvsc emulate` (child processes): the control socket's round trip without a VF
- * for everyone, and (root only, in a private network namespace via `unshare --net`, else a visible SKIP) the VF
- * commands on `--vf`. */
+ * for everyone; link flap/speed and the generator's commands observed by a driver opened in this process; the stats
+ * file rewritten while the emulator runs; (root only) the socket and the stats file during `--run`, and the VF
+ * commands on `--vf` in a private network namespace via `unshare --net` (else a visible SKIP). */
 import test from 'ava'
 import { spawn, type ChildProcess } from 'node:child_process'
+import * as fs from 'node:fs'
 import * as path from 'node:path'
+import { META_WORDS, decodeRxMeta, open, type LinkEvent } from '../src/index.js'
+import { canRunGuests } from '../src/emulator.js'
 import { repo, runCli, scratchDir } from './helpers.js'
 
 async function startEmulate(dir: string, extra: string[], netns: boolean): Promise<{ child: ChildProcess; out: () => string }> {
-  const cli = [process.execPath, '--import', 'tsx', path.join(repo, 'src/cli.ts'), 'emulate', '--dir', dir, '--max-queues', '1', ...extra]
+  const cli = [process.execPath, '--import', 'tsx', path.join(repo, 'src/cli.ts'), 'emulate', '--dir', dir, '--uuid', UUID, '--max-queues', '1', ...extra]
   const [cmd, ...args] = netns ? ['unshare', '--net', ...cli] : cli
   const child = spawn(cmd as string, args, { cwd: repo })
   let out = ''
@@ -20,6 +24,8 @@ async function startEmulate(dir: string, extra: string[], netns: boolean): Promi
   })
   return { child, out: () => out }
 }
+
+const UUID = '3c6e0b8a-5d1f-4e2a-9b7c-1a2b3c4d5e6f'
 
 async function stop(child: ChildProcess): Promise<unknown> {
   child.kill('SIGTERM')
@@ -98,4 +104,166 @@ test('netvsc emulate --vf: the veth pair, and vf commands through netvsc ctl (ro
   } finally {
     t.is(await stop(child), 0)
   }
+})
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
+
+async function until(what: string, ms: number, cond: () => boolean): Promise<void> {
+  const end = Date.now() + ms
+  while (!cond()) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`)
+    await sleep(5)
+  }
+}
+
+test('netvsc ctl link flap and speed: a driver in this process sees the events and the new speed', async (t) => {
+  const dir = path.join(scratchDir('ctllink'), 'tree')
+  const { child } = await startEmulate(dir, [], false)
+  const dev = await open(UUID, { root: dir, timeoutMs: 20_000 })
+  try {
+    const events: LinkEvent[] = []
+    dev.on('link', (e) => events.push(e))
+    const f = ctl([dir, 'link', 'flap', '300'])
+    t.is(f.status, 0, f.stderr)
+    t.deepEqual(f.reply, { ok: true, linkUp: false, upAfterMs: 300 })
+    await until('link down and up again', 10_000, () => events.filter((e) => e.reason === 'media').length >= 2)
+    t.deepEqual(events.filter((e) => e.reason === 'media').map((e) => e.up), [false, true])
+    const sp = ctl([dir, 'speed', '40000'])
+    t.is(sp.status, 0, sp.stderr)
+    t.deepEqual(sp.reply, { ok: true, linkSpeedMbps: 40000 })
+    await until('speed event', 10_000, () => events.some((e) => e.reason === 'speed'))
+    t.is(events.find((e) => e.reason === 'speed')?.speedMbps, 40000)
+    t.is((await dev.link()).speedMbps, 40000, 'an RNDIS link-speed query answers the new speed')
+    for (const [args, why] of [
+      [['speed', 'fast'], /bad speed/],
+      [['speed', '0'], /outside 1\.\.400000/],
+      [['link', 'flap', '-5'], /bad flap time/],
+      [['gen', 'start'], /not the generator/],
+    ] as const) {
+      const r = ctl([dir, ...args])
+      t.is(r.status, 1, args.join(' '))
+      t.regex(String(r.reply.error), why)
+    }
+    const help = ctl([dir, 'help'])
+    t.is(help.status, 0)
+    const usage = (help.reply.commands as string[]).join('\n')
+    for (const c of ['link up|down|flap', 'speed MBPS', 'gen start|stop|rate', 'vf offer', 'fault KIND', 'stats [rates]']) {
+      t.true(usage.includes(c), `help lists ${c}:\n${usage}`)
+    }
+  } finally {
+    dev.close()
+    await stop(child)
+  }
+})
+
+test('netvsc emulate --backend generator: VLAN, count, gen commands and rates through netvsc ctl; the stats file is rewritten while running', async (t) => {
+  t.timeout(120_000)
+  const base = scratchDir('ctlgen')
+  const dir = path.join(base, 'tree')
+  const statsFile = path.join(base, 'stats.json')
+  const COUNT = 6000
+  const { child } = await startEmulate(dir, ['--backend', 'generator', '--gen-rate', '2000', '--gen-vlan', '7', '--gen-count', String(COUNT),
+    '--gen-flows', '4', '--gen-size', 'imix', '--stats-json', statsFile], false)
+  const dev = await open(UUID, { root: dir, timeoutMs: 20_000 })
+  try {
+    const q = dev.queue(0)
+    const buf = new Uint8Array(32 * 1536)
+    const lens = new Uint32Array(32)
+    const meta = new Uint32Array(32 * META_WORDS)
+    const tags = new Set<number | null>()
+    const sizes = new Set<number>()
+    let got = 0
+    const poll = async (stopWhen: () => boolean, ms: number) => {
+      const end = Date.now() + ms
+      while (!stopWhen() && Date.now() < end) {
+        const n = q.rxBurst(buf, lens, meta)
+        for (let i = 0; i < n; i++) {
+          tags.add(decodeRxMeta(meta, i).vlanTci ?? null)
+          sizes.add(lens[i]!)
+        }
+        got += n
+        if (n === 0) await new Promise((r) => setImmediate(r))
+      }
+    }
+    const sock = path.join(dir, 'ctl.sock')
+    const { request } = await import('../src/cli/ctl.js')
+    const status = async () => (JSON.parse(await request(sock, { cmd: 'gen', args: ['status'] })) as { generator: Record<string, any> }).generator
+    // Keep polling while the stats file is read twice, a second apart: it moves on.
+    let first: any = null
+    await poll(() => fs.existsSync(statsFile) && (first = JSON.parse(fs.readFileSync(statsFile, 'utf8'))) !== null, 10_000)
+    t.truthy(first, 'the stats file appears within a second or two')
+    await poll(() => false, 1200)
+    const second = JSON.parse(fs.readFileSync(statsFile, 'utf8'))
+    t.true(second.statsFile.writes > first.statsFile.writes, `rewritten: ${first.statsFile.writes} -> ${second.statsFile.writes}`)
+    t.true(second.backend.generated > first.backend.generated, 'with newer counts')
+    await poll(() => got >= COUNT, 20_000)
+    await poll(() => false, 200)
+    const g = await status()
+    t.is(g.state, 'done', JSON.stringify(g))
+    t.is(g.run.generated, COUNT)
+    t.log(`--gen-rate 2000 --gen-count ${COUNT}: measured ${g.run.measuredPps?.toFixed(0)} pps over ${g.run.elapsedMs?.toFixed(0)} ms (burst ${g.burst})`)
+    t.deepEqual([...tags], [7], 'every frame reached the driver with VLAN 7 in its metadata')
+    t.deepEqual([...sizes].sort((a, b) => a - b), [60, 566, 1514], 'IMIX sizes')
+    // Every generated frame delivered or dropped by a reason; the driver received (or missed) every delivered one.
+    const s = ctl([dir, 'stats'])
+    t.is(s.status, 0)
+    const st = s.reply.stats as { totals: { hostToGuestFrames: number; drops: Record<string, number> }; rates: Record<string, any> }
+    const drops = Object.values(st.totals.drops).reduce((a, b) => a + b, 0)
+    const d = dev.stats()
+    t.is(st.totals.hostToGuestFrames + drops, COUNT, JSON.stringify(st.totals))
+    t.is(d.ipackets + d.imissed + d.ierrors, st.totals.hostToGuestFrames, 'driver received + dropped == host delivered')
+    t.is(d.ipackets, got)
+    t.true(typeof st.rates.hostToGuest.pps === 'number' && Array.isArray(st.rates.channels), JSON.stringify(st.rates))
+    // Runtime changes through the CLI client.
+    t.like(ctl([dir, 'gen', 'rate', '0']).reply, { ok: true })
+    t.like(ctl([dir, 'gen', 'size', '128']).reply, { ok: true })
+    const r = ctl([dir, 'gen', 'start'])
+    t.is(r.status, 0)
+    t.is((r.reply.generator as { ratePps: null }).ratePps, null, 'unlimited')
+    const before = got
+    await poll(() => got >= before + COUNT, 20_000)
+    t.true(got >= before + COUNT, 'a second run of the count at full rate')
+    t.true(sizes.has(128))
+    const rates = ctl([dir, 'stats', 'rates'])
+    t.is(rates.status, 0)
+    t.log(`stats rates: ${JSON.stringify(rates.reply.rates)}`)
+    t.like(ctl([dir, 'gen', 'stop']).reply, { ok: true, generator: { state: 'stopped' } })
+  } finally {
+    dev.close()
+    await stop(child)
+  }
+  const last = JSON.parse(fs.readFileSync(statsFile, 'utf8'))
+  t.is(last.backend.generated, 2 * COUNT, 'the file written at exit holds the final counts')
+  t.deepEqual(fs.readdirSync(base).filter((n) => n.endsWith('.tmp')), [], 'no temporary file left')
+})
+
+test('netvsc emulate --run: the control socket and the stats file are served while CMD runs (root)', async (t) => {
+  t.timeout(60_000)
+  const why = process.getuid?.() !== 0 ? 'not running as root (--run needs a private mount namespace)' : canRunGuests()
+  if (why !== null) {
+    t.log(`SKIP: ${why}`)
+    t.pass()
+    return
+  }
+  const base = scratchDir('ctlrun')
+  const dir = path.join(base, 'tree')
+  const statsFile = path.join(base, 'stats.json')
+  // CMD runs until the test is done with it (a flag file), 60 s at most.
+  const flag = path.join(base, 'done')
+  const cmd = `for i in $(seq 600); do [ -e '${flag}' ] && exit 0; sleep 0.1; done; exit 3`
+  const { child, out } = await startEmulate(dir, ['--stats-json', statsFile, '--run', '--', 'sh', '-c', cmd], false)
+  const closed = new Promise<number | null>((r) => child.on('close', r))
+  const s = ctl([dir, 'stats'])
+  t.is(s.status, 0, `${s.stderr}\nemulate said: ${out()}`)
+  t.is((s.reply.stats as { linkUp: boolean }).linkUp, true)
+  t.like(ctl([dir, 'link', 'down']).reply, { ok: true, linkUp: false })
+  await until('the stats file', 5000, () => fs.existsSync(statsFile))
+  const a = JSON.parse(fs.readFileSync(statsFile, 'utf8'))
+  await sleep(1300)
+  const b = JSON.parse(fs.readFileSync(statsFile, 'utf8'))
+  t.true(b.statsFile.writes > a.statsFile.writes, `rewritten during --run: ${a.statsFile.writes} -> ${b.statsFile.writes}`)
+  t.false(b.linkUp, 'with the state changed through the socket')
+  fs.writeFileSync(flag, '')
+  t.is(await closed, 0)
+  t.regex(out(), /emulator stopped; sh exited with 0/)
 })

@@ -150,8 +150,8 @@ async function runOnce(cfg: Cfg, api: Api, dir: Dir, size: number, queues: numbe
       `--forward-mode=${dir === 'tx' ? 'txonly' : 'rxonly'}`, '--burst=32', `--rxq=${queues}`, `--txq=${queues}`, '--nb-cores=1',
       '--total-num-mbufs=16384', ...(big ? ['--mbuf-size=10240'] : []), ...(dir === 'tx' ? [`--txpkts=${size}`] : [])]
     host = spawn('taskset', ['-c', String(cfg.hostCpu), ...emuArgs, '--run', '--', ...testpmd], {
+      // No HV_EMU_DPDK_QUEUE_STATE_FIX: the interposer applies the 22.11 queue-state workaround from rte_version().
       cwd: REPO, detached: true, stdio: ['pipe', 'pipe', 'pipe'],
-      env: { ...process.env, HV_EMU_DPDK_QUEUE_STATE_FIX: '1' },
     })
   } else {
     host = spawn('taskset', ['-c', String(cfg.hostCpu), ...emuArgs], { cwd: REPO, detached: true, stdio: ['ignore', 'pipe', 'pipe'] })

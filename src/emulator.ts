@@ -31,6 +31,9 @@ export interface EmulatorOptions {
   linkSpeedMbps?: number
   /** Offer an accelerated-networking VF: a veth pair whose guest end `iface` is the VF netdev (root). */
   vf?: EmulatorVfOptions
+  /** Rewrite this file with the stats JSON every second (written beside it, then renamed over it) and at `stop()`;
+   * written by a native thread, so also while `runGuest` blocks. */
+  statsJson?: string
 }
 
 export interface EmulatorVfOptions {
@@ -105,7 +108,6 @@ export class Emulator {
     return this.#emu.isRunning
   }
 
-  /** Link up/down: the guest receives an RNDIS status indication. */
   /**
    * Injects faults on the primary channel (`kinds`: one name or several, e.g. `['torn-index', 'flood']`; see
    * `FAULT_KINDS`), kind i drawing its values from `seed + i` (default 1) so a run reproduces. Returns what each did.
@@ -120,13 +122,53 @@ export class Emulator {
     return this.#call(() => this.#emu.completionsWithheld)
   }
 
+  /** Link up/down: the guest receives an RNDIS status indication. */
   setLink(up: boolean): void {
     this.#call(() => this.#emu.setLink(up))
   }
 
-  /** Link speed in Mbit/s. */
+  /** Link speed in Mbit/s: what RNDIS link-speed queries answer from now on, announced with LINK_SPEED_CHANGE. */
   setLinkSpeed(mbps: number): void {
     this.#call(() => this.#emu.setLinkSpeed(mbps))
+  }
+
+  /** Link down now and up again after `ms` (1..600000), unless another link change comes first. */
+  linkFlap(ms = 100): void {
+    this.#call(() => this.#emu.linkFlap(ms))
+  }
+
+  /** Backend 'generator': starts a new run (count and duration count from its first frame). */
+  genStart(): void {
+    this.#call(() => this.#emu.genStart())
+  }
+
+  /** Backend 'generator': stops generating (frames coming back are still checked). */
+  genStop(): void {
+    this.#call(() => this.#emu.genStop())
+  }
+
+  /** Backend 'generator': frames per second from now on; 0 = as many as the host asks for (unlimited). */
+  genRate(pps: number): void {
+    this.#call(() => this.#emu.genRate(pps))
+  }
+
+  /** Backend 'generator': frame sizes (60..9018, used in turn) or `'imix'` (7:4:1 of 60/566/1514 bytes). */
+  genSizes(sizes: number[] | 'imix'): void {
+    this.#call(() => this.#emu.genSizes(sizes === 'imix' ? 'imix' : sizes.join(',')))
+  }
+
+  /** Backend 'generator': settings, counters, the current run and the checker's loss/reorder/latency results. */
+  generatorStats(): GeneratorStats {
+    return JSON.parse(this.#call(() => this.#emu.generatorStatsJson())) as GeneratorStats
+  }
+
+  /**
+   * Runs a control-socket command here, as `netvsc ctl DIR cmd args…` does over the socket (`link flap 200`,
+   * `speed 40000`, `gen rate 5000`, `stats rates`, `help`, …): the reply object, `ok: false` with `error` when
+   * refused.
+   */
+  control(cmd: string, ...args: string[]): ControlReply {
+    return JSON.parse(this.#call(() => this.#emu.control(cmd, args))) as ControlReply
   }
 
   /** Offers (or withdraws) a VF; false if the negotiated protocol cannot carry it. */
@@ -274,6 +316,73 @@ export interface EmulatorStats {
     hostToGuestBytes: number
   }>
   vf: EmulatorVfState | null
+  /** Rates over about the last second (null until the first sample, 100 ms after start). */
+  rates: EmulatorRates | null
+  /** The stats file (`statsJson`), when configured: path, writes so far, last error. */
+  statsFile: { path: string; writes: number; error: string | null } | null
+  [key: string]: unknown
+}
+
+/** Frames and frame bits per second (Ethernet header and payload; no preamble, FCS or gap). */
+export interface Rate {
+  pps: number
+  bps: number
+}
+
+/** `stats().rates` / `netvsc ctl DIR stats rates`. */
+export interface EmulatorRates {
+  windowMs: number
+  guestToHost: Rate
+  hostToGuest: Rate
+  /** Frames dropped per second, every reason. */
+  dropsPps: number
+  /** Frames per second the backend offered (generated, reflected, read from the TAP). */
+  offeredPps: number
+  channels: Array<{ index: number; guestToHost: Rate; hostToGuest: Rate }>
+}
+
+/** What the sequence checker found among the frames the guest sent back (`generatorStats().checker`). */
+export interface GeneratorChecker {
+  received: number
+  /** Counters skipped and not (yet) seen. */
+  lost: number
+  reordered: number
+  duplicates: number
+  /** Frames without a stamp of this generator. */
+  foreign: number
+  latencyMinNs: number | null
+  latencyAvgNs: number | null
+  latencyMaxNs: number | null
+}
+
+/** The generator backend's settings and counters (`generatorStats()`, the `backend` object of `stats()`). */
+export interface GeneratorStats {
+  kind: 'generator'
+  state: 'waiting' | 'running' | 'stopped' | 'done'
+  /** null = unlimited. */
+  ratePps: number | null
+  burst: number | null
+  frameSizes: number[]
+  flows: number
+  pattern: { proto: 'mixed' | 'tcp' | 'udp'; srcIp: string; dstIp: string; srcPort: string; dstPort: string | null }
+  vlan: number | null
+  limit: number | null
+  durationMs: number | null
+  generated: number
+  bytes: number
+  run: { generated: number; bytes: number; elapsedMs: number | null; measuredPps: number | null }
+  runsCompleted: number
+  stamped: boolean
+  unstamped: number
+  returned: number
+  checker: GeneratorChecker
+  [key: string]: unknown
+}
+
+/** A control command's reply: `ok`, then the command's fields (or `error`). */
+export interface ControlReply {
+  ok: boolean
+  error?: string
   [key: string]: unknown
 }
 

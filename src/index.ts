@@ -62,5 +62,16 @@ export type { PcapRecord } from './pcap.js'
 export { parseDevargs, formatDevargs, strtoul, clip, DEVARG_KEYS, DEVARGS_DEFAULTS, DEVARGS_QUOTE_MAX, DevargsError } from './devargs.js'
 export type { Devargs, DevargsObject, DevargKey, DevargErrorKind } from './devargs.js'
 export { Emulator, FAULT_KINDS, canRunGuests, runGuest } from './emulator.js'
-export type { EmulatorOptions, EmulatorBackend, EmulatorStats, FaultKind, FaultReport } from './emulator.js'
+export type {
+  ControlReply,
+  EmulatorBackend,
+  EmulatorOptions,
+  EmulatorRates,
+  EmulatorStats,
+  FaultKind,
+  FaultReport,
+  GeneratorChecker,
+  GeneratorStats,
+  Rate,
+} from './emulator.js'
 export * from './meta.js'

@@ -12,21 +12,33 @@ import { CommandError } from './bind.js'
 export const CTL_HELP = `Usage: netvsc ctl DIR COMMAND [ARG ...]
 
 Send one command to the emulator running on tree DIR (its control socket DIR/ctl.sock) and print the reply JSON.
+The same commands exist in the API (Emulator.control(cmd, ...args) and the typed methods). 'netvsc ctl DIR help'
+lists what that emulator serves.
 
 Commands:
+  link up | down      Link indication to the guest (media connect / disconnect)
+  link flap [MS]      Link down, then up again after MS ms (default 100) unless another link command comes first
+  speed MBPS          The link speed the host reports (RNDIS link-speed queries and a LINK_SPEED_CHANGE
+                      indication), 1..400000 Mbit/s
+  gen start | stop    Generator backend: start a new run (count/duration from its first frame) / stop it
+  gen rate PPS        Frames per second from now on (0 or 'unlimited': as many as the host asks for)
+  gen size B[,B...] | gen imix
+                      Frame sizes without FCS, 60..9018, used in turn; imix = 7:4:1 of 60/566/1514 bytes
+  gen status | reset  The generator's settings, counters and checker results / zero the checker
   vf offer | revoke | remove | add | switch-back | state
                       VF association allocated=1 / =0, hot-remove (delete the veth) / hot-add, host-initiated
                       switch to synthetic, show the VF state
   vf mac XX:XX:XX:XX:XX:XX
                       Give the VF another MAC
-  link up | down      Link indication to the guest
   fault KIND[,KIND] [SEED]
                       Inject faults (torn-index, oversized-index, misaligned-index, len8-below-offset8,
                       range-outside-recv-buf, duplicate-tid, unknown-tid, withhold-completions, rndis-length-lie,
                       ppi-loop, ppi-overrun, status-storm, flood, revoke-vf, withhold-subchannels, vf-assoc-early,
                       refuse-switch, clear);
                       'fault list' names them
-  stats               The emulator's stats document
+  stats               The emulator's stats document, with rates (pps and bit/s per direction and per queue,
+                      drops/s, frames/s offered by the backend) over the last second
+  stats rates         Only the rates
   help                The commands this emulator serves
 
 Exit status: 0 accepted, 1 refused (or no emulator on DIR), 2 bad usage.
@@ -72,7 +84,7 @@ export async function runCtl(argv: string[], io: Io): Promise<number> {
   if (argv.includes('--help') || argv.includes('-h')) return (io.out(CTL_HELP), 0)
   const [dir, cmd, ...args] = argv
   if (dir === undefined || dir === '') throw new UsageError("ctl needs 'DIR COMMAND [ARG ...]'")
-  if (cmd === undefined || cmd === '') throw new UsageError(`ctl ${dir}: missing COMMAND (vf, link, stats, help)`)
+  if (cmd === undefined || cmd === '') throw new UsageError(`ctl ${dir}: missing COMMAND (link, speed, gen, vf, fault, stats, help)`)
   if (cmd.startsWith('-')) throw new UsageError(`ctl: unknown option '${cmd}'`)
   const reply = await request(path.join(dir, 'ctl.sock'), { cmd, args })
   io.out(`${reply}\n`)

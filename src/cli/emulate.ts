@@ -1,23 +1,28 @@
 /**
  * `netvsc emulate`: runs the Hyper-V host emulator in this process on `--dir`. Without `--run` it serves until
  * SIGINT/SIGTERM; with `--run -- CMD …` it runs CMD against the tree (private mount namespace + uio interposer,
- * root only) and stops when CMD exits, exiting with CMD's status. The stats JSON goes to `--stats-json` then.
+ * root only) and stops when CMD exits, exiting with CMD's status. The control socket and the `--stats-json` file
+ * (rewritten every second and at exit) are served by native threads, so both work while CMD runs.
  */
 import * as fs from 'node:fs'
 import * as path from 'node:path'
-import { Emulator, FAULT_KINDS, canRunGuests, runGuest, type EmulatorBackend, type FaultKind } from '../emulator.js'
+import { Emulator, FAULT_KINDS, canRunGuests, runGuest, type EmulatorBackend, type EmulatorOptions, type FaultKind } from '../emulator.js'
+import { NetvscError } from '../errors.js'
 import { type Io, UsageError, intOption, nonEmpty, parse, untilSignal } from './common.js'
 import { CommandError } from './bind.js'
 
 export const EMULATE_HELP = `Usage: netvsc emulate --dir D [--mac M] [--max-queues N] [--backend B] [--pcap F]
                       [--stats-json F] [--uuid U] [--busy-poll]
-                      [--gen-rate PPS] [--gen-size B[,B...]] [--gen-flows N]
+                      [--gen-rate PPS] [--gen-size B[,B...]|imix] [--gen-flows N] [--gen-vlan ID]
+                      [--gen-count N] [--gen-duration S] [--gen-proto P] [--gen-src A[-B]] [--gen-dst A[-B]]
+                      [--gen-sport P[-Q]] [--gen-dport P[-Q]] [--gen-paused]
                       [--vf NAME [--vf-delay MS] [--vf-serial N] [--vf-mac M]]
                       [--fault KIND[,KIND] [--fault-seed N] [--fault-after MS]] [--run -- CMD ...]
 
 Run an emulated Hyper-V synthetic NIC: writes the uio_hv_generic device tree under D and plays the host.
-While it runs, D/ctl.sock takes runtime commands: netvsc ctl D vf offer|revoke|remove|add|switch-back|mac M,
-link up|down, fault KIND[,KIND] [SEED], stats.
+While it runs (with or without --run), D/ctl.sock takes runtime commands (netvsc ctl D help lists them):
+link up|down|flap [MS], speed MBPS, gen start|stop|rate PPS|size B[,B...]|imix|status|reset,
+vf offer|revoke|remove|add|switch-back|mac M|state, fault KIND[,KIND] [SEED], stats [rates].
 
 Options:
   --dir D          Directory of the emulated tree (created)
@@ -26,12 +31,24 @@ Options:
   --backend B      sink | loopback | generator | tap (default sink)
   --tap NAME       TAP interface for --backend tap (default hvemu0)
   --pcap F         Mirror both directions into pcapng file F (direction flag per packet)
-  --stats-json F   Write the host's stats JSON to F when stopping
+  --stats-json F   Rewrite the host's stats JSON (with rates) in F every second, atomically, and at exit
   --uuid U         Device instance uuid
   --busy-poll      Host threads spin instead of sleeping
-  --gen-rate PPS   Generator frames per second, 0 = as fast as the guest takes them (default 1000)
-  --gen-size B,..  Generator frame sizes, round robin, 60..9018 (default 64)
-  --gen-flows N    Generator flows spread by RSS (default 4)
+  --gen-rate PPS   Generator frames per second (default 1000); 0 or 'unlimited' = as many as the host asks for
+                   (what finds no guest buffer is a noRxBuffer drop); paced by a token bucket of 2 ms of traffic
+                   (16..4096 frames): no catch-up after a pause
+  --gen-size B,..  Generator frame sizes without FCS, 60..9018, used in turn (default 64); 'imix' = 7:4:1 of
+                   64/570/1518 bytes on the wire (60/566/1514 here)
+  --gen-flows N    Generator flows, 1..65536, spread by RSS (default 4)
+  --gen-vlan ID    Tag generated frames with 802.1Q VLAN ID (0..4095)
+  --gen-count N    Stop after N frames
+  --gen-duration S Stop S seconds after the first frame (fractions allowed)
+  --gen-proto P    tcp | udp | mixed (default mixed: even flows TCP, odd flows UDP)
+  --gen-src A[-B]  Source IPv4 addresses; flow i takes A + i, wrapping after B (default 10.1.0.0-10.1.255.255)
+  --gen-dst A[-B]  Destination IPv4 addresses (default 10.0.0.1)
+  --gen-sport P[-Q] Source ports (default 10000-65535)
+  --gen-dport P[-Q] Destination ports (default 80 for TCP flows, 5000 for UDP flows)
+  --gen-paused     Start the generator stopped (netvsc ctl D gen start starts it)
   --vf NAME        Offer an accelerated-networking VF: a veth pair whose guest end NAME is the VF netdev and
                    whose host end NAMEh is the emulator's switch port (root); offered once the guest declared
                    SR-IOV at NVSP >= 4, after --vf-delay
@@ -46,9 +63,33 @@ Options:
   --fault-seed N   Seed of the fault values (default 1; the same seed injects the same values)
   --run -- CMD     Run CMD against the tree (root: mount namespace + LD_PRELOAD interposer), stop when it exits
 
+The generator starts once the guest's packet filter admits traffic. Every frame carries its flow's counter and a
+timestamp, and the frames the guest sends back (a forwarding loop) are checked for loss, reordering, duplicates
+and latency: stats backend.checker, or netvsc ctl D gen status.
+
 DPDK 22.11's testpmd never marks netvsc queues started and so forwards nothing (fixed in DPDK 23.11, commit
-0727d5d0e6); run it with HV_EMU_DPDK_QUEUE_STATE_FIX=1 in the environment and the interposer reports them started.
+0727d5d0e6): the interposer reads rte_version() and reports them started for DPDK 22.x and 23.03/23.07, not for
+23.11 and later. HV_EMU_DPDK_QUEUE_STATE_FIX=1 (or =0) in CMD's environment forces that on (or off).
 `
+
+const GEN_OPTIONS = [
+  'gen-rate', 'gen-size', 'gen-flows', 'gen-vlan', 'gen-count', 'gen-duration', 'gen-proto', 'gen-src', 'gen-dst',
+  'gen-sport', 'gen-dport', 'gen-paused',
+] as const
+
+/** `new Emulator(options)`, a value the native side refuses (an address range, a port range) being bad usage. */
+function startEmulator(options: EmulatorOptions): Emulator {
+  try {
+    return new Emulator(options)
+  } catch (err) {
+    if (err instanceof NetvscError && err.code === 'ERR_NETVSC_INVALID_ARG') {
+      throw new UsageError(err.message.replace(/^emulator option generator\.(\w+)/, (_, k: string) => `option '--gen-${GEN_FLAG[k] ?? k}'`))
+    }
+    throw err
+  }
+}
+
+const GEN_FLAG: Record<string, string> = { srcIp: 'src', dstIp: 'dst', srcPort: 'sport', dstPort: 'dport', proto: 'proto', vlan: 'vlan' }
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i
 const MAC = /^[0-9a-f]{2}([:-][0-9a-f]{2}){5}$/i
@@ -72,6 +113,15 @@ export async function runEmulate(argv: string[], io: Io): Promise<number> {
       'gen-rate': { type: 'string' },
       'gen-size': { type: 'string' },
       'gen-flows': { type: 'string' },
+      'gen-vlan': { type: 'string' },
+      'gen-count': { type: 'string' },
+      'gen-duration': { type: 'string' },
+      'gen-proto': { type: 'string' },
+      'gen-src': { type: 'string' },
+      'gen-dst': { type: 'string' },
+      'gen-sport': { type: 'string' },
+      'gen-dport': { type: 'string' },
+      'gen-paused': { type: 'boolean' },
       vf: { type: 'string' },
       fault: { type: 'string' },
       'fault-seed': { type: 'string' },
@@ -109,11 +159,24 @@ export async function runEmulate(argv: string[], io: Io): Promise<number> {
   if (faults.length === 0 && (values['fault-seed'] !== undefined || values['fault-after'] !== undefined)) {
     throw new UsageError("options '--fault-seed' and '--fault-after' need '--fault KIND'")
   }
-  const genRate = intOption('gen-rate', values['gen-rate'], 0, 1_000_000_000)
+  const genRate = values['gen-rate'] === 'unlimited' ? 0 : intOption('gen-rate', values['gen-rate'], 0, 1_000_000_000)
   const genFlows = intOption('gen-flows', values['gen-flows'], 1, 65_536)
-  const genSizes = values['gen-size']?.split(',').map((t) => intOption('gen-size', t, 60, 9018) ?? 64)
-  if (backend !== 'generator' && (genRate ?? genFlows ?? genSizes) !== undefined) {
-    throw new UsageError("options '--gen-rate', '--gen-size' and '--gen-flows' need '--backend generator'")
+  const genImix = values['gen-size']?.trim() === 'imix'
+  const genSizes = genImix ? undefined : values['gen-size']?.split(',').map((t) => intOption('gen-size', t, 60, 9018) ?? 64)
+  const genVlan = intOption('gen-vlan', values['gen-vlan'], 0, 4095)
+  const genCount = intOption('gen-count', values['gen-count'], 1, Number.MAX_SAFE_INTEGER)
+  const genDuration = values['gen-duration'] === undefined ? undefined : Number(values['gen-duration'])
+  if (genDuration !== undefined && !(Number.isFinite(genDuration) && genDuration > 0 && genDuration <= 1e9)) {
+    throw new UsageError(`option '--gen-duration' needs seconds > 0, got '${String(values['gen-duration']).slice(0, 32)}'`)
+  }
+  const genProto = values['gen-proto']
+  if (genProto !== undefined && !['tcp', 'udp', 'mixed'].includes(genProto)) {
+    throw new UsageError(`option '--gen-proto' must be tcp|udp|mixed, got '${genProto.slice(0, 32)}'`)
+  }
+  const genPattern = { srcIp: values['gen-src'], dstIp: values['gen-dst'], srcPort: values['gen-sport'], dstPort: values['gen-dport'] }
+  const genGiven = GEN_OPTIONS.filter((o) => values[o] !== undefined)
+  if (backend !== 'generator' && genGiven.length > 0) {
+    throw new UsageError(`generator options (${genGiven.map((o) => `--${o}`).join(', ')}) need '--backend generator'`)
   }
   if (values.run && cmd.length === 0) throw new UsageError("'--run' needs a command after '--'")
   if (!values.run && cmd.length > 0) throw new UsageError(`unexpected command '${cmd.join(' ')}' (use --run -- CMD)`)
@@ -126,7 +189,7 @@ export async function runEmulate(argv: string[], io: Io): Promise<number> {
   }
   if (fs.existsSync(dir) && !fs.statSync(dir).isDirectory()) throw new UsageError(`option '--dir': ${dir} exists and is not a directory`)
   fs.mkdirSync(dir, { recursive: true })
-  const emu = new Emulator({
+  const emu = startEmulator({
     dir,
     backend: backend as EmulatorBackend,
     ...(values.mac !== undefined && { mac: values.mac }),
@@ -135,8 +198,20 @@ export async function runEmulate(argv: string[], io: Io): Promise<number> {
     ...(values.pcap !== undefined && { pcap: values.pcap }),
     ...(values.uuid !== undefined && { uuid: values.uuid }),
     ...(values['busy-poll'] && { busyPoll: true }),
+    ...(values['stats-json'] !== undefined && { statsJson: values['stats-json'] }),
     ...(backend === 'generator' && {
-      generator: { ratePps: genRate ?? 1000, flows: genFlows ?? 4, ...(genSizes !== undefined && { frameSizes: genSizes }) },
+      generator: {
+        ratePps: genRate ?? 1000,
+        flows: genFlows ?? 4,
+        ...(genSizes !== undefined && { frameSizes: genSizes }),
+        ...(genImix && { imix: true }),
+        ...(genVlan !== undefined && { vlan: genVlan }),
+        ...(genCount !== undefined && { limit: genCount }),
+        ...(genDuration !== undefined && { durationMs: genDuration * 1000 }),
+        ...(genProto !== undefined && { proto: genProto }),
+        ...Object.fromEntries(Object.entries(genPattern).filter(([, v]) => v !== undefined)),
+        ...(values['gen-paused'] && { paused: true }),
+      },
     }),
     ...(vf !== undefined && {
       vf: {
@@ -168,9 +243,8 @@ export async function runEmulate(argv: string[], io: Io): Promise<number> {
       if (armed !== null) clearInterval(armed)
     }
   } finally {
-    const json = emu.statsJson()
+    // Stopping writes the stats file (if any) a last time, with the final counts.
     emu.stop()
-    if (values['stats-json'] !== undefined) fs.writeFileSync(values['stats-json'], `${json}\n`)
   }
   io.out(`emulator stopped${values.run ? `; ${cmd[0]} exited with ${status}` : ''}\n`)
   return status

@@ -507,16 +507,58 @@ int dup3(int fd, int fd2, int flags)
 /*
  * DPDK 22.11 defect: net/netvsc's hn_dev_rx_queue_info/hn_dev_tx_queue_info never fill queue_state, so it stays
  * RTE_ETH_QUEUE_STATE_STOPPED and testpmd 22.11 disables every forwarding stream on such a queue. Fixed upstream in
- * DPDK 23.11 by commit 0727d5d0e6 ("net/netvsc: set queue state after start/stop"). Only when
- * HV_EMU_DPDK_QUEUE_STATE_FIX=1 do we report the queues as started, which is what that fix makes the PMD do after
- * dev_start; otherwise these wrappers are pure pass-through.
+ * DPDK 23.11 by commit 0727d5d0e6 ("net/netvsc: set queue state after start/stop"). When the guest's DPDK is older
+ * than that fix — rte_version() (librte_eal, looked up at the first call) says 22.x or 23.03/23.07, the releases
+ * whose ethdev ABI (23) these wrappers were compiled against — they report the queues as started, which is what the
+ * fix makes the PMD do after dev_start; for 23.11 and later, an unknown version, or none, they pass through.
+ * HV_EMU_DPDK_QUEUE_STATE_FIX=1 forces the workaround on, =0 off, whatever the version.
  */
 #include <rte_ethdev.h>
 
+/* year * 100 + month of "DPDK 22.11.11"-style text; -1 when it has none. */
+static int parse_dpdk_version(const char *s)
+{
+    if (!s)
+        return -1;
+    while (*s && (*s < '0' || *s > '9'))
+        s++;
+    char *end;
+    long year = strtol(s, &end, 10);
+    if (end == s || *end != '.')
+        return -1;
+    const char *m = end + 1;
+    long month = strtol(m, &end, 10);
+    if (end == m || year < 1 || year > 99 || month < 1 || month > 12)
+        return -1;
+    return (int)(year * 100 + month);
+}
+
 static int queue_state_fix(void)
 {
-    const char *s = getenv("HV_EMU_DPDK_QUEUE_STATE_FIX");
-    return s && strcmp(s, "1") == 0;
+    static int decided = -1;
+    int d = __atomic_load_n(&decided, __ATOMIC_RELAXED);
+    if (d >= 0)
+        return d;
+    const char *env = getenv("HV_EMU_DPDK_QUEUE_STATE_FIX");
+    typedef const char *(*version_fn)(void);
+    version_fn version = (version_fn)dlsym(RTLD_DEFAULT, "rte_version");
+    const char *text = version ? version() : NULL;
+    int v = parse_dpdk_version(text);
+    const char *why;
+    if (env && strcmp(env, "1") == 0) {
+        d = 1;
+        why = "forced on by HV_EMU_DPDK_QUEUE_STATE_FIX=1";
+    } else if (env && strcmp(env, "0") == 0) {
+        d = 0;
+        why = "forced off by HV_EMU_DPDK_QUEUE_STATE_FIX=0";
+    } else {
+        d = v >= 2200 && v < 2311;
+        why = v < 0 ? "DPDK version unknown" : d ? "DPDK before 23.11 (22.11 defect)" : "DPDK 23.11 or later";
+    }
+    LOG("DPDK version '%s': queue-state workaround %s (%s)", text ? text : "(no rte_version)", d ? "on" : "off",
+        why);
+    __atomic_store_n(&decided, d, __ATOMIC_RELAXED);
+    return d;
 }
 
 typedef int (*rxq_info_fn)(uint16_t, uint16_t, struct rte_eth_rxq_info *);

@@ -4,17 +4,18 @@
 //! NetVSP host: one worker thread per open channel (subchannel workers appear when the guest asks
 //! for them) and an rx pump polling the backend. `stats()` is the host's view for tests and tools.
 
-use crate::backend::{BackendConfig, BackendError, PcapMirror};
+use crate::backend::{BackendConfig, BackendError, Generator, PcapMirror};
+use crate::commands::{Controls, GenError};
 use crate::ctl::{ControlServer, Registry};
 use crate::guest_mem::GuestMemory;
 use crate::host::{
     self, ChannelFactory, ChannelSpec, Device, DeviceMem, FaultKind, FaultReport, GpaReader,
     GuestSignal, HostConfig, HostEnv, lock,
 };
+use crate::monitor::Monitor;
 use crate::stats::{ChannelStats, EmuStats, NdisConfig, NdisVersion, Oids, Totals};
 use crate::tree::{ControlPage, DeviceTree, TreeConfig, TreeError};
 use crate::vf::{Mac, VfConfig, VfError, VfStats};
-use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -52,6 +53,9 @@ pub struct EmulatorConfig {
     pub link_speed: u32,
     /// Offer an accelerated-networking VF (a veth pair; root / CAP_NET_ADMIN).
     pub vf: Option<VfConfig>,
+    /// Rewrite this file with the stats document every second (atomically: a temporary file renamed over it) and
+    /// once more when the emulator stops.
+    pub stats_json: Option<PathBuf>,
 }
 
 impl EmulatorConfig {
@@ -77,6 +81,7 @@ impl EmulatorConfig {
             silent: false,
             link_speed: 100_000_000,
             vf: None,
+            stats_json: None,
         }
     }
 }
@@ -92,6 +97,9 @@ pub enum EmulatorError {
     Host(String),
     #[error("VF: {0}")]
     Vf(#[from] VfError),
+    /// A host thread could not be started.
+    #[error("cannot start a thread: {0}")]
+    Thread(std::io::Error),
     /// A live emulator (another process, or another `Emulator` here) serves this directory.
     #[error("{dir}: already served by the emulator in pid {pid}")]
     Busy {
@@ -187,6 +195,7 @@ pub struct Emulator {
     device: Arc<Device>,
     config: EmulatorConfig,
     registry: Arc<Registry>,
+    controls: Arc<Controls>,
     /// Held while this emulator serves `config.dir` (dropped last, after the host threads stop).
     _lock: vmbus_uio::OwnerLock,
 }
@@ -268,13 +277,26 @@ impl Emulator {
             rings: tree.rings().clone(),
         };
         let device = Device::start(hc, env, primary).map_err(EmulatorError::Host)?;
+        let d = device.clone();
+        let monitor = Monitor::start(device.clone(), config.stats_json.clone(), move |m| {
+            to_json(&crate::commands::full_stats(&d, m))
+        });
+        let monitor = match monitor {
+            Ok(m) => m,
+            Err(e) => {
+                device.stop();
+                return Err(EmulatorError::Thread(e));
+            }
+        };
+        let controls = Controls::new(device.clone(), monitor);
         let registry = Arc::new(Registry::default());
-        register_commands(&registry, &device);
+        crate::commands::register(&registry, &controls);
         Ok(Emulator {
             tree,
             device,
             config,
             registry,
+            controls,
             _lock: lock,
         })
     }
@@ -341,19 +363,66 @@ impl Emulator {
         &self.config
     }
 
-    /// Stop all host threads and flush the backend (pcap). The tree stays on disk.
+    /// Stop all host threads, flush the backend (pcap) and write the stats file a last time. The tree stays on
+    /// disk. Idempotent.
     pub fn stop(&self) {
+        let first = !self.device.stopped();
         self.device.stop();
+        self.controls.monitor.stop();
+        if first {
+            self.controls.monitor.write(&self.stats_json());
+        }
     }
 
     /// Link up/down: updates GEN_MEDIA_CONNECT_STATUS and sends INDICATE_STATUS to the guest.
     pub fn set_link(&self, up: bool) {
-        self.device.set_link(up);
+        self.controls.set_link(up);
+    }
+
+    /// Link down now, up again after `ms` (1..=600,000) unless another link change comes first.
+    pub fn link_flap(&self, ms: u64) -> Result<(), String> {
+        self.controls.link_flap(ms)
     }
 
     /// Link speed in 100 bps units: updates GEN_LINK_SPEED and sends LINK_SPEED_CHANGE.
     pub fn set_link_speed(&self, speed: u32) {
         self.device.set_link_speed(speed);
+    }
+
+    /// Link speed in Mbit/s (1..=400,000), as `speed MBPS` on the control socket.
+    pub fn set_link_speed_mbps(&self, mbps: u64) -> Result<(), String> {
+        self.controls.set_speed_mbps(mbps)
+    }
+
+    /// Run `f` on the generator backend (start, stop, rate, sizes, checker); `GenError::NotGenerator` otherwise.
+    pub fn with_generator<R>(&self, f: impl FnOnce(&mut Generator) -> R) -> Result<R, GenError> {
+        self.controls.with_generator(f)
+    }
+
+    /// Start a new generator run (as `gen start`).
+    pub fn gen_start(&self) -> Result<(), GenError> {
+        self.with_generator(Generator::start)
+    }
+
+    /// Stop the generator (as `gen stop`).
+    pub fn gen_stop(&self) -> Result<(), GenError> {
+        self.with_generator(Generator::stop)
+    }
+
+    /// Generator rate in frames/s, 0 = as many as the host asks for (as `gen rate N`).
+    pub fn gen_set_rate(&self, pps: u64) -> Result<(), GenError> {
+        self.with_generator(|g| g.set_rate(Some(pps)))
+    }
+
+    /// Generator frame sizes, used in turn (as `gen size B,B` / `gen imix` with [`crate::backend::IMIX`]).
+    pub fn gen_set_sizes(&self, sizes: Vec<usize>) -> Result<(), GenError> {
+        self.with_generator(|g| g.set_sizes(sizes))?
+            .map_err(GenError::Invalid)
+    }
+
+    /// The generator's counters, settings and checker results (the `backend` object of the stats).
+    pub fn generator_stats(&self) -> Result<serde_json::Value, GenError> {
+        self.controls.generator_stats()
     }
 
     /// Offer (or withdraw) a VF: NVSP SEND_VF_ASSOCIATION (v4+). False if not sent.
@@ -375,27 +444,30 @@ impl Emulator {
             .load(std::sync::atomic::Ordering::Relaxed)
     }
 
-    /// The host's counters and negotiated state.
+    /// The host's counters and negotiated state, with rates over about the last second.
     pub fn stats(&self) -> EmuStats {
-        stats_of(&self.device)
+        self.controls.stats()
     }
 
     /// `stats()` as JSON.
     pub fn stats_json(&self) -> String {
-        serde_json::to_string_pretty(&self.stats())
-            .unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
+        to_json(&self.stats())
     }
+}
+
+fn to_json(s: &EmuStats) -> String {
+    serde_json::to_string_pretty(s).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
 }
 
 impl Drop for Emulator {
     fn drop(&mut self) {
-        self.device.stop();
+        self.stop();
         // The control socket's handlers may keep the device alive a little longer: the pair goes now.
         self.device.vf_release();
     }
 }
 
-/// Build the stats document of a device.
+/// Build the stats document of a device (without rates: [`Emulator::stats`] adds them).
 pub fn stats_of(dev: &Device) -> EmuStats {
     let st = lock(&dev.state).clone();
     let channels: Vec<ChannelStats> = dev
@@ -416,9 +488,9 @@ pub fn stats_of(dev: &Device) -> EmuStats {
     // One lock at a time: a guard taken inside the struct literal below would live until the end of the statement,
     // and holding `pool` while waiting for `backend` deadlocks against the rx pump (backend, then pool).
     let recv_outstanding = lock(&dev.pool).outstanding();
-    let (backend, backend_dropped) = {
+    let (backend, backend_dropped, backend_tx_errors) = {
         let b = lock(&dev.backend);
-        (b.stats(), b.dropped())
+        (b.stats(), b.dropped(), b.tx_errors())
     };
     EmuStats {
         nvsp_version: (st.version != 0).then_some(st.version),
@@ -445,7 +517,7 @@ pub fn stats_of(dev: &Device) -> EmuStats {
         link_speed: st.link_speed,
         subchannels: st.subchannels,
         data_path: st.data_path.clone(),
-        totals: Totals::sum_with_backend(&channels, backend_dropped),
+        totals: Totals::sum_with_backend(&channels, backend_dropped, backend_tx_errors),
         channels,
         protocol_errors: dev.counters.proto_errors(),
         control_messages_sent: load(&dev.counters.control_sent),
@@ -453,97 +525,9 @@ pub fn stats_of(dev: &Device) -> EmuStats {
         rx_busy_ns: load(&dev.counters.rx_busy_ns),
         backend,
         vf: dev.vf_state(),
+        rates: None,
+        stats_file: None,
     }
-}
-
-/// The built-in control commands: `vf`, `link`, `stats`.
-fn register_commands(reg: &Registry, device: &Arc<Device>) {
-    let d = device.clone();
-    reg.register(
-        "vf",
-        "vf offer|revoke|remove|add|switch-back|mac XX:XX:XX:XX:XX:XX|state",
-        move |args| vf_command(&d, args),
-    );
-    let d = device.clone();
-    reg.register("link", "link up|down", move |args| {
-        let up = match args {
-            [a] if a == "up" => true,
-            [a] if a == "down" => false,
-            _ => return Err("usage: link up|down".into()),
-        };
-        d.set_link(up);
-        Ok(json!({ "linkUp": up }))
-    });
-    let d = device.clone();
-    reg.register(
-        "fault",
-        "fault KIND[,KIND...] [SEED] (KIND: torn-index, oversized-index, ...; 'fault list' names them)",
-        move |args| fault_command(&d, args),
-    );
-    let d = device.clone();
-    reg.register("stats", "stats", move |args| {
-        if !args.is_empty() {
-            return Err("usage: stats".into());
-        }
-        serde_json::to_value(stats_of(&d))
-            .map(|v| json!({ "stats": v }))
-            .map_err(|e| e.to_string())
-    });
-}
-
-/// `fault KIND[,KIND...] [SEED]`: inject each kind in turn (seed default 1; kind i uses seed + i).
-fn fault_command(d: &Device, args: &[String]) -> Result<serde_json::Value, String> {
-    let usage = "usage: fault KIND[,KIND...] [SEED] | fault list";
-    match args {
-        [k] if k == "list" => {
-            let names: Vec<&str> = FaultKind::ALL.iter().map(|k| k.name()).collect();
-            Ok(json!({ "faults": names }))
-        }
-        [kinds] | [kinds, _] => {
-            let seed = match args.get(1) {
-                Some(s) => s.parse::<u64>().map_err(|_| {
-                    format!(
-                        "bad seed '{}' ({usage})",
-                        s.chars().take(64).collect::<String>()
-                    )
-                })?,
-                None => 1,
-            };
-            let mut reports = Vec::new();
-            for (i, k) in kinds.split(',').enumerate() {
-                let kind = FaultKind::parse(k)?;
-                reports.push(d.inject_fault(kind, seed.wrapping_add(i as u64))?);
-            }
-            serde_json::to_value(reports)
-                .map(|v| json!({ "injected": v }))
-                .map_err(|e| e.to_string())
-        }
-        _ => Err(usage.into()),
-    }
-}
-
-fn vf_command(d: &Device, args: &[String]) -> Result<serde_json::Value, String> {
-    let usage = "usage: vf offer|revoke|remove|add|switch-back|mac XX:XX:XX:XX:XX:XX|state";
-    let r = match args.iter().map(String::as_str).collect::<Vec<_>>()[..] {
-        ["offer"] => d.vf_offer(),
-        ["revoke"] => d.vf_revoke(),
-        ["remove"] => d.vf_remove(),
-        ["add"] => d.vf_add(),
-        ["switch-back"] => d.vf_switch_back(),
-        ["mac", m] => match crate::vf::parse_mac(m) {
-            Some(mac) => d.vf_set_mac(mac),
-            None => return Err(format!("bad MAC '{m}' (want aa:bb:cc:dd:ee:ff)")),
-        },
-        ["state"] => Ok(()),
-        _ => return Err(usage.into()),
-    };
-    r.map_err(|e| e.to_string())?;
-    let state = d
-        .vf_state()
-        .ok_or_else(|| VfError::NotConfigured.to_string())?;
-    serde_json::to_value(state)
-        .map(|v| json!({ "vf": v }))
-        .map_err(|e| e.to_string())
 }
 
 pub use host::HostConfig as HostSettings;

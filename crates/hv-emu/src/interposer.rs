@@ -10,8 +10,9 @@ use std::path::{Path, PathBuf};
 /// The compiled interposer.
 pub static INTERPOSER_SO: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/libhvemu_uio.so"));
 
-/// True when the interposer was built with the DPDK 22.11 queue-state workaround (`HV_EMU_DPDK_QUEUE_STATE_FIX=1`
-/// then makes `rte_eth_{rx,tx}_queue_info_get` report STARTED, as DPDK 23.11 commit 0727d5d0e6 does).
+/// True when the interposer was built with the DPDK 22.11 queue-state workaround (against the DPDK headers): for a
+/// guest whose `rte_version()` is 22.x or 23.03/23.07, `rte_eth_{rx,tx}_queue_info_get` then report STARTED, as DPDK
+/// 23.11 commit 0727d5d0e6 makes the PMD do; 23.11 and later (and an unreadable version) pass through.
 pub const HAS_DPDK_QUEUE_STATE_FIX: bool =
     matches!(env!("HV_EMU_INTERPOSER_DPDK").as_bytes(), b"1");
 
@@ -19,7 +20,7 @@ pub const HAS_DPDK_QUEUE_STATE_FIX: bool =
 pub const ENV_DIR: &str = "HV_EMU_DIR";
 /// Environment variable that turns on per-call logging to stderr.
 pub const ENV_LOG: &str = "HV_EMU_LOG";
-/// Environment variable enabling the DPDK 22.11 queue-state workaround.
+/// Environment variable overriding the version rule of the DPDK 22.11 queue-state workaround: `1` on, `0` off.
 pub const ENV_QUEUE_STATE_FIX: &str = "HV_EMU_DPDK_QUEUE_STATE_FIX";
 /// Environment variable letting net/netvsc configure a VF whose PMD has no removal interrupt (af_packet on the
 /// emulator's veth): `rte_eth_dev_configure` then passes `intr_conf.rmv = 0` for such a port (same build condition

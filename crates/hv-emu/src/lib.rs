@@ -3,11 +3,13 @@
 #![allow(unsafe_code)]
 
 pub mod backend;
+pub mod commands;
 pub mod ctl;
 pub mod emulator;
 pub mod guest_mem;
 pub mod host;
 pub mod interposer;
+pub mod monitor;
 pub mod runner;
 pub mod stats;
 #[cfg(any(test, feature = "testing"))]

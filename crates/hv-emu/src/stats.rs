@@ -97,6 +97,9 @@ pub struct Drops {
     /// Frames the backend itself dropped because its queue was full (the loopback's bounded reflect queue). The
     /// backend is device-wide, so this is counted in the totals only; every channel reports 0.
     pub backend_overflow: u64,
+    /// Frames the guest sent that the backend could not pass on (a TAP write refused: interface down, queue full).
+    /// Device-wide like `backend_overflow`.
+    pub backend_tx_error: u64,
 }
 
 impl Drops {
@@ -110,6 +113,7 @@ impl Drops {
             link_down: get(&c.drop_link_down),
             tx_malformed: get(&c.tx_dropped),
             backend_overflow: 0,
+            backend_tx_error: 0,
         }
     }
 
@@ -123,6 +127,7 @@ impl Drops {
             + self.link_down
             + self.tx_malformed
             + self.backend_overflow
+            + self.backend_tx_error
     }
 
     fn add(&mut self, o: &Drops) {
@@ -134,6 +139,7 @@ impl Drops {
         self.link_down += o.link_down;
         self.tx_malformed += o.tx_malformed;
         self.backend_overflow += o.backend_overflow;
+        self.backend_tx_error += o.backend_tx_error;
     }
 }
 
@@ -227,10 +233,15 @@ pub struct Totals {
 }
 
 impl Totals {
-    /// Sum `channels`, plus the drops of the (device-wide) backend.
-    pub fn sum_with_backend(channels: &[ChannelStats], backend_dropped: u64) -> Totals {
+    /// Sum `channels`, plus the drops of the (device-wide) backend: its overflow and its refused transmits.
+    pub fn sum_with_backend(
+        channels: &[ChannelStats],
+        backend_dropped: u64,
+        backend_tx_errors: u64,
+    ) -> Totals {
         let mut t = Totals::sum(channels);
         t.drops.backend_overflow += backend_dropped;
+        t.drops.backend_tx_error += backend_tx_errors;
         t
     }
 
@@ -297,6 +308,10 @@ pub struct EmuStats {
     pub backend: serde_json::Value,
     /// The VF (accelerated networking), when configured.
     pub vf: Option<crate::vf::VfStats>,
+    /// Rates over about the last second (`None` until the emulator has sampled its counters once).
+    pub rates: Option<crate::monitor::Rates>,
+    /// The periodically rewritten stats file, when configured.
+    pub stats_file: Option<crate::monitor::StatsFileState>,
 }
 
 /// NDIS_CONFIG as the guest sent it.

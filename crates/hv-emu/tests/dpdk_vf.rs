@@ -5,8 +5,8 @@
 //! a revoke through the control socket mid-run makes it switch back to synthetic.
 //! Root, dpdk-testpmd and stdbuf; otherwise `SKIP:`. The test runs in its own network namespace.
 //!
-//! Harness shims (interposer, see support/testpmd.rs): HV_EMU_DPDK_QUEUE_STATE_FIX (22.11 defect 1) and
-//! HV_EMU_DPDK_VF_RMV_FIX — 22.11's hn_vf_configure asks the VF for removal interrupts (rmv = 1), which af_packet
+//! Harness shims (interposer, see support/testpmd.rs): the 22.11 queue-state workaround (defect 1; on by default
+//! for 22.x, from `rte_version()`) and HV_EMU_DPDK_VF_RMV_FIX — 22.11's hn_vf_configure asks the VF for removal interrupts (rmv = 1), which af_packet
 //! does not have, so ethdev would refuse the VF's configuration; the shim passes rmv = 0 for such a port only.
 
 mod support;

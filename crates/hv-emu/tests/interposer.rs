@@ -200,3 +200,114 @@ fn queue_state_wrappers_bind_ahead_of_librte_ethdev() {
         );
     }
 }
+
+/// Include flags for the DPDK headers (what build.rs compiles the interposer's wrappers with).
+fn dpdk_cflags() -> Vec<String> {
+    let out = Command::new("pkg-config")
+        .args(["--cflags-only-I", "libdpdk"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success());
+    let mut flags: Vec<String> = match out {
+        Some(o) => String::from_utf8_lossy(&o.stdout)
+            .split_whitespace()
+            .map(str::to_owned)
+            .collect(),
+        None => vec![
+            "-I/usr/include/dpdk".into(),
+            "-I/usr/include/x86_64-linux-gnu/dpdk".into(),
+        ],
+    };
+    flags.extend(["-include".into(), "rte_config.h".into()]);
+    flags
+}
+
+/// The 22.11 queue-state workaround follows the guest's DPDK version (`rte_version()`, read at run time): on for
+/// 22.x and 23.03/23.07 (the PMD never reports its queues started), off for 23.11 and later (fixed there, commit
+/// 0727d5d0e6) and for a version it cannot read; `HV_EMU_DPDK_QUEUE_STATE_FIX=1`/`=0` overrides. A stand-in for
+/// librte_eal/librte_ethdev (tests/support/fake_ethdev.c) reports every queue STOPPED and a version from the
+/// environment; the program prints the state the interposer handed back.
+#[test]
+fn queue_state_workaround_follows_the_dpdk_version() {
+    if !interposer::HAS_DPDK_QUEUE_STATE_FIX {
+        skip!("interposer built without DPDK headers");
+    }
+    let Some(cc) = which("cc").or_else(|| which("gcc")) else {
+        skip!("no C compiler")
+    };
+    let dir = ShmDir::new("qstate");
+    let so = interposer::install(dir.path()).unwrap();
+    let src = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/fake_ethdev.c");
+    let lib = dir.path().join("libfake_ethdev.so");
+    let exe = dir.path().join("fake_queue_info");
+    let flags = dpdk_cflags();
+    let st = Command::new(&cc)
+        .args(["-shared", "-fPIC", "-DFAKE_LIB", "-o"])
+        .arg(&lib)
+        .arg(src)
+        .args(&flags)
+        .status()
+        .unwrap();
+    assert!(st.success(), "compiling {src} as the stand-in library");
+    let st = Command::new(&cc)
+        .arg("-o")
+        .arg(&exe)
+        .arg(src)
+        .args(&flags)
+        .arg(format!("-L{}", dir.path().display()))
+        .arg(format!("-Wl,-rpath,{}", dir.path().display()))
+        .arg("-lfake_ethdev")
+        .status()
+        .unwrap();
+    assert!(st.success(), "compiling {src} as the program");
+    let run = |version: &str, force: Option<&str>| {
+        let mut cmd = Command::new(&exe);
+        cmd.env("LD_PRELOAD", &so)
+            .env("FAKE_RTE_VERSION", version)
+            .env("HV_EMU_LOG", "1")
+            .env_remove(interposer::ENV_QUEUE_STATE_FIX);
+        if let Some(f) = force {
+            cmd.env(interposer::ENV_QUEUE_STATE_FIX, f);
+        }
+        let out = cmd.output().unwrap();
+        assert!(out.status.success(), "{version}: {out:?}");
+        let log = String::from_utf8_lossy(&out.stderr).into_owned();
+        (String::from_utf8_lossy(&out.stdout).trim().to_string(), log)
+    };
+    const STARTED: &str = "rx=1 tx=1";
+    const STOPPED: &str = "rx=0 tx=0";
+    for (version, force, want) in [
+        ("DPDK 22.11.11", None, STARTED),
+        ("DPDK 22.11.0-rc1", None, STARTED),
+        ("DPDK 22.07.0", None, STARTED),
+        ("DPDK 23.07.0", None, STARTED),
+        ("DPDK 23.11.0", None, STOPPED),
+        ("DPDK 24.11.2", None, STOPPED),
+        ("DPDK 25.11.0", None, STOPPED),
+        ("DPDK 21.11.9", None, STOPPED),
+        ("none", None, STOPPED),
+        ("garbage", None, STOPPED),
+        ("DPDK 22.11.11", Some("0"), STOPPED),
+        ("DPDK 24.11.2", Some("1"), STARTED),
+        ("DPDK 22.11.11", Some("yes"), STARTED),
+    ] {
+        let (got, log) = run(version, force);
+        eprintln!("{version} {force:?}: {got}");
+        assert_eq!(
+            got, want,
+            "{version} with the variable {force:?}; log:\n{log}"
+        );
+        let note = log
+            .lines()
+            .find(|l| l.contains("queue-state workaround"))
+            .unwrap_or_else(|| panic!("no decision logged: {log}"));
+        assert!(
+            note.contains(if want == STARTED {
+                "workaround on"
+            } else {
+                "workaround off"
+            }),
+            "{note}"
+        );
+    }
+}

@@ -7,7 +7,11 @@ use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
 use std::process::Stdio;
 
-use hv_emu::backend::{BackendConfig, CaptureHandle, GeneratorConfig};
+use hv_emu::backend::{
+    BackendConfig, CaptureHandle, FlowProto, GeneratorConfig, IMIX, Ipv4Range, MAX_FLOWS,
+    PortRange, parse_sizes,
+};
+use hv_emu::commands::GenError;
 use hv_emu::ctl::ControlServer;
 use hv_emu::emulator::{Emulator, EmulatorConfig};
 use hv_emu::vf::{VfConfig, VfError, VfNetns};
@@ -20,20 +24,39 @@ use crate::errors::{Code, Result, error, with_causes};
 #[napi(object)]
 #[derive(Debug, Default, Clone)]
 pub struct GeneratorOptions {
-    /// Frames per second; 0 or absent = as fast as the guest takes them.
+    /// Frames per second (default 1000); 0 = as many as the host's receive thread asks for (what finds no guest
+    /// buffer is a `noRxBuffer` drop). Paced by a token bucket with a 2 ms burst: no catch-up after a pause.
     pub rate_pps: Option<f64>,
-    /// Frame sizes used round robin (Ethernet header included, ≥ 60; default [64]).
+    /// Frame sizes (Ethernet header included, no FCS, 60..65535; default [64]), used in turn once every flow had one.
     pub frame_sizes: Option<Vec<u32>>,
     /// Tag every frame with this 802.1Q TCI.
     pub vlan: Option<u32>,
     /// Distinct flows (spread by RSS).
     pub flows: Option<u32>,
-    /// Stop after this many frames.
+    /// End a run after this many frames.
     pub limit: Option<f64>,
     pub multicast_every: Option<u32>,
     pub broadcast_every: Option<u32>,
     /// Write each frame's sequence number (0, 1, …; little-endian, first 8 L4 payload bytes) and its pattern.
     pub sequenced: Option<bool>,
+    /// Sizes 7:4:1 of 64/570/1518 bytes on the wire (60/566/1514 without FCS) instead of `frameSizes`.
+    pub imix: Option<bool>,
+    /// Stop a run after this many milliseconds (from its first frame).
+    pub duration_ms: Option<f64>,
+    /// `tcp`, `udp` or `mixed` (default: even flows TCP, odd flows UDP).
+    pub proto: Option<String>,
+    /// Source IPv4 addresses `A.B.C.D[-E.F.G.H]`, flow i takes `first + i mod count` (default 10.1.0.0-10.1.255.255).
+    pub src_ip: Option<String>,
+    /// Destination IPv4 addresses (default 10.0.0.1).
+    pub dst_ip: Option<String>,
+    /// Source ports `P[-Q]` (default 10000-65535).
+    pub src_port: Option<String>,
+    /// Destination ports (default 80 for TCP flows, 5000 for UDP flows).
+    pub dst_port: Option<String>,
+    /// Stamp each frame with its flow's counter and the time, checked when the guest sends it back (default true).
+    pub stamp: Option<bool>,
+    /// Start stopped (`genStart()` or `gen start` starts it).
+    pub paused: Option<bool>,
 }
 
 /// The accelerated-networking VF the emulator offers (a veth pair; root).
@@ -84,6 +107,8 @@ pub struct EmulatorOptions {
     pub uio_number: Option<u32>,
     /// Offer a VF.
     pub vf: Option<VfOptions>,
+    /// Rewrite this file with the stats JSON every second (atomically) and when the emulator stops.
+    pub stats_json: Option<String>,
 }
 
 /// Parse `aa:bb:cc:dd:ee:ff` (also `-` separated).
@@ -151,6 +176,7 @@ fn config(o: &EmulatorOptions) -> Result<(EmulatorConfig, Option<CaptureHandle>)
         c.uio_number = n;
     }
     c.pcap = o.pcap.as_ref().map(PathBuf::from);
+    c.stats_json = o.stats_json.as_ref().map(PathBuf::from);
     if let Some(v) = &o.vf {
         let mut vc = VfConfig::new(v.iface.clone());
         if let Some(d) = v.delay_ms {
@@ -187,6 +213,34 @@ fn config(o: &EmulatorOptions) -> Result<(EmulatorConfig, Option<CaptureHandle>)
                 ..GeneratorConfig::default()
             };
             gc.sequenced = g.sequenced.unwrap_or(false);
+            gc.stamp = g.stamp.unwrap_or(true);
+            gc.paused = g.paused.unwrap_or(false);
+            if let Some(p) = &g.proto {
+                gc.pattern.proto =
+                    FlowProto::parse(p).map_err(|e| invalid("generator.proto", e))?;
+            }
+            if let Some(r) = &g.src_ip {
+                gc.pattern.src_ip =
+                    Ipv4Range::parse(r).map_err(|e| invalid("generator.srcIp", e))?;
+            }
+            if let Some(r) = &g.dst_ip {
+                gc.pattern.dst_ip =
+                    Ipv4Range::parse(r).map_err(|e| invalid("generator.dstIp", e))?;
+            }
+            if let Some(r) = &g.src_port {
+                gc.pattern.src_port =
+                    PortRange::parse(r).map_err(|e| invalid("generator.srcPort", e))?;
+            }
+            if let Some(r) = &g.dst_port {
+                gc.pattern.dst_port =
+                    Some(PortRange::parse(r).map_err(|e| invalid("generator.dstPort", e))?);
+            }
+            if let Some(d) = g.duration_ms {
+                if !(d > 0.0 && d <= 1e12) {
+                    return Err(invalid("generator.durationMs", d));
+                }
+                gc.duration = Some(std::time::Duration::from_secs_f64(d / 1000.0));
+            }
             gc.rate_pps = match g.rate_pps {
                 None => gc.rate_pps,
                 Some(r) if r <= 0.0 => None,
@@ -201,9 +255,25 @@ fn config(o: &EmulatorOptions) -> Result<(EmulatorConfig, Option<CaptureHandle>)
                 }
                 gc.frame_sizes = s.into_iter().map(|n| n as usize).collect();
             }
+            if g.imix == Some(true) {
+                gc.frame_sizes = IMIX.to_vec();
+            }
             gc.vlan = g.vlan.map(|v| v as u16);
             if let Some(f) = g.flows {
-                gc.flows = f.max(1);
+                if !(1..=MAX_FLOWS).contains(&f) {
+                    return Err(invalid("generator.flows", format!("{f} (1..={MAX_FLOWS})")));
+                }
+                gc.flows = f;
+            }
+            if let Some(v) = g.vlan
+                && v > 0xFFFF
+            {
+                return Err(invalid("generator.vlan", format!("{v} (a 16-bit TCI)")));
+            }
+            if let Some(l) = g.limit
+                && !(l >= 1.0 && l <= u64::MAX as f64)
+            {
+                return Err(invalid("generator.limit", l));
             }
             gc.limit = g.limit.map(|l| l as u64);
             gc.multicast_every = g.multicast_every.unwrap_or(0);
@@ -236,6 +306,14 @@ fn vf_error(e: VfError) -> napi::Error<Code> {
         _ => Code::Emulator,
     };
     error(code, format!("VF: {e}"))
+}
+
+fn gen_error(e: GenError) -> napi::Error<Code> {
+    let code = match e {
+        GenError::NotGenerator(_) => Code::Emulator,
+        GenError::Invalid(_) => Code::InvalidArg,
+    };
+    error(code, format!("generator: {e}"))
 }
 
 #[napi]
@@ -372,6 +450,59 @@ impl NativeEmulator {
     #[napi]
     pub fn vf_state_json(&self) -> Result<Option<String>> {
         Ok(self.emu()?.vf_state_json())
+    }
+
+    /// Run a control-socket command in this process (`cmd`, `args` as `netvsc ctl DIR cmd args…` sends them); the
+    /// reply as JSON (`{"ok":true,…}` or `{"ok":false,"error":…}`).
+    #[napi]
+    pub fn control(&self, cmd: String, args: Vec<String>) -> Result<String> {
+        Ok(self.emu()?.control_registry().call(&cmd, &args).to_string())
+    }
+
+    /// Link down now, up again after `ms` (unless another link change comes first).
+    #[napi]
+    pub fn link_flap(&self, ms: f64) -> Result<()> {
+        if !(1.0..=600_000.0).contains(&ms) {
+            return Err(invalid("link flap ms", ms));
+        }
+        self.emu()?
+            .link_flap(ms as u64)
+            .map_err(|e| error(Code::InvalidArg, e))
+    }
+
+    /// Start a new generator run.
+    #[napi]
+    pub fn gen_start(&self) -> Result<()> {
+        self.emu()?.gen_start().map_err(gen_error)
+    }
+
+    /// Stop the generator.
+    #[napi]
+    pub fn gen_stop(&self) -> Result<()> {
+        self.emu()?.gen_stop().map_err(gen_error)
+    }
+
+    /// Generator rate in frames/s, 0 = as fast as the guest takes them.
+    #[napi]
+    pub fn gen_rate(&self, pps: f64) -> Result<()> {
+        if !(0.0..=1e9).contains(&pps) {
+            return Err(invalid("generator rate", pps));
+        }
+        self.emu()?.gen_set_rate(pps as u64).map_err(gen_error)
+    }
+
+    /// Generator frame sizes: `imix` or `B,B,…` (60..9018).
+    #[napi]
+    pub fn gen_sizes(&self, spec: String) -> Result<()> {
+        let sizes = parse_sizes(&spec, 60, 9018).map_err(|e| error(Code::InvalidArg, e))?;
+        self.emu()?.gen_set_sizes(sizes).map_err(gen_error)
+    }
+
+    /// The generator's settings, counters and checker results as JSON.
+    #[napi]
+    pub fn generator_stats_json(&self) -> Result<String> {
+        let v = self.emu()?.generator_stats().map_err(gen_error)?;
+        Ok(v.to_string())
     }
 
     /// Serve the control socket at `path` (one JSON line per request and reply) until `stop()`.

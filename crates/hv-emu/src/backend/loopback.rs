@@ -58,8 +58,13 @@ impl Backend for Loopback {
     fn dropped(&self) -> u64 {
         self.overflow
     }
+    fn produced(&self) -> u64 {
+        self.reflected
+    }
     fn stats(&self) -> serde_json::Value {
-        serde_json::json!({ "kind": "loopback", "reflected": self.reflected, "overflow": self.overflow })
+        serde_json::json!({
+            "kind": "loopback", "reflected": self.reflected, "overflow": self.overflow, "queued": self.queue.len(),
+        })
     }
 }
 
@@ -78,7 +83,7 @@ mod tests {
         let mut got = 0;
         l.receive(Instant::now(), 8, &mut |_| got += 1);
         assert_eq!(got, 2);
-        let t = Totals::sum_with_backend(&[], l.dropped());
+        let t = Totals::sum_with_backend(&[], l.dropped(), 0);
         assert_eq!(t.drops.backend_overflow, 3);
         assert_eq!(t.drops.total(), 3);
         assert_eq!(l.stats()["overflow"], 3);

@@ -5,20 +5,27 @@
 //! guest; it picks each frame's channel itself (RSS). A backend may also report link changes.
 
 mod capture;
+pub mod flows;
 mod generator;
 mod loopback;
+pub mod pace;
 mod pcap;
+mod sequenced;
 mod sink;
+pub mod stamp;
 mod tap;
 
 pub use capture::{Capture, CaptureHandle};
-pub use generator::{
-    GENERATOR_MAC, Generator, GeneratorConfig, SequenceError, build_flow_frame, check_sequenced,
-    fill_sequenced, sequence_word,
+pub use flows::{
+    FlowPattern, FlowProto, GENERATOR_MAC, IMIX, Ipv4Range, PortRange, build_flow_frame,
+    build_frame, parse_sizes,
 };
+pub use generator::{Generator, GeneratorConfig, MAX_FLOWS};
 pub use loopback::Loopback;
 pub use pcap::{Direction, PcapMirror, PcapWriter};
+pub use sequenced::{SequenceError, check_sequenced, fill_sequenced, sequence_word};
 pub use sink::{Digest, Sink, frame_hash, hash_bytes, l4_payload_offset};
+pub use stamp::{CheckerStats, SeqChecker, Stamp, StampSlot, read_stamp};
 pub use tap::Tap;
 
 use std::time::Instant;
@@ -39,17 +46,40 @@ pub trait Backend: Send {
     fn dropped(&self) -> u64 {
         0
     }
+    /// Frames the guest sent that the backend could not pass on (a TAP write refused), counted in the stats' drops
+    /// as `backendTxError`.
+    fn tx_errors(&self) -> u64 {
+        0
+    }
+    /// Frames the backend has offered to the host so far (generated, reflected, read from the TAP).
+    fn produced(&self) -> u64 {
+        0
+    }
     /// Backend counters for the stats document.
     fn stats(&self) -> serde_json::Value {
         serde_json::Value::Null
     }
     /// Push buffered output (pcap) to disk.
     fn flush(&mut self) {}
-    /// Every frame `receive` offers is one of a fixed set that keeps its address and content while the backend
-    /// lives (pre-built frames), so the host may remember per-frame results (checksum verdict, RSS placement) by
-    /// address. Default: no.
+    /// Every frame `receive` offers is one of a fixed set that keeps its address and headers (and a valid checksum)
+    /// until [`Backend::frame_epoch`] changes (pre-built frames), so the host may remember per-frame results
+    /// (checksum verdict, RSS placement) by address. Default: no.
     fn stable_frames(&self) -> bool {
         false
+    }
+    /// Changes whenever the stable frames are rebuilt (the host forgets what it remembered about them).
+    fn frame_epoch(&self) -> u64 {
+        0
+    }
+    /// Frames fall due by the clock and do not wait for the guest (a paced generator, like a wire): the host asks
+    /// for a whole round whatever the guest's free buffers, and counts what finds none as a drop. Default: no (the
+    /// backend keeps what the host does not take).
+    fn wire_paced(&self) -> bool {
+        false
+    }
+    /// The generator behind this backend, for runtime control (`gen start|stop|rate|size`).
+    fn generator(&mut self) -> Option<&mut Generator> {
+        None
     }
     /// `receive` never offers a frame (the sink): a busy-polling host need not spin its receive pump for it.
     fn never_receives(&self) -> bool {
@@ -84,6 +114,9 @@ pub enum BackendError {
         /// The OS error.
         source: std::io::Error,
     },
+    /// The generator's configuration is out of bounds.
+    #[error("generator: {0}")]
+    Generator(String),
     /// The pcap file could not be created.
     #[error("pcap file {path}: {source}")]
     Pcap {
@@ -100,7 +133,9 @@ impl BackendConfig {
         Ok(match self {
             BackendConfig::Sink => Box::new(Sink::default()),
             BackendConfig::Loopback => Box::new(Loopback::new(4096)),
-            BackendConfig::Generator(cfg) => Box::new(Generator::new(cfg.clone())),
+            BackendConfig::Generator(cfg) => {
+                Box::new(Generator::new(cfg.clone()).map_err(BackendError::Generator)?)
+            }
             BackendConfig::Capture(h) => Box::new(Capture(h.clone())),
             BackendConfig::Tap { name } => {
                 Box::new(Tap::open(name).map_err(|source| BackendError::Tap {

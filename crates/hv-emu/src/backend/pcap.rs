@@ -132,6 +132,27 @@ impl Backend for PcapMirror {
     fn dropped(&self) -> u64 {
         self.inner.dropped()
     }
+    fn tx_errors(&self) -> u64 {
+        self.inner.tx_errors()
+    }
+    fn produced(&self) -> u64 {
+        self.inner.produced()
+    }
+    fn stable_frames(&self) -> bool {
+        self.inner.stable_frames()
+    }
+    fn frame_epoch(&self) -> u64 {
+        self.inner.frame_epoch()
+    }
+    fn wire_paced(&self) -> bool {
+        self.inner.wire_paced()
+    }
+    fn never_receives(&self) -> bool {
+        self.inner.never_receives()
+    }
+    fn generator(&mut self) -> Option<&mut super::Generator> {
+        self.inner.generator()
+    }
     fn stats(&self) -> serde_json::Value {
         let mut v = self.inner.stats();
         if let Some(o) = v.as_object_mut() {

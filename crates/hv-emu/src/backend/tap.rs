@@ -95,6 +95,12 @@ impl Backend for Tap {
         self.rx += n as u64;
         n
     }
+    fn tx_errors(&self) -> u64 {
+        self.tx_errors
+    }
+    fn produced(&self) -> u64 {
+        self.rx
+    }
     fn stats(&self) -> serde_json::Value {
         serde_json::json!({ "kind": "tap", "name": self.name, "tx": self.tx, "rx": self.rx, "txErrors": self.tx_errors })
     }

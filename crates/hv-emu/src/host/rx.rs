@@ -4,7 +4,8 @@
 //! batch as one transfer-page packet per channel (≤ 375 ranges; transaction id = first index).
 //! No free sub-allocation or no ring space → the frame is dropped and counted, never overwritten.
 //! While the guest is not ready (no buffers, RNDIS not initialized, filter 0) the backend is not polled,
-//! and a round takes no more frames than there are free sub-allocations (the rest wait in the backend).
+//! and a round takes no more frames than there are free sub-allocations (the rest wait in the backend), except
+//! from a paced generator, whose due frames are all offered (those without a buffer dropped and counted).
 //! The channel list and device state are copied once per round into reused buffers: nothing is allocated,
 //! locked (except the pool) or reference-counted per frame.
 
@@ -62,6 +63,8 @@ struct Derived {
 #[derive(Default)]
 struct FrameCache {
     generation: u64,
+    /// The backend's [`crate::backend::Backend::frame_epoch`] the entries belong to.
+    epoch: u64,
     map: HashMap<(usize, usize), Derived>,
 }
 
@@ -119,15 +122,23 @@ pub(crate) fn run_pump(dev: &Device) {
         }
         drop(pool);
         let free: usize = batches.iter().map(|b| b.spare.len()).sum();
-        let budget = if free == 0 { full } else { full.min(free) };
         let now = Instant::now();
         let mut backend = lock(&dev.backend);
+        // A paced generator is a wire: what falls due is offered whatever the guest's free buffers, and what finds
+        // none is dropped and counted (it never waits to be sent later in a burst).
+        let budget = if free == 0 || backend.wire_paced() {
+            full
+        } else {
+            full.min(free)
+        };
         let stable = backend.stable_frames();
         // Nothing will ever come from the backend and no VF to serve: the pump only watches link and state.
         let idle_source = backend.never_receives() && !has_vf;
-        if cache.generation != snap.rss_gen {
+        let epoch = backend.frame_epoch();
+        if cache.generation != snap.rss_gen || cache.epoch != epoch {
             cache.map.clear();
             cache.generation = snap.rss_gen;
+            cache.epoch = epoch;
         }
         let n = backend.receive(now, budget, &mut |f| {
             if snap.vf_path && snap.link_up && f.len() >= frame::ETH_LEN && f[..6] == snap.vf_mac {
@@ -302,6 +313,8 @@ fn deliver(
     // RNDIS PACKET: header, PPIs (checksum, 802.1Q, hash value, hash info), frame.
     let mut hdr = [0u8; PACKET_HEADER_LEN + 4 * PPI_U32_LEN];
     let Ok(mut w) = PacketWriter::new(&mut hdr) else {
+        // Cannot happen (`hdr` is sized for the header and four PPIs), but a frame is never lost uncounted.
+        add(&ch.counters.drop_too_large, 1);
         return;
     };
     // Four 16-byte PPIs always fit `hdr`, so adding them cannot fail.
@@ -317,6 +330,8 @@ fn deliver(
     }
     let hdr_len = w.data_start();
     let Ok(msg_len) = w.finish_header(f.len()) else {
+        // A frame too long for an RNDIS length field.
+        add(&ch.counters.drop_too_large, 1);
         return;
     };
     if msg_len > snap.sub_size as usize {

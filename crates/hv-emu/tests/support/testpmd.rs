@@ -99,9 +99,11 @@ impl Testpmd {
         argv.extend(extra.iter().map(|s| s.to_string()));
         let mut cmd = GuestCommand::new(emu.tree().root(), &argv);
         // DPDK 22.11 defect 1 (dpdk-interop.md): the PMD never reports its queues STARTED, so testpmd disables
-        // every stream. The interposer reports STARTED from rte_eth_{rx,tx}_queue_info_get, as DPDK 23.11 commit
-        // 0727d5d0e6 ("net/netvsc: set queue state after start/stop") does inside the PMD.
-        cmd.env(hv_emu::interposer::ENV_QUEUE_STATE_FIX, "1");
+        // every stream. The interposer sees 22.11 in rte_version() and reports STARTED from
+        // rte_eth_{rx,tx}_queue_info_get, as DPDK 23.11 commit 0727d5d0e6 ("net/netvsc: set queue state after
+        // start/stop") does inside the PMD — by default: the override variable is removed, so every test proves it.
+        cmd.command_mut()
+            .env_remove(hv_emu::interposer::ENV_QUEUE_STATE_FIX);
         // net/netvsc configures a VF with rmv = 1, which af_packet (the emulated VF's PMD) cannot do; a no-op for
         // every port whose driver has removal interrupts or that is not asked for them.
         cmd.env(hv_emu::interposer::ENV_VF_RMV_FIX, "1");
