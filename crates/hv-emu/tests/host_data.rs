@@ -386,7 +386,11 @@ fn a_new_session_starts_with_the_primary_and_steers_over_its_own_subchannels() {
     wait(|| e.stats().totals.host_to_guest_frames == 64);
     let s = e.stats();
     let per: Vec<u64> = s.channels.iter().map(|c| c.host_to_guest_frames).collect();
-    assert_eq!(per[2] + per[3], 0, "no frame on the old session's channels: {per:?}");
+    assert_eq!(
+        per[2] + per[3],
+        0,
+        "no frame on the old session's channels: {per:?}"
+    );
     assert!(per[0] > 0 && per[1] > 0, "both live channels: {per:?}");
     assert_eq!(s.totals.drops.total(), 0);
 }
@@ -399,7 +403,10 @@ fn rss_parameters_are_checked_as_openvmm_does_and_a_refused_block_changes_nothin
     let good: Vec<u32> = (0..128).map(|i| i % 2).collect();
     let info = 1u32 | 0x100 | 0x200;
     assert_eq!(
-        g.set(oid::GEN_RECEIVE_SCALE_PARAMETERS, &rss_block(&good, &key, info)),
+        g.set(
+            oid::GEN_RECEIVE_SCALE_PARAMETERS,
+            &rss_block(&good, &key, info)
+        ),
         0
     );
     let before = e.stats().rss;
@@ -407,7 +414,10 @@ fn rss_parameters_are_checked_as_openvmm_does_and_a_refused_block_changes_nothin
     bad[7] = 4;
     let invalid = r::status::INVALID_DATA;
     for (what, block) in [
-        ("entry at the host's queue count", rss_block(&bad, &key, info)),
+        (
+            "entry at the host's queue count",
+            rss_block(&bad, &key, info),
+        ),
         ("39-byte key", rss_block(&good, &key[..39], info)),
         ("empty table", rss_block(&[], &key, info)),
     ] {
@@ -435,7 +445,10 @@ fn rss_parameters_are_checked_as_openvmm_does_and_a_refused_block_changes_nothin
     assert_eq!((t.len(), t[0], t[1], t[126], t[127]), (128, 3, 1, 3, 1));
     // No hash function: RSS off.
     assert_eq!(
-        g.set(oid::GEN_RECEIVE_SCALE_PARAMETERS, &rss_block(&good, &key, 0x300)),
+        g.set(
+            oid::GEN_RECEIVE_SCALE_PARAMETERS,
+            &rss_block(&good, &key, 0x300)
+        ),
         0
     );
     assert!(!e.stats().rss.enabled);

@@ -631,7 +631,9 @@ impl NativeDevice {
         env: &'e Env,
         queues: u32,
     ) -> Result<napi::bindgen_prelude::Object<'e>> {
-        run_async(env, &self.core, move |core, d| change_queues(core, d, queues))
+        run_async(env, &self.core, move |core, d| {
+            change_queues(core, d, queues)
+        })
     }
 
     /// Change RSS key / table / hash types off the event loop (one OID set; channels stay open).
@@ -925,8 +927,12 @@ fn rss_table(t: &[u32], what: &str) -> Result<[u16; netvsc::ndis::RSS_TABLE]> {
     }
     let mut table = [0u16; netvsc::ndis::RSS_TABLE];
     for (slot, &q) in table.iter_mut().zip(t) {
-        *slot = u16::try_from(q)
-            .map_err(|_| error(Code::InvalidArg, format!("{what} entry {q} is not a queue index")))?;
+        *slot = u16::try_from(q).map_err(|_| {
+            error(
+                Code::InvalidArg,
+                format!("{what} entry {q} is not a queue index"),
+            )
+        })?;
     }
     Ok(table)
 }

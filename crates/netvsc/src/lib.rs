@@ -32,10 +32,10 @@ pub use device::Device;
 pub use error::{Error, Result};
 pub use link::{ErrorCode, Event, LinkInfo};
 pub use ndis::{OffloadCaps, Offloads};
-pub use reconf::{RssConfig, RssUpdate};
 pub use queue::{
     BURST_BUDGET_FACTOR, POLL_BUDGET_BYTES, POLL_BUDGET_PACKETS, QueuePair, RingFault,
 };
+pub use reconf::{RssConfig, RssUpdate};
 pub use rx::{Csum, RxMeta, RxPacket, RxView};
 pub use shared::AggLimits;
 pub use stats::StatsHandle;

@@ -220,7 +220,8 @@ impl Device {
             self.halt_and_revoke(&mut core)?;
         }
         // 4. Hand-over: copy out what is left, until a pass finds nothing (twice, 1 ms apart).
-        let mut carried: Vec<VecDeque<RxPacket>> = self.cores.iter().map(|_| VecDeque::new()).collect();
+        let mut carried: Vec<VecDeque<RxPacket>> =
+            self.cores.iter().map(|_| VecDeque::new()).collect();
         let mut quiet = 0;
         while quiet < 2 {
             let mut got = 0;

@@ -166,7 +166,10 @@ impl Owner {
 
     /// Whether a publish is due (the first call always is); marks it done.
     pub fn due(&mut self, now: Instant) -> bool {
-        if self.last.is_some_and(|t| now.duration_since(t) < PUBLISH_PERIOD) {
+        if self
+            .last
+            .is_some_and(|t| now.duration_since(t) < PUBLISH_PERIOD)
+        {
             return false;
         }
         self.last = Some(now);
