@@ -1,7 +1,7 @@
 //! Runtime reconfiguration against the emulated host: `set_queues` under load with frames left in every ring,
-//! the backlog and a half-read cursor (every frame handed over exactly once, in flow order; host tx = driver rx
-//! + counted drops, driver tx = host rx after each change), and `set_rss` with the host's steering checked per
-//! channel from the emulator's counters against the Toeplitz hash of every injected frame.
+//! the backlog and a half-read cursor (every frame handed over exactly once, in flow order; host tx equals
+//! driver rx plus counted drops and driver tx equals host rx after each change), and `set_rss` with the host's
+//! steering checked per channel from the emulator's counters against the Toeplitz hash of every injected frame.
 
 mod common;
 
