@@ -140,6 +140,9 @@ test.serial('setQueues: a Promise; every delivered frame handed over once, in fl
     const again = dev.queues()
     t.is(again.length, 4)
     t.is(again[0], q0, 'the live queue objects stay the same')
+    t.not(again[3], q3, 'a new queue object for a re-created index')
+    q3.close() // the removed object closing later leaves the new queue 3 alone
+    t.true(dev.queue(3) === again[3])
     inject(emu, n1, 400)
     const after = await receive(again, 400)
     t.is(exactlyOnceInFlowOrder(after, n1, 400), null)

@@ -604,9 +604,12 @@ export class Netvsc extends EventEmitter<NetvscEvents> {
     checkInt('queue index', index, 0, 63)
     const have = this.#queues.get(index)
     if (have && !have.closed) return have
-    const q = new Queue(
+    // A queue removed by setQueues may be closed after a new one took its index: it forgets only itself.
+    const q: Queue = new Queue(
       call(() => this.#dev.queue(index)),
-      () => this.#queues.delete(index),
+      () => {
+        if (this.#queues.get(index) === q) this.#queues.delete(index)
+      },
       this.#tap,
     )
     this.#queues.set(index, q)
