@@ -485,7 +485,10 @@ fn nothing_is_delivered_after_the_guest_has_the_filter_0_reply() {
         let after = e.stats().totals.host_to_guest_frames;
         late += after - at;
         let _ = g.receive_frames(100_000, Duration::from_millis(5), true);
-        assert_eq!(late, 0, "round {round}: {late} frames delivered after the reply");
+        assert_eq!(
+            late, 0,
+            "round {round}: {late} frames delivered after the reply"
+        );
     }
 }
 

@@ -242,8 +242,10 @@ impl Device {
     }
 
     /// Wait for the rx pump's round in progress: every frame it accepted under the state before this call is then
-    /// in its ring. A packet filter or RSS change is answered after this, as OpenVMM's worker applies the filter
-    /// on the path that delivers frames: no frame passes the old filter or table once the guest has the reply.
+    /// in its ring. A packet filter or RSS change is answered after this, so no frame passes the old filter or
+    /// table once the guest has the reply. OpenVMM's primary-channel worker behaves so (it applies the filter in
+    /// the task that delivers its frames, before the completion); its subchannel workers get the filter from the
+    /// coordinator a moment later, a window the emulator does not reproduce.
     pub(crate) fn rx_barrier(&self) {
         if !self.rx_in_round.load(Ordering::SeqCst) {
             return;
