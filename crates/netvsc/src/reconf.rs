@@ -99,8 +99,8 @@ impl Device {
         next.enabled = next.hash_types != 0;
         let t = self.cfg.timeouts.rndis;
         let was = self.rss;
-        let core = self.ctl();
-        let mut core = core?;
+        let mut core = self.ctl()?;
+        // Linux goes on whatever the host answers to the DISABLE; so do we (unless turning RSS off is the change).
         let mut r = Ok(());
         if was.enabled {
             r = set_oid(
@@ -114,7 +114,7 @@ impl Device {
             );
         }
         let disabled = was.enabled && r.is_ok();
-        if r.is_ok() && next.enabled {
+        if next.enabled {
             r = set_oid(
                 &mut core,
                 &self.ctl_page,
