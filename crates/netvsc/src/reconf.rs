@@ -1,9 +1,6 @@
-//! Runtime reconfiguration, as DPDK 26.03 and Linux's ethtool allow. RSS (key, indirection table, hash types)
-//! changes with one RNDIS OID_GEN_RECEIVE_SCALE_PARAMETERS set (RSS disabled first, then the new parameters, as
-//! Linux and DPDK send them); channels stay open. The queue count changes along the MTU-change path, losing
-//! nothing the host delivered: bursts step aside, the host stops (filter 0, sends settled, RNDIS HALT, buffers
-//! revoked), every frame left in a ring, the set-aside backlog or a cursor is copied out, the device reopens with
-//! the new count, and the next bursts return those frames before anything newer.
+//! Runtime reconfiguration, as DPDK 26.03 and ethtool allow: RSS by one OID set (disable, then the new block) with
+//! channels open; the queue count by a re-initialisation that first stops the host and copies every delivered
+//! frame out of the old rings, so the next bursts return it (nothing the host delivered is lost).
 
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering::Relaxed;

@@ -1,7 +1,7 @@
 //! Telemetry of a running device for other processes (what DPDK's telemetry socket and dpdk-proc-info give):
 //! the owning process publishes its counters, per-queue counters, link and VF state into a small file on a
 //! tmpfs (`<root>/run/netvsc/<uuid>.telemetry`; `/run` is tmpfs on a real guest, the emulator's directory in
-//! tests) at a bounded rate (its control thread, every 100 ms; never per packet). Any process reads it with
+//! tests) at a bounded rate (`Device::maintain`, every 100 ms; never per packet). Any process reads it with
 //! [`read`] without opening the device or touching its rings.
 //!
 //! Layout (little-endian `u64` words; `PAGE` = 4096 bytes):
