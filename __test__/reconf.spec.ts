@@ -5,7 +5,9 @@
  * ERR_NETVSC_QUEUE_REMOVED; `setRss` moves the host's steering (per-channel counts from the emulator side).
  */
 import test from 'ava'
-import { META_WORDS, NetvscError, type Netvsc, type Queue, decodeRxMeta, open } from '../src/index.js'
+import * as path from 'node:path'
+import { Worker } from 'node:worker_threads'
+import { META_WORDS, NetvscError, type Netvsc, type Queue, claimedQueueCount, decodeRxMeta, open } from '../src/index.js'
 import { MAC, emulator, udpFrame, waitFor } from './helpers.js'
 
 const FLOWS = 32
@@ -201,6 +203,33 @@ test.serial('setRss: the host steers by the new table (per-channel counts from t
     t.is((await t.throwsAsync(dev.setQueues(0), { instanceOf: NetvscError }))?.code, 'ERR_NETVSC_INVALID_ARG')
     t.deepEqual(dev.rss().reta, reta, 'a refused change changes nothing')
     t.is(dev.stats().ipackets, emu.stats().totals.hostToGuestFrames)
+  } finally {
+    dispose()
+  }
+})
+
+test.serial("a worker's removed queue throws ERR_NETVSC_QUEUE_REMOVED at its next call and gives its claim back", async (t) => {
+  const { emu, dir, dispose } = emulator({ maxQueues: 4 })
+  try {
+    using dev = await open(emu.uuid, { root: dir, queues: 2, timeoutMs: 10_000 })
+    const file = path.join(__dirname, 'fixtures/removed-worker.ts')
+    const w = new Worker(`require('tsx/cjs'); require(${JSON.stringify(file)})`, { eval: true, workerData: { uuid: emu.uuid, root: dir, index: 1 } })
+    const next = (): Promise<{ ok: boolean; code?: string | null; removed?: number | null; closed?: boolean }> =>
+      new Promise((resolve, reject) => {
+        w.once('message', resolve)
+        w.once('error', reject)
+      })
+    t.true((await next()).ok)
+    const claimed = claimedQueueCount()
+    t.is(await dev.setQueues(1), 1)
+    const done = next()
+    w.postMessage('poll')
+    const r = await done
+    t.deepEqual([r.code, r.removed, r.closed], ['ERR_NETVSC_QUEUE_REMOVED', 1, true])
+    t.is(claimedQueueCount(), claimed - 1, 'the worker gave the claim back')
+    await w.terminate()
+    t.is(await dev.setQueues(2), 2)
+    t.is(dev.queue(1).index, 1, 'index 1 can be claimed again')
   } finally {
     dispose()
   }
