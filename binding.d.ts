@@ -56,6 +56,15 @@ export declare class NativeDevice {
   setMtuAsync(mtu: number): Promise<undefined | NativeFailure>
   /** `switchDatapath` off the event loop. */
   switchDatapathAsync(toVf: boolean): Promise<undefined | NativeFailure>
+  /**
+   * Change the number of queue pairs off the event loop (a lossless re-initialisation; see
+   * `netvsc::Device::set_queues`). Settles with the queue count in use.
+   */
+  setQueuesAsync(queues: number): Promise<number | NativeFailure>
+  /** Change RSS key / table / hash types off the event loop (one OID set; channels stay open). */
+  setRssAsync(rss: RssOptions): Promise<NativeRss | NativeFailure>
+  /** RSS as configured now. */
+  rss(): NativeRss
   /** `start` off the event loop. */
   startAsync(): Promise<undefined | NativeFailure>
   /** `stop` off the event loop. */
@@ -172,6 +181,11 @@ export declare class NativeEmulator {
 export declare class NativeQueue {
   get index(): number
   get isClosed(): boolean
+  /**
+   * The device's queue count if a queue-count change removed this queue (its claim is then given back),
+   * else null.
+   */
+  get removed(): number | null
   /** Receive frames into `buf` back to back; `lens[i]` and `meta[4i..4i+4]` describe frame i. Returns the count. */
   rxBurst(buf: Uint8Array, lens: Uint32Array, meta: Uint32Array): number
   /**
@@ -463,6 +477,15 @@ export interface NativeLink {
   fullDuplex: boolean
 }
 
+/** RSS as configured on the device. */
+export interface NativeRss {
+  key: Array<number>
+  table: Array<number>
+  hashTypes: Array<string>
+  /** Whether the host hashes (off: everything arrives on queue 0). */
+  enabled: boolean
+}
+
 /** One device's published state (counters as doubles: exact below 2^53). */
 export interface NativeTelemetry {
   pid: number
@@ -580,10 +603,14 @@ export declare function readTelemetry(path: string): NativeTelemetry
  */
 export declare function requestCapture(path: string, pcap: string | undefined | null, maxFrames: number, maxMs: number): number
 
-/** RSS settings: 40-byte key and 128-entry indirection table (queue per bucket). */
+/**
+ * RSS settings: 40-byte key, 128-entry indirection table (queue per bucket), hash types (`ipv4`, `tcp_ipv4`,
+ * `ipv6`, `ipv6_ex`, `tcp_ipv6`, `tcp_ipv6_ex`; empty: RSS off). Absent parts are kept.
+ */
 export interface RssOptions {
   key?: Array<number>
   table?: Array<number>
+  hashTypes?: Array<string>
 }
 
 /**

@@ -7,7 +7,7 @@ import test from 'ava'
 import { spawn, spawnSync } from 'node:child_process'
 import * as fs from 'node:fs'
 import * as path from 'node:path'
-import { NetvscError, claimedQueueCount, open, readTelemetry } from '../src/index.js'
+import { DESC_WORDS, META_WORDS, NetvscError, claimedQueueCount, open, readTelemetry, requestCapture } from '../src/index.js'
 import { MAC, emulator, repo, scratchDir, udpFrame, waitFor } from './helpers.js'
 
 const cli = path.join(repo, 'src/cli.ts')
@@ -252,6 +252,57 @@ test.serial('capture of a running owner through its page: pcapng, both direction
     t.regex(rows[0]?.[2] ?? '', /\.\d{9}$/, 'nanosecond timestamps')
     const page = readTelemetry(emu.uuid, { root: dir })
     t.is(page.capture.id, 0, 'the capture ended')
+  } finally {
+    dispose()
+  }
+})
+
+test.serial('capture of a running owner mirrors rxBurstZeroCopy bursts too (views read from the receive buffer, copies from buf); tshark reads them', async (t) => {
+  const { emu, dir, dispose } = emulator({ backend: 'loopback' })
+  try {
+    using dev = await open(emu.uuid, { root: dir, timeoutMs: 5000, devargs: 'rx_extmbuf_enable=1,rx_copybreak=64' })
+    const q = dev.queue(0)
+    const file = path.join(scratchDir('capzc'), 'zc.pcapng')
+    const id = requestCapture(emu.uuid, file, { root: dir })
+    await waitFor('the owner starts the capture', 5000, () => readTelemetry(emu.uuid, { root: dir }).capture.id === id)
+    // 60-byte frames are copied into `buf`, longer ones are views into the receive region; each has its own IP id.
+    const sizes = Array.from({ length: 24 }, (_, i) => (i % 3 === 0 ? 60 : 100 + i))
+    const frames = sizes.map((s, i) => {
+      const f = udpFrame(s, MAC, i)
+      f[18] = 0x40
+      f[19] = i
+      return f
+    })
+    const buf = Buffer.concat(frames.map((f) => Buffer.from(f)))
+    const lens = Uint32Array.from(sizes)
+    const meta = new Uint32Array(sizes.length * META_WORDS)
+    let sent = 0
+    while (sent < sizes.length) {
+      const off = sizes.slice(0, sent).reduce((a, b) => a + b, 0)
+      sent += q.txBurst(buf.subarray(off), lens.subarray(sent), meta.subarray(sent * META_WORDS), sizes.length - sent)
+    }
+    const descs = new Uint32Array(32 * DESC_WORDS)
+    const rmeta = new Uint32Array(32 * META_WORDS)
+    const copies = new Uint8Array(32 * 128)
+    let got = 0
+    let views = 0
+    await waitFor('loopback frames', 5000, () => {
+      const n = q.rxBurstZeroCopy(descs, rmeta, copies)
+      for (let i = 0; i < n; i++) views += (descs[i * DESC_WORDS + 3] ?? 0) & 1
+      q.release(descs, n)
+      got += n
+      return got >= sizes.length
+    })
+    t.true(views > 0 && views < got, `${views} views and ${got - views} copies`)
+    const stop = requestCapture(emu.uuid, null, { root: dir })
+    await waitFor('the owner stops the capture', 5000, () => readTelemetry(emu.uuid, { root: dir }).capture.done === stop || readTelemetry(emu.uuid, { root: dir }).capture.id === 0)
+    const rows = tshark(file, ['frame.len', 'frame.packet_flags_direction', 'ip.id'])
+    const inbound = rows.filter((x) => Number(x[1]) === 1)
+    const outbound = rows.filter((x) => Number(x[1]) === 2)
+    t.is(outbound.length, sizes.length)
+    t.is(inbound.length, sizes.length, 'every zero-copy burst frame is in the capture')
+    t.deepEqual(inbound.map((x) => Number(x[0])), sizes, 'lengths in order')
+    t.deepEqual(inbound.map((x) => Number(x[2])), sizes.map((_, i) => 0x4000 + i), 'each frame\'s own bytes')
   } finally {
     dispose()
   }

@@ -25,8 +25,8 @@ export interface OpenOptions {
   mtu?: number
   /** Offloads to enable where the host supports them (default both). */
   offloads?: { checksum?: boolean; tso?: boolean }
-  /** RSS key (40 bytes) and indirection table (128 queue indexes). */
-  rss?: { key?: Uint8Array | number[]; table?: number[] }
+  /** RSS key (40 bytes), indirection table (128 queue indexes) and hash types (default all six). */
+  rss?: RssOptions
   /** Limit for each host round trip during bring-up and control, in ms (default 60000). */
   timeoutMs?: number
   /** Start the port (set the packet filter) after bring-up. Default true. */
@@ -114,6 +114,70 @@ export interface VfInfo {
 }
 
 export type DeviceInfo = native.NativeDeviceInfo
+
+/** RSS hash types (DPDK's six; the NDIS names of Hyper-V's host). */
+export type RssHashType = 'ipv4' | 'tcp_ipv4' | 'ipv6' | 'ipv6_ex' | 'tcp_ipv6' | 'tcp_ipv6_ex'
+const HASH_TYPES: readonly RssHashType[] = ['ipv4', 'tcp_ipv4', 'ipv6', 'ipv6_ex', 'tcp_ipv6', 'tcp_ipv6_ex']
+
+/** An RSS setting (`open`'s `rss`, `setRss`): parts left out are kept. */
+export interface RssOptions {
+  /** Toeplitz key, 40 bytes. */
+  key?: Uint8Array | number[]
+  /** Queue of each of the 128 hash buckets (bucket = hash % 128); every entry a queue of the device. */
+  reta?: number[]
+  /** Alias of `reta` (the name `open` has always taken). */
+  table?: number[]
+  /** Hash types; an empty list turns RSS off (everything on queue 0). */
+  hashTypes?: RssHashType[]
+}
+
+/** RSS as configured on the device (`dev.rss()`, what `setRss` resolves with). */
+export interface RssState {
+  key: Uint8Array
+  reta: number[]
+  hashTypes: RssHashType[]
+  /** Whether the host hashes (off with one queue unless set explicitly). */
+  enabled: boolean
+}
+
+function checkRss(where: string, rss: RssOptions | undefined): void {
+  if (rss === undefined) return
+  if (rss === null || typeof rss !== 'object') throw new NetvscError('ERR_NETVSC_INVALID_ARG', `${where} must be an object`)
+  for (const k of Object.keys(rss)) {
+    if (!['key', 'reta', 'table', 'hashTypes'].includes(k)) throw new NetvscError('ERR_NETVSC_INVALID_ARG', `unknown option '${where}.${k}'`)
+  }
+  if (rss.key !== undefined && (typeof rss.key !== 'object' || rss.key === null || rss.key.length !== 40)) {
+    throw new NetvscError('ERR_NETVSC_INVALID_ARG', `${where}.key must be 40 bytes, got ${String((rss.key as { length?: number } | null)?.length)}`)
+  }
+  if (rss.reta !== undefined && rss.table !== undefined) throw new NetvscError('ERR_NETVSC_INVALID_ARG', `${where}: give reta or table, not both`)
+  const reta = rss.reta ?? rss.table
+  const name = rss.reta !== undefined ? 'reta' : 'table'
+  if (reta !== undefined) {
+    if (!Array.isArray(reta) || reta.length !== 128) {
+      throw new NetvscError('ERR_NETVSC_INVALID_ARG', `${where}.${name} must have 128 entries, got ${Array.isArray(reta) ? reta.length : typeof reta}`)
+    }
+    reta.forEach((q, i) => checkInt(`${where}.${name}[${i}]`, q, 0, 63))
+  }
+  if (rss.hashTypes !== undefined) {
+    if (!Array.isArray(rss.hashTypes)) throw new NetvscError('ERR_NETVSC_INVALID_ARG', `${where}.hashTypes must be an array`)
+    for (const h of rss.hashTypes) {
+      if (!HASH_TYPES.includes(h)) throw new NetvscError('ERR_NETVSC_INVALID_ARG', `${where}.hashTypes: unknown type '${String(h)}' (one of ${HASH_TYPES.join(', ')})`)
+    }
+  }
+}
+
+function nativeRss(rss: RssOptions): native.RssOptions {
+  const reta = rss.reta ?? rss.table
+  return {
+    ...(rss.key !== undefined && { key: Array.from(rss.key) }),
+    ...(reta !== undefined && { table: reta }),
+    ...(rss.hashTypes !== undefined && { hashTypes: [...rss.hashTypes] }),
+  }
+}
+
+function rssState(r: native.NativeRss): RssState {
+  return { key: Uint8Array.from(r.key), reta: r.table, hashTypes: r.hashTypes as RssHashType[], enabled: r.enabled }
+}
 
 /** Port totals, as DPDK's rte_eth_stats. */
 export interface PortStats {
@@ -243,6 +307,15 @@ export class Queue {
   }
 
   /**
+   * After `dev.setQueues(n)` removed this queue (its index ≥ n): the device's queue count; bursts then throw
+   * `ERR_NETVSC_QUEUE_REMOVED` (frames already taken from the driver still come out first) and `closed` is true.
+   * null for a live queue.
+   */
+  get removed(): number | null {
+    return this.#q.removed ?? null
+  }
+
+  /**
    * Async iteration over received bursts, polling every `idleMs` when idle (default 1 ms). The yielded batch and
    * its arrays are reused: consume them before the next step. Ends when the queue or its device closes.
    */
@@ -319,12 +392,7 @@ function nativeOptions(o: OpenOptions, devargs: Devargs): native.OpenOptions {
     ...(o.offloads !== undefined && { offloads: { ...o.offloads } }),
     ...(o.vf !== undefined && { vf: { ...o.vf } }),
     ...(o.recover !== undefined && { recover: o.recover }),
-    ...(rss !== undefined && {
-      rss: {
-        ...(rss.key !== undefined && { key: Array.from(rss.key) }),
-        ...(rss.table !== undefined && { table: rss.table }),
-      },
-    }),
+    ...(rss !== undefined && { rss: nativeRss(rss) }),
   }
 }
 
@@ -536,9 +604,12 @@ export class Netvsc extends EventEmitter<NetvscEvents> {
     checkInt('queue index', index, 0, 63)
     const have = this.#queues.get(index)
     if (have && !have.closed) return have
-    const q = new Queue(
+    // A queue removed by setQueues may be closed after a new one took its index: it forgets only itself.
+    const q: Queue = new Queue(
       call(() => this.#dev.queue(index)),
-      () => this.#queues.delete(index),
+      () => {
+        if (this.#queues.get(index) === q) this.#queues.delete(index)
+      },
       this.#tap,
     )
     this.#queues.set(index, q)
@@ -638,6 +709,37 @@ export class Netvsc extends EventEmitter<NetvscEvents> {
   /** Moves the data path to the VF (true) or back to synthetic (NVSP SWITCH_DATA_PATH, off the event loop). */
   async switchDatapath(toVf: boolean): Promise<void> {
     await this.#async(() => this.#dev.switchDatapathAsync(Boolean(toVf)))
+  }
+
+  /**
+   * Changes the number of queue pairs on the open device (started or not), off the event loop; resolves with the
+   * count in use. A full NVSP/RNDIS re-initialisation that loses nothing the host delivered: frames still in the
+   * old rings come out of the next bursts (those of removed queues on the queue the new RSS table gives them).
+   * Queues below the new count stay valid; removed ones report `removed` and their bursts throw
+   * `ERR_NETVSC_QUEUE_REMOVED`. The RSS table is reset to round robin (key and hash types kept). Rejects with
+   * `ERR_NETVSC_VIEWS_OUTSTANDING` while zero-copy views are held.
+   */
+  async setQueues(n: number): Promise<number> {
+    checkInt('queues', n, 1, 64)
+    const got = await this.#async(() => this.#dev.setQueuesAsync(n))
+    // Removed queues give their claims back now (so a later growth can hand the index out again).
+    for (const q of this.#queues.values()) void q.removed
+    return got
+  }
+
+  /**
+   * Changes the RSS key, indirection table (`reta`) and/or hash types, off the event loop: one RNDIS
+   * OID_GEN_RECEIVE_SCALE_PARAMETERS set (RSS disabled, then the new parameters); channels stay open and nothing
+   * in the rings moves. Resolves with the new state.
+   */
+  async setRss(rss: RssOptions): Promise<RssState> {
+    checkRss('rss', rss)
+    return rssState(await this.#async(() => this.#dev.setRssAsync(nativeRss(rss))))
+  }
+
+  /** RSS as configured now. */
+  rss(): RssState {
+    return rssState(call(() => this.#dev.rss()))
   }
 
   async #async<T>(fn: () => Promise<T | native.NativeFailure>): Promise<T> {
@@ -808,12 +910,7 @@ function validate(options: OpenOptions): OpenOptions {
       throw new NetvscError('ERR_NETVSC_INVALID_ARG', `options.vf.prefer must be 'auto', 'af_xdp' or 'af_packet', got '${String(vf.prefer)}'`)
     }
   }
-  if (options.rss?.key !== undefined && options.rss.key.length !== 40) {
-    throw new NetvscError('ERR_NETVSC_INVALID_ARG', `options.rss.key must be 40 bytes, got ${options.rss.key.length}`)
-  }
-  if (options.rss?.table !== undefined && options.rss.table.length !== 128) {
-    throw new NetvscError('ERR_NETVSC_INVALID_ARG', `options.rss.table must have 128 entries, got ${options.rss.table.length}`)
-  }
+  checkRss('options.rss', options.rss)
   return options
 }
 

@@ -16,7 +16,7 @@ import { CommandError } from './bind.js'
 export const DEVICE_HELP = `Usage: netvsc info <uuid|iface> [--root DIR] [--devargs S] [--json]
        netvsc capture <uuid|iface> --pcap FILE [--count N] [--timeout-ms T] [--root DIR]
        netvsc stats <uuid|iface> [--interval MS] [--watch] [--json] [--root DIR]
-       netvsc xstats <uuid|iface> [--interval MS] [--json] [--root DIR]
+       netvsc xstats <uuid|iface> [--interval MS] [--watch] [--json] [--root DIR]
 
 info     sysfs facts, then (when bound to uio_hv_generic) open it and show what bring-up negotiated
 capture  a running service (the device's owner): it mirrors its bursts, both directions, into a pcapng file

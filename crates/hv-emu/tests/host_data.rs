@@ -321,6 +321,177 @@ fn subchannels_open_and_rss_spreads_generated_flows() {
     );
 }
 
+/// An RSS parameter block (table then key) with hash info `info`.
+fn rss_block(table: &[u32], key: &[u8], info: u32) -> Vec<u8> {
+    let tsize = 4 * table.len();
+    let mut p = vec![0u8; 40 + tsize + key.len()];
+    p[..4].copy_from_slice(&[0x89, 2, 40, 0]);
+    p[8..12].copy_from_slice(&info.to_le_bytes());
+    p[12..14].copy_from_slice(&(tsize as u16).to_le_bytes());
+    p[16..20].copy_from_slice(&40u32.to_le_bytes());
+    p[20..22].copy_from_slice(&(key.len() as u16).to_le_bytes());
+    p[24..28].copy_from_slice(&((40 + tsize) as u32).to_le_bytes());
+    for (i, e) in table.iter().enumerate() {
+        p[40 + 4 * i..44 + 4 * i].copy_from_slice(&e.to_le_bytes());
+    }
+    p[40 + tsize..].copy_from_slice(key);
+    p
+}
+
+fn ask_subchannels(g: &mut FakeGuest, n: u32) -> u32 {
+    let t = g.send_nvsp(&[nt::SUBCHANNEL, 1, n], true);
+    let c = g.expect_completion(t);
+    assert_eq!((c.nvsp_type(), c.u32(4)), (nt::SUBCHANNEL, ns::SUCCESS));
+    c.u32(8)
+}
+
+#[test]
+fn a_new_session_starts_with_the_primary_and_steers_over_its_own_subchannels() {
+    // Hyper-V closes a session's subchannels with it: after a new INIT the guest has the primary only, and a
+    // smaller SUBCHANNEL request gets a receive buffer split and RSS steering over just those queues.
+    let cap = CaptureHandle::default();
+    let (_d, e) = emu(|c| {
+        c.max_queues = 4;
+        c.backend = BackendConfig::Capture(cap.clone());
+    });
+    let mut g = FakeGuest::attach(e.tree());
+    g.handshake(nvsp::VERSION_61);
+    g.rndis_init();
+    assert_eq!(ask_subchannels(&mut g, 3), 3);
+    assert_eq!(e.stats().subchannels, 3);
+    g.handshake(nvsp::VERSION_61);
+    g.rndis_init();
+    assert_eq!(e.stats().subchannels, 0, "a new session has no subchannels");
+    assert_eq!(ask_subchannels(&mut g, 1), 1);
+    assert_eq!(e.stats().subchannels, 1);
+    assert_eq!(e.stats().channels.len(), 4, "channel objects are kept");
+    // A table naming queues 0..3 (valid: below the host's 4) in this 2-queue session.
+    let table: Vec<u32> = (0..128).map(|i| i % 4).collect();
+    let info = 1u32 | 0x100 | 0x200;
+    let key = netvsc_proto::toeplitz::STANDARD_KEY;
+    assert_eq!(
+        g.set(
+            oid::GEN_RECEIVE_SCALE_PARAMETERS,
+            &rss_block(&table, &key, info)
+        ),
+        0
+    );
+    assert_eq!(
+        g.set(oid::GEN_CURRENT_PACKET_FILTER, &0xDu32.to_le_bytes()),
+        0
+    );
+    for flow in 0..64 {
+        cap.inject(&build_flow_frame(MAC, flow * 2, 128));
+    }
+    wait(|| e.stats().totals.host_to_guest_frames == 64);
+    let s = e.stats();
+    let per: Vec<u64> = s.channels.iter().map(|c| c.host_to_guest_frames).collect();
+    assert_eq!(
+        per[2] + per[3],
+        0,
+        "no frame on the old session's channels: {per:?}"
+    );
+    assert!(per[0] > 0 && per[1] > 0, "both live channels: {per:?}");
+    assert_eq!(s.totals.drops.total(), 0);
+}
+
+#[test]
+fn rss_parameters_are_checked_as_openvmm_does_and_a_refused_block_changes_nothing() {
+    let (_d, e) = emu(|c| c.max_queues = 4);
+    let mut g = ready_guest(&e, 0xD);
+    let key = netvsc_proto::toeplitz::STANDARD_KEY;
+    let good: Vec<u32> = (0..128).map(|i| i % 2).collect();
+    let info = 1u32 | 0x100 | 0x200;
+    assert_eq!(
+        g.set(
+            oid::GEN_RECEIVE_SCALE_PARAMETERS,
+            &rss_block(&good, &key, info)
+        ),
+        0
+    );
+    let before = e.stats().rss;
+    let mut bad = good.clone();
+    bad[7] = 4;
+    let invalid = r::status::INVALID_DATA;
+    for (what, block) in [
+        (
+            "entry at the host's queue count",
+            rss_block(&bad, &key, info),
+        ),
+        ("39-byte key", rss_block(&good, &key[..39], info)),
+        ("empty table", rss_block(&[], &key, info)),
+    ] {
+        assert_eq!(
+            g.set(oid::GEN_RECEIVE_SCALE_PARAMETERS, &block),
+            invalid,
+            "{what}"
+        );
+        let now = e.stats().rss;
+        assert_eq!(
+            (now.enabled, &now.table, &now.key, now.hash_info),
+            (before.enabled, &before.table, &before.key, before.hash_info),
+            "{what}: nothing applied"
+        );
+    }
+    // A short table is repeated to 128 entries.
+    assert_eq!(
+        g.set(
+            oid::GEN_RECEIVE_SCALE_PARAMETERS,
+            &rss_block(&[3, 1], &key, info)
+        ),
+        0
+    );
+    let t = e.stats().rss.table;
+    assert_eq!((t.len(), t[0], t[1], t[126], t[127]), (128, 3, 1, 3, 1));
+    // No hash function: RSS off.
+    assert_eq!(
+        g.set(
+            oid::GEN_RECEIVE_SCALE_PARAMETERS,
+            &rss_block(&good, &key, 0x300)
+        ),
+        0
+    );
+    assert!(!e.stats().rss.enabled);
+}
+
+#[test]
+fn nothing_is_delivered_after_the_guest_has_the_filter_0_reply() {
+    // A busy host (unlimited generator over four channels): once the SET of filter 0 is answered, the frames the
+    // host delivered are all in the rings — none of the round in progress lands later.
+    let (_d, e) = emu(|c| {
+        c.max_queues = 4;
+        c.backend = BackendConfig::Generator(GeneratorConfig {
+            rate_pps: None,
+            flows: 64,
+            dst_mac: MAC,
+            ..Default::default()
+        });
+    });
+    let mut g = ready_guest(&e, 0);
+    let mut late = 0;
+    for round in 0..20 {
+        assert_eq!(
+            g.set(oid::GEN_CURRENT_PACKET_FILTER, &0xDu32.to_le_bytes()),
+            0
+        );
+        // Let frames flow (the guest completes them so buffers keep coming back).
+        let _ = g.receive_frames(64, Duration::from_millis(5), true);
+        assert_eq!(
+            g.set(oid::GEN_CURRENT_PACKET_FILTER, &0u32.to_le_bytes()),
+            0
+        );
+        let at = e.stats().totals.host_to_guest_frames;
+        std::thread::sleep(Duration::from_millis(3));
+        let after = e.stats().totals.host_to_guest_frames;
+        late += after - at;
+        let _ = g.receive_frames(100_000, Duration::from_millis(5), true);
+        assert_eq!(
+            late, 0,
+            "round {round}: {late} frames delivered after the reply"
+        );
+    }
+}
+
 #[test]
 fn link_indications_reach_the_guest() {
     let (_d, e) = emu(|_| {});

@@ -51,6 +51,10 @@ pub enum Code {
     NotOpen,
     /// A ring or shared-memory failure in the driver.
     Ring,
+    /// The queue was removed by a queue-count change (`setQueues`).
+    QueueRemoved,
+    /// Zero-copy views are still held (release them first).
+    ViewsOutstanding,
     /// The host emulator could not start (tree, backend, host).
     Emulator,
     /// A guest program could not be run against the emulator.
@@ -82,6 +86,8 @@ impl AsRef<str> for Code {
             Code::DeviceBusy => "ERR_NETVSC_DEVICE_BUSY",
             Code::NotOpen => "ERR_NETVSC_NOT_OPEN",
             Code::Ring => "ERR_NETVSC_RING",
+            Code::QueueRemoved => "ERR_NETVSC_QUEUE_REMOVED",
+            Code::ViewsOutstanding => "ERR_NETVSC_VIEWS_OUTSTANDING",
             Code::Emulator => "ERR_NETVSC_EMULATOR",
             Code::Runner => "ERR_NETVSC_RUNNER",
         }
@@ -142,6 +148,7 @@ pub fn driver_code(err: &netvsc::Error) -> Code {
         E::Started(_) => Code::Started,
         E::Closed => Code::Closed,
         E::Invalid { .. } => Code::InvalidArg,
+        E::ViewsOutstanding { .. } => Code::ViewsOutstanding,
         #[allow(unreachable_patterns)]
         _ => Code::Protocol,
     }

@@ -1,6 +1,6 @@
-//! Device events to JS: one Rust thread per device polls the control path (queue 0) every 2 ms, drains the
-//! driver's event queue and hands each event to ONE ThreadsafeFunction with a bounded queue, called
-//! `NonBlocking`. When the queue is full the events wait in a small local backlog; past its bound, link and VF
+//! Device events to JS: one Rust thread per device runs the driver's upkeep (`Device::maintain`: control path,
+//! telemetry page, recovery) every 2 ms, drains the driver's event queue and hands each event to ONE
+//! ThreadsafeFunction with a bounded queue, called `NonBlocking`. When the queue is full the events wait in a small local backlog; past its bound, link and VF
 //! events are merged (the latest state of each kind survives, in order) and the merge is counted and reported
 //! on the next delivered event as `coalesced`. The TSFN is strong (it keeps the loop alive like a socket) until
 //! `unref()`.
@@ -22,8 +22,6 @@ use crate::nic::DeviceCore;
 
 /// Tick of the event thread.
 const TICK: Duration = Duration::from_millis(2);
-/// Ticks between telemetry publishes (100 ms).
-const TELEMETRY_TICKS: u32 = 50;
 /// Events held back while JS is busy before they are merged.
 const BACKLOG_MAX: usize = 64;
 
@@ -286,20 +284,15 @@ fn coalesce(backlog: &mut VecDeque<NativeEvent>) -> u32 {
 fn run(core: &DeviceCore, tsfn: &Tsfn, stop: &AtomicBool, coalesced: &AtomicU32) {
     let mut backlog: VecDeque<NativeEvent> = VecDeque::new();
     let mut merged = 0u32;
-    let mut snap = netvsc::telemetry::Snapshot::default();
-    let mut tick = 0u32;
     while !stop.load(Ordering::Acquire) {
         {
             let mut g = core.lock();
             let Some(d) = g.as_mut() else { return };
-            // Polls queue 0 and, after a ring error, re-initialises the device (unless `recover: false`).
+            // The driver's upkeep: polls queue 0, publishes the telemetry page (and serves its capture requests)
+            // every 100 ms, and after a ring error re-initialises the device (unless `recover: false`).
             if let Ok(true) = d.maintain() {
-                *core.vf_stats.lock().unwrap_or_else(|p| p.into_inner()) = d.vf_stats();
+                core.refresh_stats(d);
             }
-            if tick.is_multiple_of(TELEMETRY_TICKS) {
-                core.telemetry_tick(d, &mut snap);
-            }
-            tick = tick.wrapping_add(1);
             let speed = d.cached_link().speed_100bps;
             while let Some(ev) = d.next_event() {
                 backlog.push_back(convert(ev, speed));

@@ -11,7 +11,7 @@ use std::time::Duration;
 use napi::Env;
 use napi::bindgen_prelude::{Float64ArraySlice, Function};
 use napi_derive::napi;
-use netvsc::stats::{QueueStats, STAT_NAMES};
+use netvsc::stats::STAT_NAMES;
 use netvsc::{Devargs, DeviceConfig, IovaMode, Offloads, Timeouts};
 
 use crate::errors::{Code, Result, error, from_driver, from_uio};
@@ -30,12 +30,25 @@ pub struct OffloadOptions {
     pub tso: Option<bool>,
 }
 
-/// RSS settings: 40-byte key and 128-entry indirection table (queue per bucket).
+/// RSS settings: 40-byte key, 128-entry indirection table (queue per bucket), hash types (`ipv4`, `tcp_ipv4`,
+/// `ipv6`, `ipv6_ex`, `tcp_ipv6`, `tcp_ipv6_ex`; empty: RSS off). Absent parts are kept.
 #[napi(object)]
 #[derive(Debug, Default, Clone)]
 pub struct RssOptions {
     pub key: Option<Vec<u8>>,
     pub table: Option<Vec<u32>>,
+    pub hash_types: Option<Vec<String>>,
+}
+
+/// RSS as configured on the device.
+#[napi(object)]
+#[derive(Debug, Clone)]
+pub struct NativeRss {
+    pub key: Vec<u8>,
+    pub table: Vec<u32>,
+    pub hash_types: Vec<String>,
+    /// Whether the host hashes (off: everything arrives on queue 0).
+    pub enabled: bool,
 }
 
 /// Options of `NativeDevice.open` (the facade validates them first).
@@ -163,16 +176,11 @@ pub struct DeviceCore {
     pub uuid: String,
     pub root: PathBuf,
     pub dev: Mutex<Option<netvsc::Device>>,
-    pub stats: Mutex<Vec<Arc<QueueStats>>>,
-    /// The VF counters (replaced with `stats` when the device is re-opened by an MTU change).
-    pub vf_stats: Mutex<netvsc::VfStats>,
+    /// Every counter of the device (live queues, removed queues, VF), readable without the device lock; replaced
+    /// after each re-initialisation (MTU, queue count, recovery).
+    pub stats: Mutex<netvsc::StatsHandle>,
     pub max_frame: Mutex<usize>,
     closed: AtomicBool,
-    /// The capture switch every queue checks once per burst (started through the telemetry page).
-    pub tap: Arc<netvsc::capture::Tap>,
-    /// The telemetry page this process publishes (none if it could not be created).
-    pub telemetry: Mutex<Option<netvsc::telemetry::Publisher>>,
-    pub opened_ns: u64,
 }
 
 impl DeviceCore {
@@ -195,105 +203,16 @@ impl DeviceCore {
 
     fn take(&self) -> Option<netvsc::Device> {
         self.closed.store(true, Ordering::Release);
-        let _ = self.tap.stop();
-        // The page goes with the device (dropping the publisher removes the file).
-        self.telemetry
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take();
         self.lock().take()
     }
 
-    pub fn vf_snapshot(&self) -> netvsc::VfStats {
-        self.vf_stats
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-    }
-
-    pub fn stats_snapshot(&self) -> Vec<Arc<QueueStats>> {
+    pub fn stats_snapshot(&self) -> netvsc::StatsHandle {
         self.stats.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
-}
 
-impl DeviceCore {
-    /// The control thread's telemetry tick: publish the counters, link and VF state, and serve a capture
-    /// request. `d` is the device, locked by the caller.
-    pub fn telemetry_tick(&self, d: &netvsc::Device, snap: &mut netvsc::telemetry::Snapshot) {
-        let mut g = self.telemetry.lock().unwrap_or_else(|p| p.into_inner());
-        let Some(p) = g.as_mut() else { return };
-        if let Ok(Some(req)) = p.poll_request() {
-            let _ = self.tap.stop();
-            snap.capture_done = snap.capture_id;
-            snap.capture_id = 0;
-            if let Some(path) = &req.path
-                && self.tap.start(path, req.max_frames, req.max_ms).is_ok()
-            {
-                snap.capture_id = req.id;
-            } else {
-                snap.capture_done = req.id;
-            }
-        }
-        self.tap.expire();
-        if snap.capture_id != 0 && !self.tap.is_on() {
-            snap.capture_done = snap.capture_id;
-            snap.capture_id = 0;
-        }
-        snap.capture_frames = self.tap.frames();
-        let stats = self.stats_snapshot();
-        snap.queues.clear();
-        snap.queues.extend(stats.iter().map(|q| {
-            let mut w = [0u64; netvsc::telemetry::QUEUE_WORDS];
-            for (o, v) in w
-                .iter_mut()
-                .zip(q.tx.values().iter().chain(q.rx.values().iter()))
-            {
-                *o = *v;
-            }
-            w[30] = q.rx_missed.load(Ordering::Relaxed);
-            w
-        }));
-        let t = netvsc::stats::totals(stats.iter().map(|a| a.as_ref()));
-        let vf = self.vf_snapshot().totals();
-        snap.port = [
-            t.ipackets + vf.rx_packets,
-            t.opackets + vf.tx_packets,
-            t.ibytes + vf.rx_bytes,
-            t.obytes + vf.tx_bytes,
-            t.imissed + vf.rx_dropped,
-            t.ierrors,
-            t.oerrors + vf.tx_errors,
-        ];
-        snap.vf = [
-            vf.rx_packets,
-            vf.rx_bytes,
-            vf.tx_packets,
-            vf.tx_bytes,
-            vf.rx_dropped,
-            vf.tx_errors,
-        ];
-        let l = d.cached_link();
-        snap.link_up = l.up;
-        snap.link_speed = u64::from(l.speed_100bps);
-        snap.mtu = u64::from(d.info().mtu.max(d.config().mtu));
-        snap.opened_ns = self.opened_ns;
-        snap.updated_ns = 0;
-        match d.vf_info() {
-            Some(i) => {
-                snap.vf_state = netvsc::telemetry::VF_STATES
-                    .iter()
-                    .find(|s| **s == i.state.as_str())
-                    .copied();
-                snap.vf_serial = u64::from(i.serial);
-                snap.vf_switched = i.switched;
-            }
-            None => {
-                snap.vf_state = None;
-                snap.vf_serial = 0;
-                snap.vf_switched = false;
-            }
-        }
-        let _ = p.publish(snap);
+    /// Take the device's counter handle again (after a re-initialisation replaced queues or the VF state).
+    pub fn refresh_stats(&self, d: &netvsc::Device) {
+        *self.stats.lock().unwrap_or_else(|p| p.into_inner()) = d.stats_handle();
     }
 }
 
@@ -329,31 +248,13 @@ fn config(opts: &OpenOptions) -> Result<DeviceConfig> {
     }
     if let Some(r) = &opts.rss {
         if let Some(k) = &r.key {
-            let key: [u8; 40] = k.as_slice().try_into().map_err(|_| {
-                error(
-                    Code::InvalidArg,
-                    format!("rss.key must be 40 bytes, got {}", k.len()),
-                )
-            })?;
-            cfg.rss_key = Some(key);
+            cfg.rss_key = Some(rss_key(k, "rss.key")?);
         }
         if let Some(t) = &r.table {
-            if t.len() != netvsc::ndis::RSS_TABLE {
-                return Err(error(
-                    Code::InvalidArg,
-                    format!("rss.table must have 128 entries, got {}", t.len()),
-                ));
-            }
-            let mut table = [0u16; netvsc::ndis::RSS_TABLE];
-            for (slot, &q) in table.iter_mut().zip(t) {
-                *slot = u16::try_from(q).map_err(|_| {
-                    error(
-                        Code::InvalidArg,
-                        format!("rss.table entry {q} is not a queue index"),
-                    )
-                })?;
-            }
-            cfg.rss_table = Some(table);
+            cfg.rss_table = Some(rss_table(t, "rss.table")?);
+        }
+        if let Some(h) = &r.hash_types {
+            cfg.rss_hash_types = Some(hash_types(h)?);
         }
     }
     if let Some(ms) = opts.timeout_ms {
@@ -439,10 +340,6 @@ impl NativeCancel {
     }
 }
 
-fn root_of(opts: &OpenOptions) -> PathBuf {
-    PathBuf::from(opts.root.clone().unwrap_or_else(|| "/".into()))
-}
-
 /// Find and bring up the device (blocking), and register it in this process.
 fn bring_up(
     name: &str,
@@ -462,29 +359,15 @@ fn bring_up(
     }
     let dev = netvsc::Device::open(&root, &found.uuid, cfg).map_err(from_driver)?;
     let max_frame = dev.info().mtu.max(dev.config().mtu) as usize + 18;
-    let stats = dev.queue_stats();
-    let vf_stats = dev.vf_stats();
+    let stats = dev.stats_handle();
     let core = Arc::new(DeviceCore {
         key: key.clone(),
         uuid: found.uuid.clone(),
         root,
         dev: Mutex::new(Some(dev)),
         stats: Mutex::new(stats),
-        vf_stats: Mutex::new(vf_stats),
         max_frame: Mutex::new(max_frame),
         closed: AtomicBool::new(false),
-        tap: Arc::default(),
-        // Telemetry is best effort: a read-only /run must not stop the device from working.
-        telemetry: Mutex::new(
-            netvsc::telemetry::Publisher::create(&netvsc::telemetry::page_path(
-                &root_of(opts),
-                &found.uuid,
-            ))
-            .ok(),
-        ),
-        opened_ns: std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos() as u64),
     });
     registry::add_device(&key, &core)?;
     Ok(core)
@@ -588,11 +471,9 @@ impl NativeDevice {
     #[napi(getter)]
     pub fn telemetry_path(&self) -> Option<String> {
         self.core
-            .telemetry
             .lock()
-            .unwrap_or_else(|p| p.into_inner())
             .as_ref()
-            .map(|p| p.path().display().to_string())
+            .and_then(|d| d.telemetry_path().map(|p| p.display().to_string()))
     }
 
     /// Root directory the device was opened under.
@@ -742,6 +623,51 @@ impl NativeDevice {
         })
     }
 
+    /// Change the number of queue pairs off the event loop (a lossless re-initialisation; see
+    /// `netvsc::Device::set_queues`). Settles with the queue count in use.
+    #[napi(ts_return_type = "Promise<number | NativeFailure>")]
+    pub fn set_queues_async<'e>(
+        &self,
+        env: &'e Env,
+        queues: u32,
+    ) -> Result<napi::bindgen_prelude::Object<'e>> {
+        run_async(env, &self.core, move |core, d| {
+            change_queues(core, d, queues)
+        })
+    }
+
+    /// Change RSS key / table / hash types off the event loop (one OID set; channels stay open).
+    #[napi(ts_return_type = "Promise<NativeRss | NativeFailure>")]
+    pub fn set_rss_async<'e>(
+        &self,
+        env: &'e Env,
+        rss: RssOptions,
+    ) -> Result<napi::bindgen_prelude::Object<'e>> {
+        let update = netvsc::RssUpdate {
+            key: rss
+                .key
+                .as_deref()
+                .map(|k| rss_key(k, "rss.key"))
+                .transpose()?,
+            table: rss
+                .table
+                .as_deref()
+                .map(|t| rss_table(t, "rss.table"))
+                .transpose()?,
+            hash_types: rss.hash_types.as_deref().map(hash_types).transpose()?,
+        };
+        run_async(env, &self.core, move |_, d| {
+            d.set_rss(update).map_err(from_driver)?;
+            Ok(rss_info(d.rss()))
+        })
+    }
+
+    /// RSS as configured now.
+    #[napi]
+    pub fn rss(&self) -> Result<NativeRss> {
+        self.core.with(|d| Ok(rss_info(d.rss())))
+    }
+
     /// `start` off the event loop.
     #[napi(ts_return_type = "Promise<undefined | NativeFailure>")]
     pub fn start_async<'e>(&self, env: &'e Env) -> Result<napi::bindgen_prelude::Object<'e>> {
@@ -813,15 +739,8 @@ impl NativeDevice {
                 format!("stats array needs 7 slots, got {}", out.len()),
             ));
         }
-        let mut t = netvsc::stats::totals(self.core.stats_snapshot().iter().map(|a| a.as_ref()));
-        // The VF's traffic belongs to the port (the application never sees the VF).
-        let vf = self.core.vf_snapshot().totals();
-        t.ipackets += vf.rx_packets;
-        t.ibytes += vf.rx_bytes;
-        t.opackets += vf.tx_packets;
-        t.obytes += vf.tx_bytes;
-        t.imissed += vf.rx_dropped;
-        t.oerrors += vf.tx_errors;
+        // Every queue the device has had and the VF's traffic (the application never sees the VF).
+        let t = self.core.stats_snapshot().totals();
         let v = [
             t.ipackets, t.opackets, t.ibytes, t.obytes, t.imissed, t.ierrors, t.oerrors,
         ];
@@ -834,7 +753,7 @@ impl NativeDevice {
     /// Number of queues whose counters `queueStatsInto` writes.
     #[napi(getter)]
     pub fn queue_count(&self) -> u32 {
-        self.core.stats_snapshot().len() as u32
+        self.core.stats_snapshot().queues().len() as u32
     }
 
     /// Per-queue counters into `out` (31 per queue: 15 tx and 15 rx in DPDK's order, then rx missed).
@@ -845,7 +764,11 @@ impl NativeDevice {
         let out = unsafe { out.as_mut() };
         let stats = self.core.stats_snapshot();
         let mut n = 0;
-        for (q, chunk) in stats.iter().zip(out.chunks_exact_mut(QUEUE_STAT_WORDS)) {
+        for (q, chunk) in stats
+            .queues()
+            .iter()
+            .zip(out.chunks_exact_mut(QUEUE_STAT_WORDS))
+        {
             let tx = q.tx.values();
             let rx = q.rx.values();
             for (o, v) in chunk.iter_mut().zip(tx.iter().chain(rx.iter())) {
@@ -861,7 +784,8 @@ impl NativeDevice {
     #[napi]
     pub fn vf_xstats(&self) -> Vec<NativeXstat> {
         self.core
-            .vf_snapshot()
+            .stats_snapshot()
+            .vf()
             .xstats()
             .into_iter()
             .map(|(name, v)| NativeXstat {
@@ -959,10 +883,89 @@ impl Drop for NativeDevice {
 
 fn change_mtu(core: &DeviceCore, d: &mut netvsc::Device, mtu: u32) -> Result<()> {
     d.set_mtu(mtu).map_err(from_driver)?;
-    *core.stats.lock().unwrap_or_else(|p| p.into_inner()) = d.queue_stats();
-    *core.vf_stats.lock().unwrap_or_else(|p| p.into_inner()) = d.vf_stats();
+    core.refresh_stats(d);
     *core.max_frame.lock().unwrap_or_else(|p| p.into_inner()) = d.info().mtu.max(mtu) as usize + 18;
     Ok(())
+}
+
+fn change_queues(core: &DeviceCore, d: &mut netvsc::Device, n: u32) -> Result<u32> {
+    let n = u16::try_from(n)
+        .ok()
+        .filter(|n| (1..=64).contains(n))
+        .ok_or_else(|| error(Code::InvalidArg, format!("queues must be 1..64, got {n}")))?;
+    let r = d.set_queues(n).map_err(from_driver);
+    // Refreshed either way: a failed change may still have re-initialised the device.
+    core.refresh_stats(d);
+    r.map(|()| u32::from(d.info().queues))
+}
+
+/// `rss.hashTypes` names and their bits (DPDK's six).
+const HASH_TYPE_NAMES: [(&str, u32); 6] = [
+    ("ipv4", netvsc::ndis::hash_types::IPV4),
+    ("tcp_ipv4", netvsc::ndis::hash_types::TCP_IPV4),
+    ("ipv6", netvsc::ndis::hash_types::IPV6),
+    ("ipv6_ex", netvsc::ndis::hash_types::IPV6_EX),
+    ("tcp_ipv6", netvsc::ndis::hash_types::TCP_IPV6),
+    ("tcp_ipv6_ex", netvsc::ndis::hash_types::TCP_IPV6_EX),
+];
+
+fn rss_key(k: &[u8], what: &str) -> Result<[u8; 40]> {
+    k.try_into().map_err(|_| {
+        error(
+            Code::InvalidArg,
+            format!("{what} must be 40 bytes, got {}", k.len()),
+        )
+    })
+}
+
+fn rss_table(t: &[u32], what: &str) -> Result<[u16; netvsc::ndis::RSS_TABLE]> {
+    if t.len() != netvsc::ndis::RSS_TABLE {
+        return Err(error(
+            Code::InvalidArg,
+            format!("{what} must have 128 entries, got {}", t.len()),
+        ));
+    }
+    let mut table = [0u16; netvsc::ndis::RSS_TABLE];
+    for (slot, &q) in table.iter_mut().zip(t) {
+        *slot = u16::try_from(q).map_err(|_| {
+            error(
+                Code::InvalidArg,
+                format!("{what} entry {q} is not a queue index"),
+            )
+        })?;
+    }
+    Ok(table)
+}
+
+fn hash_types(names: &[String]) -> Result<u32> {
+    names.iter().try_fold(0u32, |acc, n| {
+        HASH_TYPE_NAMES
+            .iter()
+            .find(|(name, _)| name == n)
+            .map(|(_, bit)| acc | bit)
+            .ok_or_else(|| {
+                error(
+                    Code::InvalidArg,
+                    format!(
+                        "rss.hashTypes: unknown type '{n}' (one of {})",
+                        HASH_TYPE_NAMES.map(|(n, _)| n).join(", ")
+                    ),
+                )
+            })
+    })
+}
+
+fn rss_info(r: netvsc::RssConfig) -> NativeRss {
+    NativeRss {
+        key: r.key.to_vec(),
+        table: r.table.iter().map(|&q| u32::from(q)).collect(),
+        hash_types: HASH_TYPE_NAMES
+            .iter()
+            .filter(|(_, bit)| r.hash_types & bit != 0)
+            .map(|(n, _)| (*n).to_owned())
+            .collect(),
+        enabled: r.enabled,
+    }
 }
 
 fn link(l: netvsc::LinkInfo) -> NativeLink {

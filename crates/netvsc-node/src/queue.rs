@@ -101,6 +101,9 @@ pub struct NativeQueue {
     pend_end: usize,
     views: Vec<Option<RxView>>,
     free: Vec<u32>,
+    /// Set once a queue-count change removed this queue (the device's new queue count): the claim is given back
+    /// and every call but `close` fails with `ERR_NETVSC_QUEUE_REMOVED` (frames already copied out still come).
+    removed: std::cell::Cell<Option<u16>>,
 }
 
 impl NativeQueue {
@@ -141,10 +144,36 @@ impl NativeQueue {
             pend_end: 0,
             views: Vec::new(),
             free: Vec::new(),
+            removed: std::cell::Cell::new(None),
         })
     }
 
+    /// Whether a queue-count change removed this queue; on first sight the claim is given back (so the index
+    /// can be claimed again if the queue count grows back).
+    fn check_removed(&self) -> Option<u16> {
+        if self.removed.get().is_none()
+            && let Some(n) = self.qp.as_ref().and_then(QueuePair::retired)
+        {
+            self.removed.set(Some(n));
+            self.claim.release();
+        }
+        self.removed.get()
+    }
+
+    fn removed_error(&self, queues: u16) -> napi::Error<Code> {
+        error(
+            Code::QueueRemoved,
+            format!(
+                "queue {} of {} was removed: the device has {queues} queue(s) now (setQueues); close this queue",
+                self.index, self.core.uuid
+            ),
+        )
+    }
+
     fn qp(&mut self) -> Result<&mut QueuePair> {
+        if let Some(n) = self.check_removed() {
+            return Err(self.removed_error(n));
+        }
         let uuid = &self.core.uuid;
         match self.qp.as_mut() {
             Some(q) if !self.claim.is_released() => Ok(q),
@@ -179,7 +208,15 @@ impl NativeQueue {
 
     #[napi(getter)]
     pub fn is_closed(&self) -> bool {
+        self.check_removed();
         self.qp.is_none() || self.claim.is_released() || self.core.is_closed()
+    }
+
+    /// The device's queue count if a queue-count change removed this queue (its claim is then given back),
+    /// else null.
+    #[napi(getter)]
+    pub fn removed(&self) -> Option<u32> {
+        self.check_removed().map(u32::from)
     }
 
     /// Receive frames into `buf` back to back; `lens[i]` and `meta[4i..4i+4]` describe frame i. Returns the count.
@@ -203,20 +240,29 @@ impl NativeQueue {
         // driver could write, so these are the only references to their bytes (see "Slices" above).
         let (buf, lens, meta) = unsafe { (buf.as_mut(), lens.as_mut(), meta.as_mut()) };
         let max = lens.len().min(meta.len() / META_WORDS).min(RX_MAX);
+        let pending = self.pend_start < self.pend_end;
+        let removed = self.check_removed();
+        if let (Some(q), false) = (removed, pending) {
+            return Err(self.removed_error(q));
+        }
         let mut qp = self.qp.take().ok_or_else(|| closed(&self.core.uuid))?;
-        if self.claim.is_released() {
+        if self.claim.is_released() && removed.is_none() {
             self.qp = Some(qp);
             return self.qp().map(|_| 0);
         }
-        if self.pend_start == self.pend_end && max > 0 {
+        if !pending && max > 0 {
             self.pend_start = 0;
             self.pend_end = qp.rx_burst(&mut self.rx[..max]);
-            if self.pend_end == 0
-                && let Some(f) = qp.error()
-            {
-                let e = ring_error(qp.id(), f);
+            if self.pend_end == 0 {
+                let e = qp.error().map(|f| ring_error(qp.id(), f));
                 self.qp = Some(qp);
-                return Err(e);
+                if let Some(e) = e {
+                    return Err(e);
+                }
+                if let Some(q) = self.check_removed() {
+                    return Err(self.removed_error(q));
+                }
+                qp = self.qp.take().ok_or_else(|| closed(&self.core.uuid))?;
             }
         }
         let (mut n, mut off) = (0usize, 0usize);
@@ -256,17 +302,6 @@ impl NativeQueue {
             self.pend_start += 1;
         }
         self.qp = Some(qp);
-        if self.core.tap.is_on() && n > 0 {
-            let mut o = 0usize;
-            let frames = lens[..n].iter().map(|&l| {
-                let f = &buf[o..o + l as usize];
-                o += l as usize;
-                f
-            });
-            self.core
-                .tap
-                .record(frames, netvsc::capture::Direction::Inbound);
-        }
         match err {
             Some(e) => Err(e),
             None => Ok(n as u32),
@@ -297,16 +332,24 @@ impl NativeQueue {
         let max = (descs.len() / DESC_WORDS)
             .min(meta.len() / META_WORDS)
             .min(RX_MAX);
+        let pending = self.pend_start < self.pend_end;
+        if let (Some(q), false) = (self.check_removed(), pending) {
+            return Err(self.removed_error(q));
+        }
         let mut qp = self.qp.take().ok_or_else(|| closed(&self.core.uuid))?;
-        if self.pend_start == self.pend_end && max > 0 {
+        if !pending && max > 0 {
             self.pend_start = 0;
             self.pend_end = qp.rx_burst(&mut self.rx[..max]);
-            if self.pend_end == 0
-                && let Some(f) = qp.error()
-            {
-                let e = ring_error(qp.id(), f);
+            if self.pend_end == 0 {
+                let e = qp.error().map(|f| ring_error(qp.id(), f));
                 self.qp = Some(qp);
-                return Err(e);
+                if let Some(e) = e {
+                    return Err(e);
+                }
+                if let Some(q) = self.check_removed() {
+                    return Err(self.removed_error(q));
+                }
+                qp = self.qp.take().ok_or_else(|| closed(&self.core.uuid))?;
             }
         }
         let (mut n, mut off) = (0usize, 0usize);
@@ -478,16 +521,11 @@ impl NativeQueue {
             }
             off = o;
         }
-        if self.core.tap.is_on() && done > 0 {
-            let mut o = 0usize;
-            let frames = lens[..done].iter().map(|&l| {
-                let f = &buf[o..o + l as usize];
-                o += l as usize;
-                f
-            });
-            self.core
-                .tap
-                .record(frames, netvsc::capture::Direction::Outbound);
+        if done == 0
+            && n > 0
+            && let Some(q) = self.check_removed()
+        {
+            return Err(self.removed_error(q));
         }
         Ok(done as u32)
     }

@@ -15,6 +15,7 @@ use crate::control::{CtlPage, Ids, rndis_init_req, rndis_oid_req};
 use crate::error::{Error, Result, Step};
 use crate::ndis::{self, OffloadCaps, RSS_TABLE};
 use crate::queue::QueueCore;
+use crate::reconf::RssConfig;
 use crate::rx::RxState;
 use crate::shared::{AggLimits, Shared};
 use crate::tx::{DmaArea, SLOT_SIZE, TxState};
@@ -60,6 +61,34 @@ pub(crate) struct Opened {
     pub cores: Vec<Arc<Mutex<QueueCore>>>,
     pub ctl_page: CtlPage,
     pub ids: Arc<Ids>,
+    pub rss: RssConfig,
+}
+
+/// The RSS configuration `cfg` asks for over `nq` queues: its key, table and hash types, or the defaults (the
+/// standard key, round robin, all six types). Enabled with more than one queue.
+pub(crate) fn rss_for(cfg: &DeviceConfig, nq: u16) -> Result<RssConfig> {
+    let mut table = [0u16; RSS_TABLE];
+    match cfg.rss_table {
+        Some(user) => {
+            if let Some(bad) = user.iter().find(|q| **q >= nq) {
+                return Err(Error::Config {
+                    what: "rss table entry",
+                    value: u64::from(*bad),
+                });
+            }
+            table = user;
+        }
+        None => table
+            .iter_mut()
+            .enumerate()
+            .for_each(|(i, e)| *e = (i % nq.max(1) as usize) as u16),
+    }
+    Ok(RssConfig {
+        key: cfg.rss_key.unwrap_or(ndis::DEFAULT_RSS_KEY),
+        table,
+        hash_types: cfg.rss_hash_types.unwrap_or(ndis::hash_types::ALL) & ndis::hash_types::ALL,
+        enabled: nq > 1,
+    })
 }
 
 fn ctl_page(cfg: &DeviceConfig) -> Result<CtlPage> {
@@ -473,30 +502,15 @@ pub(crate) fn open(uio: &UioDevice, cfg: &DeviceConfig) -> Result<Opened> {
             subs = found;
         }
     }
-    if nq > 1 {
-        let key = cfg.rss_key.unwrap_or(ndis::DEFAULT_RSS_KEY);
-        let mut table = [0u16; RSS_TABLE];
-        match cfg.rss_table {
-            Some(user) => {
-                if let Some(bad) = user.iter().find(|q| **q >= nq) {
-                    return Err(Error::Config {
-                        what: "rss table entry",
-                        value: u64::from(*bad),
-                    });
-                }
-                table = user;
-            }
-            None => table
-                .iter_mut()
-                .enumerate()
-                .for_each(|(i, e)| *e = (i % nq as usize) as u16),
-        }
+    // 10. RSS over the granted queues (a single queue needs none).
+    let rss = rss_for(cfg, nq)?;
+    if rss.enabled {
         set_oid(
             &mut core,
             &ctl,
             &ids,
             oid::GEN_RECEIVE_SCALE_PARAMETERS,
-            &ndis::rss_params(&key, &table, false),
+            &ndis::rss_params(&rss.key, &rss.table, rss.hash_types, false),
             "set RSS params",
             t.rndis,
         )?;
@@ -571,5 +585,6 @@ pub(crate) fn open(uio: &UioDevice, cfg: &DeviceConfig) -> Result<Opened> {
         cores,
         ctl_page: ctl,
         ids,
+        rss,
     })
 }

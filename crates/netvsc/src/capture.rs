@@ -45,6 +45,8 @@ struct Sink {
     out: PcapNgWriter<BufWriter<File>>,
     max_frames: u64,
     until: Option<Instant>,
+    /// One frame gathered from its segments or read out of the receive buffer (sized once, at start).
+    scratch: Vec<u8>,
 }
 
 /// The capture switch shared by the control tick and every queue of a device.
@@ -105,6 +107,7 @@ impl Tap {
             out,
             max_frames,
             until: (max_ms > 0).then(|| Instant::now() + Duration::from_millis(max_ms)),
+            scratch: Vec::with_capacity(SNAPLEN),
         });
         self.on.store(true, Ordering::Release);
         Ok(())
@@ -137,23 +140,47 @@ impl Tap {
 
     /// Record the frames of one burst (only called when [`Tap::is_on`]). A write error stops the capture.
     pub fn record<'a>(&self, frames: impl Iterator<Item = &'a [u8]>, dir: Direction) {
+        let mut frames = frames;
+        self.record_with(usize::MAX, dir, |_, out| match frames.next() {
+            Some(f) => {
+                out.extend_from_slice(&f[..f.len().min(SNAPLEN)]);
+                Some(f.len())
+            }
+            None => None,
+        });
+    }
+
+    /// Record up to `count` frames of one burst that are not contiguous slices (a frame in segments, a zero-copy
+    /// view in the receive buffer): `fill(i, buf)` appends frame `i`'s first bytes (at most 65535) to the emptied
+    /// buffer and returns its full length, or `None` when the burst has no more frames. One lock per burst; the
+    /// buffer is the capture's own, allocated when it started.
+    pub fn record_with(
+        &self,
+        count: usize,
+        dir: Direction,
+        mut fill: impl FnMut(usize, &mut Vec<u8>) -> Option<usize>,
+    ) {
         let mut g = self.lock();
         let Some(s) = g.as_mut() else { return };
         let ts = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default();
         let mut failed = false;
-        let mut full = false;
-        for f in frames {
+        let mut scratch = std::mem::take(&mut s.scratch);
+        for i in 0..count {
             if s.max_frames > 0 && self.frames() >= s.max_frames {
-                full = true;
                 break;
             }
+            scratch.clear();
+            let Some(len) = fill(i, &mut scratch) else {
+                break;
+            };
+            scratch.truncate(SNAPLEN);
             let epb = EnhancedPacketBlock {
                 interface_id: 0,
                 timestamp: ts,
-                original_len: f.len() as u32,
-                data: Cow::Borrowed(&f[..f.len().min(SNAPLEN)]),
+                original_len: len as u32,
+                data: Cow::Borrowed(&scratch[..]),
                 options: vec![EnhancedPacketOption::Flags(dir as u32)],
             };
             if s.out.write_pcapng_block(epb).is_err() {
@@ -162,9 +189,8 @@ impl Tap {
             }
             self.frames.fetch_add(1, Ordering::Relaxed);
         }
-        if s.max_frames > 0 && self.frames() >= s.max_frames {
-            full = true;
-        }
+        s.scratch = scratch;
+        let full = s.max_frames > 0 && self.frames() >= s.max_frames;
         if failed || full {
             let _ = s.out.get_mut().flush();
             *g = None;

@@ -77,6 +77,8 @@ pub struct DeviceConfig {
     pub rss_key: Option<[u8; 40]>,
     /// RSS indirection table (queue per bucket); round-robin when `None`.
     pub rss_table: Option<[u16; RSS_TABLE]>,
+    /// RSS hash types ([`crate::ndis::hash_types`] bits); all six when `None`.
+    pub rss_hash_types: Option<u32>,
     /// Offloads to enable where the host supports them.
     pub offloads: Offloads,
     /// Host wait limits.
@@ -92,6 +94,9 @@ pub struct DeviceConfig {
     /// Re-initialise the device after a ring error ([`crate::Device::maintain`]); off: the failed queue stays
     /// failed until close.
     pub recover: bool,
+    /// Publish the telemetry page (`<root>/run/netvsc/<uuid>.telemetry`) from [`crate::Device::maintain`] and serve
+    /// the capture requests other processes write into it.
+    pub telemetry: bool,
 }
 
 impl Default for DeviceConfig {
@@ -102,6 +107,7 @@ impl Default for DeviceConfig {
             devargs: Devargs::default(),
             rss_key: None,
             rss_table: None,
+            rss_hash_types: None,
             offloads: Offloads::default(),
             timeouts: Timeouts::default(),
             iova: IovaMode::Va,
@@ -109,6 +115,7 @@ impl Default for DeviceConfig {
             vf: crate::vf::VfConfig::default(),
             cancel: None,
             recover: true,
+            telemetry: true,
         }
     }
 }

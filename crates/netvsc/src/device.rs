@@ -11,13 +11,16 @@ use std::time::{Duration, Instant};
 use vmbus_uio::{OwnerLock, UioDevice, UioError};
 
 use crate::bringup::{self, DeviceInfo, Opened};
+use crate::capture::Tap;
 use crate::config::DeviceConfig;
 use crate::control::{CtlPage, Ids, rndis_halt_req};
 use crate::error::{Error, Result};
 use crate::link::{Event, LinkInfo};
 use crate::queue::{QueueCore, QueuePair, control_lock, lock};
+use crate::reconf::RssConfig;
 use crate::shared::Shared;
-use crate::stats::{self, QueueStats, Totals};
+use crate::stats::{self, QueueStats, StatsHandle, Totals};
+use crate::telemetry;
 use crate::vf::manager::{self, Cmd, DeviceHost, Manager, Mirror};
 use crate::vf::{VfInfo, backend::Kernel};
 use netvsc_proto::nvsp::{self, NvspMessage, RevokeRecvBuf, RevokeSendBuf, SwitchDataPath};
@@ -43,27 +46,80 @@ pub mod filter {
 
 /// An open netvsc device.
 pub struct Device {
-    root: PathBuf,
-    name: String,
-    cfg: DeviceConfig,
+    pub(crate) root: PathBuf,
+    pub(crate) name: String,
+    pub(crate) cfg: DeviceConfig,
     uio: Option<UioDevice>,
     /// This process's ownership of the device (see [`vmbus_uio::lock`]); released after the unmap.
     owner: Option<OwnerLock>,
-    info: DeviceInfo,
-    shared: Arc<Shared>,
-    cores: Vec<Arc<Mutex<QueueCore>>>,
-    ctl_page: CtlPage,
-    ids: Arc<Ids>,
+    pub(crate) info: DeviceInfo,
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) cores: Vec<Arc<Mutex<QueueCore>>>,
+    pub(crate) ctl_page: CtlPage,
+    pub(crate) ids: Arc<Ids>,
     vf: Option<manager::Handle>,
-    promisc: bool,
-    allmulti: bool,
-    filter: u32,
-    mc_list: Vec<[u8; 6]>,
-    vf_datapath: bool,
-    recoveries: u64,
+    pub(crate) promisc: bool,
+    pub(crate) allmulti: bool,
+    pub(crate) filter: u32,
+    pub(crate) mc_list: Vec<[u8; 6]>,
+    pub(crate) vf_datapath: bool,
+    pub(crate) recoveries: u64,
     /// Sends still in flight when a recovery tore the channels down: the host may or may not have taken them, and
     /// their completions are gone, so they are counted here (`hv_tx_unsettled`) and never as sent.
-    tx_unsettled: u64,
+    pub(crate) tx_unsettled: u64,
+    /// RSS as the host was last told (or would be, with one queue).
+    pub(crate) rss: RssConfig,
+    /// What outlives re-initialisations: capture switch, telemetry page, open time, removed queues' counters.
+    pub(crate) kept: Kept,
+}
+
+/// The parts of a device that live from `open` to `close` across every re-initialisation (MTU change, recovery,
+/// queue-count change).
+#[derive(Debug)]
+pub(crate) struct Kept {
+    /// The capture switch every queue handle checks once per burst.
+    pub tap: Arc<Tap>,
+    /// The telemetry page, when [`DeviceConfig::telemetry`] is on and the page could be created.
+    pub telemetry: Option<telemetry::Owner>,
+    /// When the device was first opened (ns since the Unix epoch).
+    pub opened_ns: u64,
+    /// Counters of queues a queue-count change removed (kept in the port totals).
+    pub retired: Vec<Arc<QueueStats>>,
+}
+
+impl Kept {
+    fn new(root: &Path, uuid: &str, cfg: &DeviceConfig) -> Kept {
+        // Telemetry is best effort: a read-only /run must not stop the device from working.
+        let telemetry = cfg
+            .telemetry
+            .then(|| telemetry::Publisher::create(&telemetry::page_path(root, uuid)).ok())
+            .flatten()
+            .map(telemetry::Owner::new);
+        Kept {
+            tap: Arc::default(),
+            telemetry,
+            opened_ns: crate::vf::now_ns(),
+            retired: Vec::new(),
+        }
+    }
+
+    /// An empty stand-in left behind while the real one moves to a re-opened device.
+    fn placeholder() -> Kept {
+        Kept {
+            tap: Arc::default(),
+            telemetry: None,
+            opened_ns: 0,
+            retired: Vec::new(),
+        }
+    }
+}
+
+/// Queue cells a re-open moves its new state into (so handles taken before stay valid and keep their counters).
+pub(crate) struct Reuse<'a> {
+    pub cells: &'a [Arc<Mutex<QueueCore>>],
+    /// The re-opened device must have exactly as many queues (recovery); otherwise the first `min` cells are
+    /// reused, extra new queues get new cells and the caller retires the old cells past the new count.
+    pub exact: bool,
 }
 
 impl std::fmt::Debug for Device {
@@ -79,16 +135,18 @@ impl Device {
     /// Open the device named by instance UUID or kernel interface name under `root` (`/` on a
     /// real guest, the emulator's directory in tests) and bring it up. The port starts stopped.
     pub fn open(root: &Path, name: &str, cfg: DeviceConfig) -> Result<Device> {
-        Device::open_into(root, name, cfg, None)
+        Device::open_into(root, name, cfg, None, &mut None)
     }
 
     /// Open; with `reuse`, the new queues' state moves into those queue cells (keeping their counters), so
-    /// queue handles taken before stay valid.
-    fn open_into(
+    /// queue handles taken before stay valid; with `kept` holding them, the device-lifetime parts come from the
+    /// device being re-initialised (taken only once bring-up succeeded, so a failed attempt can be retried).
+    pub(crate) fn open_into(
         root: &Path,
         name: &str,
         cfg: DeviceConfig,
-        reuse: Option<&[Arc<Mutex<QueueCore>>]>,
+        reuse: Option<Reuse<'_>>,
+        kept: &mut Option<Kept>,
     ) -> Result<Device> {
         let info = vmbus_uio::find_device(root, name)?;
         // One owner across processes: a second opener learns who holds the device.
@@ -102,6 +160,7 @@ impl Device {
             },
         )?;
         let own_iface = info.iface.clone();
+        let uuid = info.uuid.clone();
         let uio = UioDevice::open(root, &info)?;
         let Opened {
             info,
@@ -109,22 +168,27 @@ impl Device {
             mut cores,
             ctl_page,
             ids,
+            rss,
         } = bringup::open(&uio, &cfg)?;
         if let Some(old) = reuse {
-            if old.len() != cores.len() {
+            if old.exact && old.cells.len() != cores.len() {
                 return Err(Error::Config {
                     what: "queue count after re-initialisation",
                     value: cores.len() as u64,
                 });
             }
-            for (o, n) in old.iter().zip(&cores) {
+            let keep = old.cells.len().min(cores.len());
+            for (o, n) in old.cells.iter().zip(&cores).take(keep) {
                 let (mut o, mut n) = (lock(o), lock(n));
                 std::mem::swap(&mut *o, &mut *n);
                 // The cell keeps its counters: the handles' `stats` point at them.
                 std::mem::swap(&mut o.stats, &mut n.stats);
             }
-            cores = old.to_vec();
+            let mut cells = old.cells[..keep].to_vec();
+            cells.extend(cores.drain(keep..));
+            cores = cells;
         }
+        let kept = kept.take().unwrap_or_else(|| Kept::new(root, &uuid, &cfg));
         let mut dev = Device {
             root: root.to_path_buf(),
             name: name.to_string(),
@@ -144,11 +208,18 @@ impl Device {
             vf_datapath: false,
             recoveries: 0,
             tx_unsettled: 0,
+            rss,
+            kept,
         };
         if dev.cfg.vf.enabled && dev.info.nvsp_version >= nvsp::VERSION_4 {
             dev.vf = Some(dev.spawn_vf_manager(own_iface)?);
         }
         Ok(dev)
+    }
+
+    /// Move the device-lifetime parts out (for the device that re-initialisation opens next).
+    pub(crate) fn take_kept(&mut self) -> Kept {
+        std::mem::replace(&mut self.kept, Kept::placeholder())
     }
 
     fn spawn_vf_manager(&self, own_iface: Option<String>) -> Result<manager::Handle> {
@@ -236,19 +307,20 @@ impl Device {
                     id: core.id,
                     core: c.clone(),
                     stats: core.stats.clone(),
+                    tap: self.kept.tap.clone(),
                 }
             })
             .collect()
     }
 
-    fn ctl(&self) -> Result<std::sync::MutexGuard<'_, QueueCore>> {
+    pub(crate) fn ctl(&self) -> Result<std::sync::MutexGuard<'_, QueueCore>> {
         if self.shared.closed() {
             return Err(Error::Closed);
         }
         Ok(control_lock(&self.cores[0], &self.shared))
     }
 
-    fn set_filter(&mut self, value: u32) -> Result<()> {
+    pub(crate) fn set_filter(&mut self, value: u32) -> Result<()> {
         let t = self.cfg.timeouts.rndis;
         let mut core = self.ctl()?;
         bringup::set_oid(
@@ -388,7 +460,13 @@ impl Device {
             mtu,
             ..self.cfg.clone()
         };
-        *self = Device::open(&self.root.clone(), &self.name.clone(), cfg)?;
+        let mut kept = Some(self.take_kept());
+        let r = Device::open_into(&self.root.clone(), &self.name.clone(), cfg, None, &mut kept);
+        if let Some(k) = kept {
+            // The re-open failed: the device stays closed, but its page and capture are still its own.
+            self.kept = k;
+        }
+        *self = r?;
         Ok(())
     }
 
@@ -449,10 +527,111 @@ impl Device {
             return Ok(false);
         }
         self.poll_control();
+        self.telemetry_tick();
         if !self.faulted() || !self.cfg.recover {
             return Ok(false);
         }
         self.recover().map(|()| true)
+    }
+
+    /// The telemetry page's periodic work, at most every [`telemetry::PUBLISH_PERIOD`]: serve a capture request
+    /// written into the page (start or stop the tap), end a capture whose time is up, then publish the counters,
+    /// link and VF state. Errors are ignored: telemetry never disturbs the device.
+    fn telemetry_tick(&mut self) {
+        let now = Instant::now();
+        let tap = self.kept.tap.clone();
+        let Some(t) = self.kept.telemetry.as_mut() else {
+            return;
+        };
+        if !t.due(now) {
+            return;
+        }
+        let snap = &mut t.snap;
+        if let Ok(Some(req)) = t.publisher.poll_request() {
+            let _ = tap.stop();
+            snap.capture_done = snap.capture_id;
+            snap.capture_id = 0;
+            match &req.path {
+                Some(path) if tap.start(path, req.max_frames, req.max_ms).is_ok() => {
+                    snap.capture_id = req.id;
+                }
+                _ => snap.capture_done = req.id,
+            }
+        }
+        tap.expire();
+        if snap.capture_id != 0 && !tap.is_on() {
+            snap.capture_done = snap.capture_id;
+            snap.capture_id = 0;
+        }
+        snap.capture_frames = tap.frames();
+        let h = StatsHandle {
+            queues: self.cores.iter().map(|c| lock(c).stats.clone()).collect(),
+            retired: self.kept.retired.clone(),
+            vf: crate::vf::VfStats(self.shared.vf.clone()),
+        };
+        snap.queues.clear();
+        snap.queues.extend(h.queues.iter().map(|q| {
+            let mut w = [0u64; telemetry::QUEUE_WORDS];
+            for (o, v) in w
+                .iter_mut()
+                .zip(q.tx.values().iter().chain(q.rx.values().iter()))
+            {
+                *o = *v;
+            }
+            w[30] = q.rx_missed.load(Relaxed);
+            w
+        }));
+        let tot = h.totals();
+        snap.port = [
+            tot.ipackets,
+            tot.opackets,
+            tot.ibytes,
+            tot.obytes,
+            tot.imissed,
+            tot.ierrors,
+            tot.oerrors,
+        ];
+        let vf = h.vf.totals();
+        snap.vf = [
+            vf.rx_packets,
+            vf.rx_bytes,
+            vf.tx_packets,
+            vf.tx_bytes,
+            vf.rx_dropped,
+            vf.tx_errors,
+        ];
+        snap.link_up = self.shared.link_up.load(Relaxed);
+        snap.link_speed = u64::from(self.shared.link_speed.load(Relaxed));
+        snap.mtu = u64::from(self.info.mtu.max(self.cfg.mtu));
+        snap.opened_ns = self.kept.opened_ns;
+        snap.updated_ns = 0;
+        match self.shared.vf.info() {
+            Some(i) => {
+                snap.vf_state = telemetry::VF_STATES
+                    .iter()
+                    .find(|s| **s == i.state.as_str())
+                    .copied();
+                snap.vf_serial = u64::from(i.serial);
+                snap.vf_switched = i.switched;
+            }
+            None => {
+                snap.vf_state = None;
+                snap.vf_serial = 0;
+                snap.vf_switched = false;
+            }
+        }
+        let _ = t.publisher.publish(snap);
+    }
+
+    /// The telemetry page this device publishes, if any.
+    pub fn telemetry_path(&self) -> Option<&Path> {
+        self.kept.telemetry.as_ref().map(|t| t.publisher.path())
+    }
+
+    /// The capture switch of this device (started and stopped through the telemetry page by
+    /// [`Device::maintain`], or directly; every queue handle records its bursts while it is on).
+    pub fn tap(&self) -> &Arc<Tap> {
+        &self.kept.tap
     }
 
     /// Re-initialise along the MTU-change path: close the channels (best effort: the broken ring may not
@@ -476,18 +655,26 @@ impl Device {
         // The host resets its end once it sees the close; until then a reopen may meet the old rings. Retry
         // until the NVSP timeout.
         let until = Instant::now() + self.cfg.timeouts.nvsp;
+        let mut kept = Some(self.take_kept());
         let reopened = loop {
             let r = Device::open_into(
                 &self.root.clone(),
                 &self.name.clone(),
                 self.cfg.clone(),
-                Some(&self.cores),
+                Some(Reuse {
+                    cells: &self.cores,
+                    exact: true,
+                }),
+                &mut kept,
             );
             match r {
                 Err(_) if Instant::now() < until => std::thread::sleep(Duration::from_millis(20)),
                 r => break r,
             }
         };
+        if let Some(k) = kept {
+            self.kept = k;
+        }
         let mut dev = match reopened {
             Ok(d) => d,
             Err(e) => {
@@ -560,46 +747,57 @@ impl Device {
         self.vf_datapath
     }
 
-    /// Per-queue counters.
+    /// Per-queue counters (the live queues).
     pub fn queue_stats(&self) -> Vec<Arc<QueueStats>> {
         self.cores.iter().map(|c| lock(c).stats.clone()).collect()
     }
 
-    /// Port totals, the VF's packets and bytes included (the application never sees the VF).
-    pub fn stats(&self) -> Totals {
-        let s = self.queue_stats();
-        let mut t = stats::totals(s.iter().map(|a| a.as_ref()));
-        let (v, _) = self.shared.vf.counters();
-        t.ipackets += v.rx_packets;
-        t.ibytes += v.rx_bytes;
-        t.opackets += v.tx_packets;
-        t.obytes += v.tx_bytes;
-        t.imissed += v.rx_dropped;
-        t.oerrors += v.tx_errors;
-        t
+    /// Every counter of the device as a handle that needs neither the device nor a lock (live queues, queues
+    /// removed by [`Device::set_queues`], the VF). Take a new one after a re-initialisation.
+    pub fn stats_handle(&self) -> StatsHandle {
+        StatsHandle {
+            queues: self.queue_stats(),
+            retired: self.kept.retired.clone(),
+            vf: self.vf_stats(),
+        }
     }
 
-    /// DPDK-named extended statistics, then the VF's with the `vf_` prefix.
+    /// Port totals over every queue the device has had (removed ones included), the VF's packets and bytes
+    /// included (the application never sees the VF).
+    pub fn stats(&self) -> Totals {
+        self.stats_handle().totals()
+    }
+
+    /// DPDK-named extended statistics (per live queue), the `hv_` counters (summed over every queue the device
+    /// has had), then the VF's with the `vf_` prefix.
     pub fn xstats(&self) -> Vec<(String, u64)> {
         let s = self.queue_stats();
         let refs: Vec<&QueueStats> = s.iter().map(|a| a.as_ref()).collect();
         let mut x = stats::xstats(&refs);
-        x.extend(stats::hv_xstats(&refs, self.recoveries));
+        let all: Vec<&QueueStats> = refs
+            .iter()
+            .copied()
+            .chain(self.kept.retired.iter().map(|a| a.as_ref()))
+            .collect();
+        x.extend(stats::hv_xstats(&all, self.recoveries));
         x.push(("hv_tx_unsettled".into(), self.tx_unsettled));
         self.shared.vf.xstats(&mut x);
         x
     }
 
-    /// Zero all counters.
+    /// Zero all counters (removed queues' too).
     pub fn reset_stats(&self) {
         self.queue_stats().iter().for_each(|s| s.reset());
+        self.kept.retired.iter().for_each(|s| s.reset());
         self.shared.vf.reset();
     }
 
-    /// Close: synthetic data path first, filter 0, RNDIS HALT, revoke both buffers, unmap.
+    /// Close: synthetic data path first, filter 0, RNDIS HALT, revoke both buffers, unmap; a running capture is
+    /// flushed and the telemetry page removed.
     pub fn close(mut self) -> Result<()> {
         let r = self.shutdown();
         self.teardown();
+        let _ = self.kept.tap.stop();
         r
     }
 
@@ -607,7 +805,6 @@ impl Device {
         if self.shared.closed() {
             return Ok(());
         }
-        let t = self.cfg.timeouts;
         // The VF first: data path back to synthetic, then the VF closed.
         self.stop_vf_manager();
         if lock(&self.cores[0]).fault.is_some() {
@@ -622,6 +819,21 @@ impl Device {
             self.stop()?;
         }
         let mut core = control_lock(&self.cores[0], &self.shared);
+        self.halt_and_revoke(&mut core)?;
+        // Let the host consume what we wrote before the mappings go (bounded, like DPDK's 200 ms).
+        let idle = core.chan.idle_available();
+        let until = Instant::now() + Duration::from_millis(200);
+        while core.chan.available() < idle && Instant::now() < until {
+            core.poll(crate::queue::Mode::Control, 256);
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        Ok(())
+    }
+
+    /// RNDIS HALT, then both buffers revoked: after the revoke completions the host writes nothing more into the
+    /// receive buffer. `core` is queue 0, locked by the caller.
+    pub(crate) fn halt_and_revoke(&self, core: &mut QueueCore) -> Result<()> {
+        let t = self.cfg.timeouts;
         let rid = self.ids.next_rid();
         core.rndis_send(&self.ctl_page, &rndis_halt_req(rid), "RNDIS HALT", t.rndis)?;
         core.nvsp_send(
@@ -641,25 +853,17 @@ impl Device {
             .to_bytes(),
             "revoke send buffer",
             t.nvsp,
-        )?;
-        // Let the host consume what we wrote before the mappings go (bounded, like DPDK's 200 ms).
-        let idle = core.chan.idle_available();
-        let until = Instant::now() + Duration::from_millis(200);
-        while core.chan.available() < idle && Instant::now() < until {
-            core.poll(crate::queue::Mode::Control, 256);
-            std::thread::sleep(Duration::from_micros(200));
-        }
-        Ok(())
+        )
     }
 
-    fn stop_vf_manager(&mut self) {
+    pub(crate) fn stop_vf_manager(&mut self) {
         if let Some(h) = self.vf.take() {
             let wait = self.vf_wait();
             h.shutdown(wait);
         }
     }
 
-    fn teardown(&mut self) {
+    pub(crate) fn teardown(&mut self) {
         self.stop_vf_manager();
         self.shared.closed.store(true, Relaxed);
         self.shared.started.store(false, Relaxed);
@@ -674,5 +878,9 @@ impl Drop for Device {
             let _ = self.shutdown();
         }
         self.teardown();
+        // A placeholder's tap is its own; the real one moved on with a re-initialisation.
+        if self.kept.opened_ns != 0 {
+            let _ = self.kept.tap.stop();
+        }
     }
 }

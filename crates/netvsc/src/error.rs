@@ -101,6 +101,16 @@ pub enum Error {
     /// The device was closed; the handle is stale.
     #[error("device is closed")]
     Closed,
+    /// Zero-copy views are still held; the operation would leave them pointing into a revoked buffer.
+    #[error("queue {queue} holds {count} zero-copy views; release them before {what}")]
+    ViewsOutstanding {
+        /// The queue holding them.
+        queue: u16,
+        /// How many.
+        count: u32,
+        /// The operation refused.
+        what: &'static str,
+    },
     /// The caller passed a bad packet or argument.
     #[error("invalid argument: {what} = {value}")]
     Invalid {

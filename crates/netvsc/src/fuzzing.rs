@@ -102,6 +102,7 @@ impl RxHarness {
                 id: 0,
                 core: Arc::new(Mutex::new(core)),
                 stats,
+                tap: Arc::default(),
             },
             host_tx: RingWriter::new(ring(half)),
             host_rx: RingReader::new(ring(0)),

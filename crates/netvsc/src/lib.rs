@@ -17,6 +17,7 @@ pub mod fuzzing;
 pub mod link;
 pub mod ndis;
 mod queue;
+pub mod reconf;
 pub mod rx;
 mod shared;
 pub mod stats;
@@ -34,8 +35,10 @@ pub use ndis::{OffloadCaps, Offloads};
 pub use queue::{
     BURST_BUDGET_FACTOR, POLL_BUDGET_BYTES, POLL_BUDGET_PACKETS, QueuePair, RingFault,
 };
+pub use reconf::{RssConfig, RssUpdate};
 pub use rx::{Csum, RxMeta, RxPacket, RxView};
 pub use shared::AggLimits;
+pub use stats::StatsHandle;
 pub use tx::{L4Proto, TxMeta, TxOffload, TxPacket};
 pub use vf::{
     IfName, VfConfig, VfCounters, VfFailure, VfInfo, VfMode, VfPrefer, VfReason, VfState, VfStats,

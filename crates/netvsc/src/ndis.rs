@@ -15,13 +15,28 @@ pub const RSS_TABLE: usize = RSS_MAX_TABLE_ENTRIES;
 /// Size of the RSS parameter block: 40-byte header part, 512-byte table, 40-byte key.
 pub const RSS_PARAMS_LEN: usize = RSS_PARAMS_SIZE as usize + 4 * RSS_TABLE + RSS_KEY_LEN;
 /// Hash info: Toeplitz | IPv4 | TCP/IPv4 | IPv6 | IPv6_EX | TCP/IPv6 | TCP/IPv6_EX.
-pub const RSS_HASH: u32 = hash_info::FUNCTION_TOEPLITZ
-    | hash_info::IPV4
-    | hash_info::TCP_IPV4
-    | hash_info::IPV6
-    | hash_info::IPV6_EX
-    | hash_info::TCP_IPV6
-    | hash_info::TCP_IPV6_EX;
+pub const RSS_HASH: u32 = hash_info::FUNCTION_TOEPLITZ | hash_types::ALL;
+
+/// RSS hash types (NDIS hash-information bits; the Toeplitz function bit is added by the driver). DPDK's PMD
+/// offers the same six; NDIS's UDP types are not standard on Hyper-V hosts.
+pub mod hash_types {
+    use netvsc_proto::ndis::hash_info;
+
+    /// IPv4 addresses.
+    pub const IPV4: u32 = hash_info::IPV4;
+    /// IPv4 addresses and TCP ports.
+    pub const TCP_IPV4: u32 = hash_info::TCP_IPV4;
+    /// IPv6 addresses.
+    pub const IPV6: u32 = hash_info::IPV6;
+    /// IPv6 addresses with extension headers.
+    pub const IPV6_EX: u32 = hash_info::IPV6_EX;
+    /// IPv6 addresses and TCP ports.
+    pub const TCP_IPV6: u32 = hash_info::TCP_IPV6;
+    /// IPv6 with extension headers and TCP ports.
+    pub const TCP_IPV6_EX: u32 = hash_info::TCP_IPV6_EX;
+    /// Every type above (the default).
+    pub const ALL: u32 = IPV4 | TCP_IPV4 | IPV6 | IPV6_EX | TCP_IPV6 | TCP_IPV6_EX;
+}
 
 /// Offload capabilities the host reported, reduced to what the driver uses.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -140,8 +155,13 @@ pub fn parse_rss_caps(b: &[u8]) -> Option<(u32, u16)> {
     Some((c.num_recv_queues, c.num_indirection_entries))
 }
 
-/// The RSS parameter block (592 bytes): table at 40, key at 552.
-pub fn rss_params(key: &[u8; 40], table: &[u16; RSS_TABLE], disable: bool) -> [u8; RSS_PARAMS_LEN] {
+/// The RSS parameter block (592 bytes): table at 40, key at 552; `types` are [`hash_types`] bits.
+pub fn rss_params(
+    key: &[u8; 40],
+    table: &[u16; RSS_TABLE],
+    types: u32,
+    disable: bool,
+) -> [u8; RSS_PARAMS_LEN] {
     let mut b = [0u8; RSS_PARAMS_LEN];
     let entries: [u32; RSS_TABLE] = std::array::from_fn(|i| u32::from(table[i]));
     let flags = if disable { rss_flags::DISABLE_RSS } else { 0 };
@@ -150,7 +170,7 @@ pub fn rss_params(key: &[u8; 40], table: &[u16; RSS_TABLE], disable: bool) -> [u
         &mut b,
         flags,
         0,
-        RSS_HASH,
+        hash_info::FUNCTION_TOEPLITZ | (types & hash_types::ALL),
         &entries,
         key,
         RssLayout::TableThenKey,
@@ -196,7 +216,7 @@ mod tests {
         for (i, e) in t.iter_mut().enumerate() {
             *e = (i % 4) as u16;
         }
-        let b = rss_params(&DEFAULT_RSS_KEY, &t, false);
+        let b = rss_params(&DEFAULT_RSS_KEY, &t, hash_types::ALL, false);
         assert_eq!(b.len(), 592);
         let p = RssParams::parse(&b).unwrap();
         assert_eq!(p.params.hash_info, 0x3f01);
@@ -204,7 +224,7 @@ mod tests {
         assert_eq!(p.params.hashkey_offset, 552);
         assert_eq!(p.table_entry(5), Some(1));
         assert_eq!(&b[552..], &DEFAULT_RSS_KEY);
-        let off = rss_params(&DEFAULT_RSS_KEY, &t, true);
+        let off = rss_params(&DEFAULT_RSS_KEY, &t, hash_types::ALL, true);
         assert_eq!(RssParams::parse(&off).unwrap().params.flags, 0x10);
     }
 

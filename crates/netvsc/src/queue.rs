@@ -109,6 +109,11 @@ pub(crate) struct QueueCore {
     pub vf: Option<crate::vf::path::Lane>,
     /// Set during bring-up only: host waits give up once it is cancelled.
     pub cancel: Option<crate::config::Cancel>,
+    /// Frames handed over by a queue-count change ([`crate::Device::set_queues`]): copied out of the old session's
+    /// rings before it closed, returned by the next bursts before anything newer.
+    pub carry: std::collections::VecDeque<RxPacket>,
+    /// Set on a queue that a queue-count change removed: the new number of queues. Bursts take nothing.
+    pub retired: Option<u16>,
 }
 
 impl QueueCore {
@@ -130,6 +135,8 @@ impl QueueCore {
             fault: None,
             vf: None,
             cancel: None,
+            carry: std::collections::VecDeque::new(),
+            retired: None,
         }
     }
 
@@ -494,6 +501,8 @@ pub struct QueuePair {
     pub(crate) id: u16,
     pub(crate) core: Arc<Mutex<QueueCore>>,
     pub(crate) stats: Arc<QueueStats>,
+    /// The device's capture switch (a running-service capture mirrors every burst while it is on).
+    pub(crate) tap: Arc<crate::capture::Tap>,
 }
 
 impl std::fmt::Debug for QueuePair {
@@ -504,6 +513,43 @@ impl std::fmt::Debug for QueuePair {
 
 pub(crate) fn lock(core: &Mutex<QueueCore>) -> MutexGuard<'_, QueueCore> {
     core.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Mirror the frames a tx burst took into the capture (segments gathered into the capture's buffer).
+fn record_tx(tap: &crate::capture::Tap, pkts: &[TxPacket<'_>]) {
+    tap.record_with(pkts.len(), crate::capture::Direction::Outbound, |i, buf| {
+        let p = pkts.get(i)?;
+        let mut len = 0;
+        for s in p.segs {
+            len += s.len();
+            let room = 65535usize.saturating_sub(buf.len());
+            buf.extend_from_slice(&s[..s.len().min(room)]);
+        }
+        Some(len)
+    });
+}
+
+/// Mirror the frames an rx burst returned into the capture: copies as they are, zero-copy views read out of the
+/// receive buffer.
+fn record_rx(tap: &crate::capture::Tap, recv: &vmbus_ring::SharedMem, pkts: &[RxPacket]) {
+    tap.record_with(pkts.len(), crate::capture::Direction::Inbound, |i, buf| {
+        let p = pkts.get(i)?;
+        match &p.view {
+            Some(v) => {
+                let n = (v.len as usize).min(65535);
+                buf.resize(n, 0);
+                if recv.read(v.offset as usize, &mut buf[..n]).is_err() {
+                    buf.clear();
+                }
+                Some(v.len as usize)
+            }
+            None => {
+                let n = p.data.len().min(65535);
+                buf.extend_from_slice(&p.data[..n]);
+                Some(p.data.len())
+            }
+        }
+    });
 }
 
 /// Lock a queue for a control operation (RNDIS/NVSP requests, the VF manager's data-path switch). The mutex is not
@@ -539,15 +585,22 @@ impl QueuePair {
         // Step aside for a control operation waiting on this lock (see `control_lock`).
         if core.shared.closed()
             || core.fault.is_some()
+            || core.retired.is_some()
             || core.shared.control_waiting.load(Relaxed) != 0
         {
             return 0;
         }
-        if core.vf.as_ref().is_some_and(|l| l.tx) {
-            return crate::vf::path::tx_burst(&mut core, pkts);
+        let n = if core.vf.as_ref().is_some_and(|l| l.tx) {
+            crate::vf::path::tx_burst(&mut core, pkts)
+        } else {
+            let n = crate::tx::tx_burst(&mut core, pkts);
+            core.check_write_fault();
+            n
+        };
+        drop(core);
+        if n > 0 && self.tap.is_on() {
+            record_tx(&self.tap, &pkts[..n]);
         }
-        let n = crate::tx::tx_burst(&mut core, pkts);
-        core.check_write_fault();
         n
     }
 
@@ -561,14 +614,18 @@ impl QueuePair {
         // Step aside for a control operation waiting on this lock (see `control_lock`).
         if core.shared.closed()
             || core.fault.is_some()
+            || core.retired.is_some()
             || core.shared.control_waiting.load(Relaxed) != 0
         {
             return 0;
         }
         // Synthetic first (multicast, broadcast and pre-switch flows arrive there), then the VF.
-        let n = crate::rx::rx_burst(&mut core, out);
+        let mut n = crate::rx::rx_burst(&mut core, out);
         if core.vf.is_some() && n < out.len() {
-            return n + crate::vf::path::rx_fill(&mut core, &mut out[n..]);
+            n += crate::vf::path::rx_fill(&mut core, &mut out[n..]);
+        }
+        if n > 0 && self.tap.is_on() {
+            record_rx(&self.tap, &core.shared.recv_buf, &out[..n]);
         }
         n
     }
@@ -585,6 +642,13 @@ impl QueuePair {
         let n = core.poll(Mode::Drain, POLL_BUDGET_PACKETS);
         core.check_write_fault();
         n
+    }
+
+    /// Set when a queue-count change ([`crate::Device::set_queues`]) removed this queue: the device's new queue
+    /// count. The queue then takes nothing (bursts return 0) and stays so; drop the handle (it keeps the old
+    /// session's rings mapped). `None` for a live queue, or when the control path holds the queue right now.
+    pub fn retired(&self) -> Option<u16> {
+        self.core.try_lock().ok().and_then(|c| c.retired)
     }
 
     /// Why this queue refuses bursts: its ring is corrupt (until the device recovers). `None` when healthy, or

@@ -100,6 +100,8 @@ pub(crate) struct RxState {
     max_outstanding: u32,
     /// Rx transfers read by a background poll or a control waiter, kept in order for the queue's owner.
     backlog: Backlog,
+    /// Copy every frame, whatever `rx_extmbuf_enable` says (a hand-over drain: no view may outlive the session).
+    pub copy_only: bool,
 }
 
 /// Set-aside rx transfers in preallocated rings: a transfer record (transaction id, first range, range count)
@@ -170,6 +172,7 @@ impl RxState {
             outstanding: 0,
             max_outstanding,
             backlog: Backlog::new(backlog as usize),
+            copy_only: false,
         }
     }
 
@@ -317,9 +320,12 @@ impl RxState {
     }
 }
 
-/// Fill `out` with received frames.
+/// Fill `out` with received frames: frames handed over by a queue-count change first, then the host's.
 pub(crate) fn rx_burst(core: &mut QueueCore, out: &mut [RxPacket]) -> usize {
     let mut n = 0;
+    if !core.carry.is_empty() {
+        n = take_carried(core, out);
+    }
     // One call reads at most 2× the burst in packets (and 64 KiB of ring), so a flooding host cannot hold it.
     let mut budget = crate::queue::Budget::packets(out.len() * crate::queue::BURST_BUDGET_FACTOR);
     while n < out.len() {
@@ -352,6 +358,59 @@ pub(crate) fn rx_burst(core: &mut QueueCore, out: &mut [RxPacket]) -> usize {
         core.stats.rx.bytes.fetch_add(bytes, Relaxed);
     }
     n
+}
+
+/// Move handed-over frames into `out` (copied into the caller's buffers, which keep their capacity).
+fn take_carried(core: &mut QueueCore, out: &mut [RxPacket]) -> usize {
+    let mut n = 0;
+    while n < out.len() {
+        let Some(c) = core.carry.pop_front() else {
+            break;
+        };
+        let p = &mut out[n];
+        p.view = None;
+        p.data.clear();
+        p.data.extend_from_slice(&c.data);
+        p.meta = RxMeta {
+            queue: core.id,
+            ..c.meta
+        };
+        n += 1;
+    }
+    n
+}
+
+/// Copy out every frame a queue still holds — its cursor, the transfers set aside, then whatever is left in its
+/// ring — for a hand-over across a re-initialisation. Called after the host revoked the receive buffer, so
+/// nothing more arrives and nothing is completed. Frames are copied whatever their size (no view outlives the
+/// session); their classes are counted here, their packets when a burst returns them.
+pub(crate) fn drain_for_handover(core: &mut QueueCore) -> std::collections::VecDeque<RxPacket> {
+    let mut got = std::collections::VecDeque::new();
+    core.rx.copy_only = true;
+    loop {
+        if core.rx.cursor_busy() {
+            while let Some((off, len)) = core.rx.next_range() {
+                let mut p = RxPacket::default();
+                if core.handle_message(off, len, Some(&mut p)) {
+                    got.push_back(p);
+                }
+            }
+            // Not completed: the host revoked the buffer it belongs to.
+            let _ = core.rx.close_cursor();
+            continue;
+        }
+        if core.rx.unstash() {
+            continue;
+        }
+        if core.fault.is_some()
+            || core.poll(Mode::Burst, crate::queue::POLL_BUDGET_PACKETS) == 0
+                && !core.rx.cursor_busy()
+        {
+            break;
+        }
+    }
+    core.rx.copy_only = false;
+    got
 }
 
 /// Turn the RNDIS PACKET at `off` (message length `msg_len`, already bounded by its range) into
@@ -436,7 +495,9 @@ pub(crate) fn take_frame(
     let mut dst_mac = [0u8; 6];
     let mac_len = data_len.min(6);
     pkt.view = None;
-    let zero_copy = shared.args.rx_extmbuf_enable && data_len > shared.args.rx_copybreak as usize;
+    let zero_copy = shared.args.rx_extmbuf_enable
+        && !core.rx.copy_only
+        && data_len > shared.args.rx_copybreak as usize;
     let view = if zero_copy {
         core.rx.new_view(frame as u32, data_len as u32)
     } else {

@@ -241,6 +241,47 @@ pub fn totals<'a>(queues: impl IntoIterator<Item = &'a QueueStats>) -> Totals {
     t
 }
 
+/// Every counter of a device, readable without the device (no lock, no host round trip): its live queues, the
+/// queues a queue-count change removed (still part of the port totals), and the VF. Take a new handle after a
+/// re-initialisation ([`crate::Device::stats_handle`]).
+#[derive(Debug, Clone)]
+pub struct StatsHandle {
+    pub(crate) queues: Vec<std::sync::Arc<QueueStats>>,
+    pub(crate) retired: Vec<std::sync::Arc<QueueStats>>,
+    pub(crate) vf: crate::vf::VfStats,
+}
+
+impl StatsHandle {
+    /// The live queues' counters, by queue index.
+    pub fn queues(&self) -> &[std::sync::Arc<QueueStats>] {
+        &self.queues
+    }
+
+    /// Counters of queues removed by queue-count changes (oldest first).
+    pub fn retired(&self) -> &[std::sync::Arc<QueueStats>] {
+        &self.retired
+    }
+
+    /// The VF's counters.
+    pub fn vf(&self) -> &crate::vf::VfStats {
+        &self.vf
+    }
+
+    /// Port totals: every queue the device has had, plus the VF's packets and bytes (the application never sees
+    /// the VF).
+    pub fn totals(&self) -> Totals {
+        let mut t = totals(self.queues.iter().chain(&self.retired).map(|a| a.as_ref()));
+        let v = self.vf.totals();
+        t.ipackets += v.rx_packets;
+        t.ibytes += v.rx_bytes;
+        t.opackets += v.tx_packets;
+        t.obytes += v.tx_bytes;
+        t.imissed += v.rx_dropped;
+        t.oerrors += v.tx_errors;
+        t
+    }
+}
+
 /// xstats as DPDK lists them: every tx queue's 15 counters, then every rx queue's.
 pub fn xstats<'a>(queues: &[&'a QueueStats]) -> Vec<(String, u64)> {
     let mut out = Vec::with_capacity(queues.len() * 30);

@@ -1,7 +1,7 @@
 //! Telemetry of a running device for other processes (what DPDK's telemetry socket and dpdk-proc-info give):
 //! the owning process publishes its counters, per-queue counters, link and VF state into a small file on a
 //! tmpfs (`<root>/run/netvsc/<uuid>.telemetry`; `/run` is tmpfs on a real guest, the emulator's directory in
-//! tests) at a bounded rate (its control thread, every 100 ms; never per packet). Any process reads it with
+//! tests) at a bounded rate (`Device::maintain`, every 100 ms; never per packet). Any process reads it with
 //! [`read`] without opening the device or touching its rings.
 //!
 //! Layout (little-endian `u64` words; `PAGE` = 4096 bytes):
@@ -20,7 +20,7 @@
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// `NVSCTEL1`.
 pub const MAGIC: u64 = u64::from_le_bytes(*b"NVSCTEL1");
@@ -141,6 +141,40 @@ pub struct CaptureRequest {
     pub max_ms: u64,
     /// The pcapng file to write; `None` asks to stop the capture.
     pub path: Option<PathBuf>,
+}
+
+/// How often the owner publishes (from [`crate::Device::maintain`]).
+pub const PUBLISH_PERIOD: Duration = Duration::from_millis(100);
+
+/// The owner's side of a device's page as the driver runs it: the publisher, the snapshot it reuses, and when
+/// it last published. [`crate::Device::maintain`] calls [`Owner::due`] and then fills and publishes.
+#[derive(Debug)]
+pub(crate) struct Owner {
+    pub publisher: Publisher,
+    pub snap: Snapshot,
+    last: Option<Instant>,
+}
+
+impl Owner {
+    pub fn new(publisher: Publisher) -> Owner {
+        Owner {
+            publisher,
+            snap: Snapshot::default(),
+            last: None,
+        }
+    }
+
+    /// Whether a publish is due (the first call always is); marks it done.
+    pub fn due(&mut self, now: Instant) -> bool {
+        if self
+            .last
+            .is_some_and(|t| now.duration_since(t) < PUBLISH_PERIOD)
+        {
+            return false;
+        }
+        self.last = Some(now);
+        true
+    }
 }
 
 /// The owner's side: creates the page, publishes snapshots, polls capture requests, removes the page on drop.

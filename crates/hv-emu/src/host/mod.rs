@@ -135,6 +135,10 @@ pub struct Device {
     pub(crate) stop: AtomicBool,
     /// The VF half, when configured.
     pub(crate) vf: Option<VfHost>,
+    /// Set by the rx pump for one round (state snapshot to the last transfer written); see [`Device::rx_barrier`].
+    pub(crate) rx_in_round: AtomicBool,
+    /// Rounds the rx pump finished.
+    pub(crate) rx_rounds: std::sync::atomic::AtomicU64,
     threads: Mutex<Vec<JoinHandle<()>>>,
     me: Weak<Device>,
 }
@@ -168,6 +172,8 @@ impl Device {
             faults: FaultState::default(),
             stop: AtomicBool::new(false),
             vf: env.vf,
+            rx_in_round: AtomicBool::new(false),
+            rx_rounds: std::sync::atomic::AtomicU64::new(0),
             threads: Mutex::new(Vec::new()),
             me: me.clone(),
         });
@@ -233,6 +239,24 @@ impl Device {
 
     pub(crate) fn stopped(&self) -> bool {
         self.stop.load(Ordering::Relaxed)
+    }
+
+    /// Wait for the rx pump's round in progress: every frame it accepted under the state before this call is then
+    /// in its ring. A packet filter or RSS change is answered after this, so no frame passes the old filter or
+    /// table once the guest has the reply. OpenVMM's primary-channel worker behaves so (it applies the filter in
+    /// the task that delivers its frames, before the completion); its subchannel workers get the filter from the
+    /// coordinator a moment later, a window the emulator does not reproduce.
+    pub(crate) fn rx_barrier(&self) {
+        if !self.rx_in_round.load(Ordering::SeqCst) {
+            return;
+        }
+        let done = self.rx_rounds.load(Ordering::SeqCst);
+        while self.rx_in_round.load(Ordering::SeqCst)
+            && self.rx_rounds.load(Ordering::SeqCst) == done
+            && !self.stopped()
+        {
+            std::thread::sleep(std::time::Duration::from_micros(20));
+        }
     }
 
     /// Count a protocol error of `kind`.

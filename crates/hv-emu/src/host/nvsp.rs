@@ -304,10 +304,7 @@ fn send_recv_buf(dev: &Device, ch: &Channel, pkt: &IncomingPacket<'_>, gpadl: u3
 
 fn subchannel(dev: &Device, ch: &Channel, pkt: &IncomingPacket<'_>, req: Subchannel) {
     let (op, n) = (req.op(), req.num_subchannels);
-    let (version, existing) = {
-        let st = lock(&dev.state);
-        (st.version, st.subchannels)
-    };
+    let version = lock(&dev.state).version;
     let ok = version >= nvsp::VERSION_5
         && op == nvsp::SUBCHANNEL_OP_ALLOCATE
         && n >= 1
@@ -318,11 +315,12 @@ fn subchannel(dev: &Device, ch: &Channel, pkt: &IncomingPacket<'_>, req: Subchan
         reply(dev, ch, pkt, NvspMessage::Subchannel(done));
         return;
     }
-    // Create missing channels while the guest waits, then answer (fault injection: answer as if created and
-    // offer nothing).
+    // Channel objects from an earlier session are offered again (their ring files stay in the tree); only missing
+    // ones are created, while the guest waits. Fault injection: answer as if created and offer nothing new.
     let withhold = dev.faults.withhold_subchannels.load(Ordering::Acquire);
-    let mut opened = u32::from(existing);
-    for i in u32::from(existing) + 1..=n {
+    let existing = dev.channels().len().saturating_sub(1) as u32;
+    let mut offered = existing.min(n);
+    for i in existing + 1..=n {
         if withhold {
             break;
         }
@@ -343,20 +341,17 @@ fn subchannel(dev: &Device, ch: &Channel, pkt: &IncomingPacket<'_>, req: Subchan
             dev.proto_error("subchannelCreateFailed");
             break;
         }
-        opened = i;
+        offered = i;
     }
-    let total = if withhold {
-        n
-    } else {
-        opened.max(u32::from(existing)).min(n)
-    };
-    {
+    let total = if withhold { n } else { offered };
+    // This session's queues: the receive buffer is split between them and RSS steers among them only (OpenVMM
+    // sizes both from the request of the current session).
+    let queues = {
         let mut st = lock(&dev.state);
-        st.subchannels = st.subchannels.max(opened as u16);
-        let queues = 1 + u32::from(st.subchannels);
-        drop(st);
-        lock(&dev.pool).repartition(queues);
-    }
+        st.subchannels = offered as u16;
+        1 + u32::from(st.subchannels)
+    };
+    lock(&dev.pool).repartition(queues);
     let st = if total > 0 {
         status::SUCCESS
     } else {

@@ -229,7 +229,7 @@ pub(crate) fn set(dev: &Device, oid: u32, input: &[u8]) -> u32 {
             st.offload.encapsulation_sets += 1;
             st_::SUCCESS
         }
-        o::GEN_RECEIVE_SCALE_PARAMETERS => set_rss(&mut st.rss, input),
+        o::GEN_RECEIVE_SCALE_PARAMETERS => set_rss(&mut st.rss, input, dev.cfg.max_queues),
         o::GEN_RNDIS_CONFIG_PARAMETER => match config_parameter(input) {
             Some(p) => {
                 st.offload.config_parameters.push(p);
@@ -256,33 +256,49 @@ fn invalid(e: ProtoError) -> u32 {
     }
 }
 
-fn set_rss(rss: &mut super::RssState, b: &[u8]) -> u32 {
+/// OID_GEN_RECEIVE_SCALE_PARAMETERS as OpenVMM's host checks it: DISABLE (or no hash function) turns RSS off;
+/// otherwise the key must be 40 bytes, the table non-empty with every entry below the host's queue count (a short
+/// table is repeated to 128 entries). A refused block changes nothing. The UNCHANGED flags keep that part.
+fn set_rss(rss: &mut super::RssState, b: &[u8], max_queues: u16) -> u32 {
     let p = match RssParams::parse(b) {
         Ok(p) => p,
         Err(e) => return invalid(e),
     };
     let flags = p.params.flags;
     rss.sets += 1;
-    if flags & rss_flags::DISABLE_RSS != 0 {
+    let hash = if flags & rss_flags::HASH_INFO_UNCHANGED == 0 {
+        p.params.hash_info
+    } else {
+        rss.hash_info
+    };
+    if flags & rss_flags::DISABLE_RSS != 0 || hash & hash_info::FUNCTION_MASK == 0 {
         rss.enabled = false;
+        rss.hash_info = hash;
         return st_::SUCCESS;
     }
-    if flags & rss_flags::ITABLE_UNCHANGED == 0 && p.table_len() > 0 {
-        let n = p.table_len();
-        rss.table = (0..ndis::RSS_MAX_TABLE_ENTRIES)
-            .map(|i| p.table_entry(i % n).unwrap_or(0))
-            .collect();
-    }
-    if flags & rss_flags::HASH_KEY_UNCHANGED == 0 && !p.key.is_empty() {
+    let key = if flags & rss_flags::HASH_KEY_UNCHANGED == 0 {
         if p.key.len() != ndis::RSS_KEY_LEN {
             return st_::INVALID_DATA;
         }
-        rss.key = p.key.to_vec();
-    }
-    if flags & rss_flags::HASH_INFO_UNCHANGED == 0 {
-        rss.hash_info = p.params.hash_info;
-    }
-    rss.enabled = rss.hash_info & hash_info::TYPE_MASK != 0;
+        p.key.to_vec()
+    } else {
+        rss.key.clone()
+    };
+    let table = if flags & rss_flags::ITABLE_UNCHANGED == 0 {
+        let n = p.table_len();
+        if n == 0 || p.table_entries().any(|q| q >= u32::from(max_queues)) {
+            return st_::INVALID_DATA;
+        }
+        (0..ndis::RSS_MAX_TABLE_ENTRIES)
+            .map(|i| p.table_entry(i % n).unwrap_or(0))
+            .collect()
+    } else {
+        rss.table.clone()
+    };
+    rss.key = key;
+    rss.table = table;
+    rss.hash_info = hash;
+    rss.enabled = hash & hash_info::TYPE_MASK != 0;
     st_::SUCCESS
 }
 

@@ -152,6 +152,13 @@ pub(crate) fn handle_control(dev: &Device, ty: u32, msg: &[u8]) {
         }
         RndisMessage::Set { req, info } => {
             let st = oid::set(dev, req.oid, info);
+            if matches!(
+                req.oid,
+                netvsc_proto::oid::GEN_CURRENT_PACKET_FILTER
+                    | netvsc_proto::oid::GEN_RECEIVE_SCALE_PARAMETERS
+            ) {
+                dev.rx_barrier();
+            }
             reply_status(dev, ty, req.req_id, st);
         }
         RndisMessage::Keepalive(k) => reply_status(dev, ty, k.req_id, status::SUCCESS),

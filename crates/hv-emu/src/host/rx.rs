@@ -19,6 +19,7 @@ use netvsc_proto::rndis::{PACKET_HEADER_LEN, PacketWriter};
 use netvsc_proto::{filter, toeplitz};
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 use vmbus_ring::{OutgoingKind, OutgoingPacket, TransferRange};
 
@@ -97,6 +98,8 @@ pub(crate) fn run_pump(dev: &Device) {
             super::vf::tick(dev, Instant::now());
             super::vf::poll_host_end(dev, &mut vf_tagged);
         }
+        // A round is marked: a filter or RSS change answered after `rx_barrier` finds the round in progress finished.
+        dev.rx_in_round.store(true, Ordering::SeqCst);
         refresh(dev, &mut snap);
         while batches.len() < snap.chans.len() {
             batches.push(Batch {
@@ -109,6 +112,7 @@ pub(crate) fn run_pump(dev: &Device) {
         // Like OpenVMM, park the receive path until the guest can take frames: buffers and RNDIS
         // set up and a non-zero packet filter. The backend keeps (or drops) what it has.
         if !snap.ready || snap.filter == 0 || snap.chans.is_empty() {
+            end_round(dev);
             std::thread::sleep(Duration::from_micros(200));
             continue;
         }
@@ -161,6 +165,7 @@ pub(crate) fn run_pump(dev: &Device) {
             }
         }
         drop(pool);
+        end_round(dev);
         if n > 0 {
             add(&dev.counters.rx_busy_ns, now.elapsed().as_nanos() as u64);
         }
@@ -179,6 +184,11 @@ pub(crate) fn run_pump(dev: &Device) {
     }
 }
 
+fn end_round(dev: &Device) {
+    dev.rx_rounds.fetch_add(1, Ordering::SeqCst);
+    dev.rx_in_round.store(false, Ordering::SeqCst);
+}
+
 /// Reserve up to a batch of channel `q`'s free sub-allocations.
 fn reserve(pool: &mut RecvPool, q: usize, spare: &mut Vec<u32>) {
     while spare.len() < MAX_RANGES {
@@ -188,7 +198,7 @@ fn reserve(pool: &mut RecvPool, q: usize, spare: &mut Vec<u32>) {
 }
 
 fn refresh(dev: &Device, snap: &mut Snapshot) {
-    {
+    let session_subchannels = {
         let st = lock(&dev.state);
         snap.ready = st.recv.is_some() && st.rndis_initialized;
         snap.link_up = st.link_up;
@@ -212,10 +222,14 @@ fn refresh(dev: &Device, snap: &mut Snapshot) {
             snap.table.extend_from_slice(&st.rss.table);
             snap.rss_gen += 1;
         }
-    }
+        st.subchannels
+    };
+    // Only this session's channels take frames (the primary plus the subchannels it was granted).
     let chans = dev.channels.read().unwrap_or_else(|p| p.into_inner());
-    if chans.len() != snap.chans.len() {
-        snap.chans.clone_from(&chans);
+    let active = chans.len().min(1 + usize::from(session_subchannels));
+    if active != snap.chans.len() {
+        snap.chans.clear();
+        snap.chans.extend(chans[..active].iter().cloned());
         snap.rss_gen += 1;
     }
 }

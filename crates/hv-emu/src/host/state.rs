@@ -91,6 +91,8 @@ pub struct DeviceState {
     pub link_up: bool,
     pub link_speed: u32,
     pub current_mac: [u8; 6],
+    /// Subchannels of the current NVSP session (the guest's last granted SUBCHANNEL request; 0 after INIT). The
+    /// channel objects themselves outlive a session (their ring files stay in the tree, like offers on a host).
     pub subchannels: u16,
     pub data_path: Vec<u32>,
     /// The VF session (see `host::vf`).
@@ -150,5 +152,7 @@ impl DeviceState {
         self.rndis_halted = false;
         self.filter = 0;
         self.rss = RssState::default();
+        // A new session has only the primary until it asks again (Hyper-V closes a session's subchannels with it).
+        self.subchannels = 0;
     }
 }
