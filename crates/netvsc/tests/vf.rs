@@ -330,7 +330,9 @@ fn vf_pairing_retried_until_the_netdev_appears_3s_late() {
                 "paired {:?} after the offer, {attempts} attempts",
                 t0.elapsed()
             );
-            assert!(attempts >= 25, "{attempts}");
+            // Retried all along (30 at 100 ms on a quiet machine; a loaded one runs the timer late, so only a
+            // loose floor: far more than the first try and a few early ones).
+            assert!(attempts >= 10, "{attempts}");
             send_n(&mut q, mac, 10, 0);
             assert_eq!(wire.count(300), 10);
             assert!(rig.emu.stats().totals.guest_to_host_frames >= 50);
