@@ -184,7 +184,8 @@ impl PacketTx {
                     self.fd.as_raw_fd(),
                     self.msgs.as_mut_ptr(),
                     n as u32,
-                    libc::MSG_DONTWAIT,
+                    // c_int on glibc, c_uint on musl.
+                    libc::MSG_DONTWAIT as _,
                 )
             };
             if r < 0 {
