@@ -141,7 +141,7 @@ pub fn driver_code(err: &netvsc::Error) -> Code {
         E::NotSupported(_) => Code::NotSupported,
         E::Started(_) => Code::Started,
         E::Closed => Code::Closed,
-        E::Invalid { .. } => Code::InvalidArg,
+        E::Invalid { .. } | E::MtuOutOfRange { .. } => Code::InvalidArg,
         #[allow(unreachable_patterns)]
         _ => Code::Protocol,
     }

@@ -25,7 +25,7 @@ pub mod tx;
 pub mod vf;
 
 pub use bringup::DeviceInfo;
-pub use config::{Cancel, DeviceConfig, Timeouts};
+pub use config::{Cancel, DeviceConfig, MTU_MAX, MTU_MIN, Timeouts};
 pub use devargs::Devargs;
 pub use device::Device;
 pub use error::{Error, Result};
@@ -35,7 +35,7 @@ pub use queue::{
     BURST_BUDGET_FACTOR, POLL_BUDGET_BYTES, POLL_BUDGET_PACKETS, QueuePair, RingFault,
 };
 pub use rx::{Csum, RxMeta, RxPacket, RxView};
-pub use shared::AggLimits;
+pub use shared::{AggLimits, SEND_TABLE_SIZE};
 pub use tx::{L4Proto, TxMeta, TxOffload, TxPacket};
 pub use vf::{
     IfName, VfConfig, VfCounters, VfFailure, VfInfo, VfMode, VfPrefer, VfReason, VfState, VfStats,
