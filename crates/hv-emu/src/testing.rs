@@ -82,6 +82,8 @@ pub struct FakeGuest {
     /// Sub-allocation size from SEND_RECV_BUF_COMPLETE.
     pub sub_alloc_size: u32,
     pub section_size: u32,
+    /// Signal the host after each write (default); off, the test signals with [`FakeGuest::signal`] itself.
+    pub signals: bool,
 }
 
 impl FakeGuest {
@@ -121,6 +123,7 @@ impl FakeGuest {
             version: 0,
             sub_alloc_size: 0,
             section_size: 0,
+            signals: true,
         }
     }
 
@@ -161,7 +164,7 @@ impl FakeGuest {
             self.signal();
             std::thread::sleep(Duration::from_micros(100));
         }
-        if self.writer.commit() {
+        if self.writer.commit() && self.signals {
             self.signal();
         }
     }
