@@ -42,6 +42,8 @@ pub(crate) struct Out {
 pub(crate) struct WorkerSide {
     reader: RingReader,
     g2h: Ring,
+    /// irq-control writes seen when the channel opened: later ones are signals (see `take_trigger`).
+    irq_writes: u64,
 }
 
 /// An open channel.
@@ -57,7 +59,11 @@ pub struct Channel {
 }
 
 impl Channel {
-    pub(crate) fn open(index: u16, spec: ChannelSpec) -> Result<(Channel, WorkerSide), String> {
+    pub(crate) fn open(
+        index: u16,
+        spec: ChannelSpec,
+        irq_writes: u64,
+    ) -> Result<(Channel, WorkerSide), String> {
         let half = spec.rings.len() / 2;
         let g2h_mem = spec.rings.subrange(0, half).map_err(|e| e.to_string())?;
         let h2g_mem = spec.rings.subrange(half, half).map_err(|e| e.to_string())?;
@@ -82,6 +88,7 @@ impl Channel {
             WorkerSide {
                 reader: RingReader::new(g2h.clone()),
                 g2h,
+                irq_writes,
             },
         ))
     }
@@ -253,11 +260,13 @@ impl Channel {
 pub(crate) fn run_worker(dev: &Device, ch: &Channel, mut w: WorkerSide) {
     let mut scratch = Vec::with_capacity(4096);
     let mut ctx = nvsp::Ctx::new();
-    let mut last_irq = dev.signal.irq_writes();
+    let mut last_irq = w.irq_writes;
+    // A first look at the ring: whatever the guest wrote before this thread ran is served.
+    let mut first = true;
     let mut pending_deferred = false;
     let mut idle = 0u32;
     while !dev.stopped() {
-        let triggered = ch.take_trigger(dev, &mut last_irq);
+        let triggered = ch.take_trigger(dev, &mut last_irq) || std::mem::take(&mut first);
         if triggered {
             add(&ch.counters.triggers, 1);
         }

@@ -246,7 +246,7 @@ impl Device {
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .len() as u16;
-        let (ch, worker) = Channel::open(index, spec)?;
+        let (ch, worker) = Channel::open(index, spec, self.signal.irq_writes())?;
         let ch = Arc::new(ch);
         self.channels
             .write()
