@@ -268,6 +268,7 @@ fn unmonitored_channels_wait_for_the_uio_signal() {
 
     let (_d, e) = emu(|_| {});
     let mut g = FakeGuest::attach(e.tree());
+    assert_eq!(g.init(nvsp::VERSION_61), ns::SUCCESS);
     g.signals = false;
     let t = g.send_nvsp(&[nt::INIT, nvsp::VERSION_61, nvsp::VERSION_61], true);
     let m = e.tree().config().monitor_id.unwrap();
