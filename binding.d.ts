@@ -75,6 +75,8 @@ export declare class NativeDevice {
   cachedLink(): NativeLink
   /** Change the MTU (port stopped). Queues opened before become stale: close and reopen them. */
   setMtu(mtu: number): void
+  /** The host's send indirection table (16 queue indices, entry `hash % 16`), when it sent a valid one. */
+  sendTable(): Array<number> | null
   /** The VF serial the host offered, if any. */
   vf(): number | null
   /** The VF failover state, or null before any VF was offered. */
@@ -130,6 +132,8 @@ export declare class NativeEmulator {
   get completionsWithheld(): number
   /** Link up/down (the guest gets an RNDIS status indication). */
   setLink(up: boolean): void
+  /** Link notifications arriving together (a quick flap: `[false, true]`); they coalesce as on Hyper-V. */
+  notifyLink(states: Array<boolean>): void
   /** Link speed in Mbit/s (the guest gets LINK_SPEED_CHANGE). */
   setLinkSpeed(mbps: number): void
   /** Offer (or withdraw) a VF; false when the negotiated NVSP version cannot carry it. */
@@ -317,6 +321,26 @@ export interface EmulatorOptions {
   vf?: VfOptions
   /** Rewrite this file with the stats JSON every second (atomically) and when the emulator stops. */
   statsJson?: string
+  /**
+   * Hyper-V behaviours (issue 12), each defaulting to what Hyper-V does: the two halves of a quick link flap
+   * this many ms apart (default 5000; 0 = together).
+   */
+  linkDelayMs?: number
+  /** Frames for a guest whose packet filter is NONE: `drop` (default; counted as filterNone) or `hold`. */
+  filterNone?: string
+  /** Drop and count frames over the MTU + 14 both ways (default true). */
+  mtuCheck?: boolean
+  /** Bytes of the host→guest ring rx data leaves free for completions and control (default 2048). */
+  ringHeadroom?: number
+  /** The send indirection table: `hyperv` (default), `openvmm`, `off`. */
+  sendTable?: string
+  /** Channels offered with a monitor id (default true); false: the guest signals through the uio fd. */
+  monitored?: boolean
+  /**
+   * Reply delays, `MS[,KIND=MS...]` (KIND: init, recv-buf, send-buf, subchannel, switch-data-path,
+   * rndis-init, query, set, keepalive).
+   */
+  slowHost?: string
 }
 
 /** Receive traffic of the `generator` backend. */

@@ -34,6 +34,52 @@ export interface EmulatorOptions {
   /** Rewrite this file with the stats JSON every second (written beside it, then renamed over it) and at `stop()`;
    * written by a native thread, so also while `runGuest` blocks. */
   statsJson?: string
+  // Hyper-V behaviours (issue 12); each defaults to what Hyper-V (OpenVMM's NetVSP) does.
+  /** The two halves of a quick link flap (`notifyLink([false, true])`) this many ms apart (default 5000; 0 =
+   * together). Separate `setLink` changes are each told at once. */
+  linkDelayMs?: number
+  /** Frames for a guest whose packet filter is NONE: `'drop'` (default; counted as `drops.filterNone`) or `'hold'`
+   * (left in the backend until a filter is set). The generator is never polled while the filter is NONE. */
+  filterNone?: 'drop' | 'hold'
+  /** Drop and count frames longer than the MTU + 14 in both directions (default true). */
+  mtuCheck?: boolean
+  /** Bytes of the host→guest ring rx data leaves free for completions and control messages (default 2048). */
+  ringHeadroom?: number
+  /** The send indirection table once subchannels are open: `'hyperv'` (default: NVSP ≤ 6 in the Windows layout,
+   * 6.1 in the fixed one), `'openvmm'` (always fixed), `'off'`. */
+  sendTable?: 'hyperv' | 'openvmm' | 'off'
+  /** Offer channels with a monitor id (default true); false: no `monitor_id` in sysfs, the guest signals the host
+   * through the uio fd (DPDK ≥ 25.11 and this driver can; 22.11 cannot). */
+  monitored?: boolean
+  /** A slow host: reply delays in ms, for every request (`ms`) and per request (`each`), e.g.
+   * `{ ms: 20, each: { 'rndis-init': 15000 } }`. */
+  slowHost?: SlowHostOptions
+}
+
+/** Requests whose replies a slow host delays. */
+export type SlowRequest =
+  | 'init'
+  | 'recv-buf'
+  | 'send-buf'
+  | 'subchannel'
+  | 'switch-data-path'
+  | 'rndis-init'
+  | 'query'
+  | 'set'
+  | 'keepalive'
+
+export interface SlowHostOptions {
+  /** Delay of every reply not named in `each`, ms. */
+  ms?: number
+  /** Delays of particular replies, ms. */
+  each?: Partial<Record<SlowRequest, number>>
+}
+
+/** The `--slow-host` / native form of `o`: `MS[,KIND=MS...]`. */
+export function slowHostSpec(o: SlowHostOptions): string {
+  const items = [String(o.ms ?? 0)]
+  for (const [k, v] of Object.entries(o.each ?? {})) items.push(`${k}=${String(v)}`)
+  return items.join(',')
 }
 
 export interface EmulatorVfOptions {
@@ -91,8 +137,9 @@ export class Emulator {
     if (options.backend !== undefined && !BACKENDS.includes(options.backend)) {
       throw new NetvscError('ERR_NETVSC_INVALID_ARG', `unknown backend '${String(options.backend)}' (${BACKENDS.join('|')})`)
     }
+    const { slowHost, ...rest } = options
     try {
-      this.#emu = native.NativeEmulator.start({ ...options })
+      this.#emu = native.NativeEmulator.start({ ...rest, ...(slowHost !== undefined && { slowHost: slowHostSpec(slowHost) }) })
     } catch (err) {
       throw fromNative(err)
     }
@@ -122,9 +169,15 @@ export class Emulator {
     return this.#call(() => this.#emu.completionsWithheld)
   }
 
-  /** Link up/down: the guest receives an RNDIS status indication. */
+  /** Sets the host's link; the guest is told of a change at once (setting the current state tells nothing). */
   setLink(up: boolean): void {
     this.#call(() => this.#emu.setLink(up))
+  }
+
+  /** Link notifications arriving together, as a backend reports a quick flap (`[false, true]`): they coalesce;
+   * if the result is what the guest was last told, it hears the opposite now and the result `linkDelayMs` later. */
+  notifyLink(states: boolean[]): void {
+    this.#call(() => this.#emu.notifyLink(states))
   }
 
   /** Link speed in Mbit/s: what RNDIS link-speed queries answer from now on, announced with LINK_SPEED_CHANGE. */
@@ -296,9 +349,13 @@ export interface EmulatorStats {
   packetFilters: number[]
   /** Packet filter sets in all. */
   packetFilterChanges: number
+  /** NDIS_CONFIG as the guest sent it (`mtu` includes the 14-byte header). */
+  ndisConfig: { mtu: number; capabilities: number } | null
   linkUp: boolean
   linkSpeed: number
   subchannels: number
+  /** NVSP/RNDIS replies a slow host (`slowHost`) held back. */
+  delayedReplies: number
   totals: {
     guestToHostFrames: number
     guestToHostBytes: number
@@ -310,6 +367,8 @@ export interface EmulatorStats {
     index: number
     relid: number
     subchannelId: number
+    /** `null` on a channel offered without a monitor (`monitored: false`). */
+    monitorId: number | null
     guestToHostFrames: number
     guestToHostBytes: number
     hostToGuestFrames: number

@@ -34,7 +34,7 @@ export function listDevices(options: ListOptions = {}): VmbusDevice[] {
   }
 }
 
-export { Netvsc, Queue, open, openSync, openQueue, claimedQueueCount } from './netvsc.js'
+export { MTU_MAX, MTU_MIN, Netvsc, Queue, open, openSync, openQueue, claimedQueueCount } from './netvsc.js'
 export type {
   OpenOptions,
   OpenAsyncOptions,
@@ -64,7 +64,7 @@ export { PcapWriter, readPcap, readPcapRecords } from './pcap.js'
 export type { PcapRecord } from './pcap.js'
 export { parseDevargs, formatDevargs, strtoul, clip, DEVARG_KEYS, DEVARGS_DEFAULTS, DEVARGS_QUOTE_MAX, DevargsError } from './devargs.js'
 export type { Devargs, DevargsObject, DevargKey, DevargErrorKind } from './devargs.js'
-export { Emulator, FAULT_KINDS, canRunGuests, runGuest } from './emulator.js'
+export { Emulator, FAULT_KINDS, canRunGuests, runGuest, slowHostSpec } from './emulator.js'
 export type {
   ControlReply,
   EmulatorBackend,
@@ -76,5 +76,7 @@ export type {
   GeneratorChecker,
   GeneratorStats,
   Rate,
+  SlowHostOptions,
+  SlowRequest,
 } from './emulator.js'
 export * from './meta.js'

@@ -200,6 +200,11 @@ function call<T>(fn: () => T): T {
   }
 }
 
+/** Smallest MTU a Hyper-V host honours (frames of 1514 bytes; it takes a smaller NDIS_CONFIG MTU as 1514). */
+export const MTU_MIN = 1500
+/** Largest MTU a Hyper-V host accepts (frames of 9216 bytes). */
+export const MTU_MAX = 9202
+
 function checkInt(name: string, v: unknown, min: number, max: number): void {
   if (v !== undefined && (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max)) {
     throw new NetvscError('ERR_NETVSC_INVALID_ARG', `${name} must be an integer in ${min}..${max}, got ${String(v)}`)
@@ -678,8 +683,17 @@ export class Netvsc extends EventEmitter<NetvscEvents> {
     return { up: l.up, speedMbps: l.speedMbps }
   }
 
+  /**
+   * The host's send indirection table (NVSP SEND_INDIRECTION_TABLE, sent once the subchannels are open): 16 queue
+   * indices, entry `hash % 16` being the queue Linux would transmit a flow with that RSS hash on; `null` until the
+   * host sent a valid one. The driver does no queue selection itself (you pick the queue, as with DPDK).
+   */
+  sendTable(): number[] | null {
+    return call(() => this.#dev.sendTable()) ?? null
+  }
+
   #checkMtu(mtu: number): void {
-    checkInt('mtu', mtu, 68, 9202)
+    checkInt('mtu', mtu, MTU_MIN, MTU_MAX)
     if ([...this.#queues.values()].some((q) => !q.closed)) {
       throw new NetvscError('ERR_NETVSC_STARTED', 'close every queue before changing the MTU')
     }
@@ -892,7 +906,7 @@ function validate(options: OpenOptions): OpenOptions {
     throw new NetvscError('ERR_NETVSC_INVALID_ARG', 'options.recover must be a boolean')
   }
   checkInt('options.queues', options.queues, 1, 64)
-  checkInt('options.mtu', options.mtu, 68, 9202)
+  checkInt('options.mtu', options.mtu, MTU_MIN, MTU_MAX)
   checkInt('options.timeoutMs', options.timeoutMs, 1, 3_600_000)
   const vf = options.vf
   if (vf !== undefined) {

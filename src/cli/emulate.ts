@@ -6,7 +6,17 @@
  */
 import * as fs from 'node:fs'
 import * as path from 'node:path'
-import { Emulator, FAULT_KINDS, canRunGuests, runGuest, type EmulatorBackend, type EmulatorOptions, type FaultKind } from '../emulator.js'
+import {
+  Emulator,
+  FAULT_KINDS,
+  canRunGuests,
+  runGuest,
+  type EmulatorBackend,
+  type EmulatorOptions,
+  type FaultKind,
+  type SlowHostOptions,
+  type SlowRequest,
+} from '../emulator.js'
 import { NetvscError } from '../errors.js'
 import { type Io, UsageError, intOption, nonEmpty, parse, untilSignal } from './common.js'
 import { CommandError } from './bind.js'
@@ -17,7 +27,10 @@ export const EMULATE_HELP = `Usage: netvsc emulate --dir D [--mac M] [--max-queu
                       [--gen-count N] [--gen-duration S] [--gen-proto P] [--gen-src A[-B]] [--gen-dst A[-B]]
                       [--gen-sport P[-Q]] [--gen-dport P[-Q]] [--gen-paused]
                       [--vf NAME [--vf-delay MS] [--vf-serial N] [--vf-mac M]]
-                      [--fault KIND[,KIND] [--fault-seed N] [--fault-after MS]] [--run -- CMD ...]
+                      [--fault KIND[,KIND] [--fault-seed N] [--fault-after MS]]
+                      [--link-delay MS] [--filter-none drop|hold] [--no-mtu-check] [--ring-headroom B]
+                      [--send-table hyperv|openvmm|off] [--no-monitor] [--slow-host MS[,KIND=MS...]]
+                      [--run -- CMD ...]
 
 Run an emulated Hyper-V synthetic NIC: writes the uio_hv_generic device tree under D and plays the host.
 While it runs (with or without --run), D/ctl.sock takes runtime commands (netvsc ctl D help lists them):
@@ -66,6 +79,16 @@ Options:
 The generator starts once the guest's packet filter admits traffic. Every frame carries its flow's counter and a
 timestamp, and the frames the guest sends back (a forwarding loop) are checked for loss, reordering, duplicates
 and latency: stats backend.checker, or netvsc ctl D gen status.
+
+Hyper-V behaviours (defaults as Hyper-V/OpenVMM's NetVSP):
+  --link-delay MS  A quick link flap reaches the guest as two indications MS apart (default 5000; 0 = together)
+  --filter-none M  Frames for a guest whose packet filter is NONE: drop (default, counted as filterNone) | hold
+  --no-mtu-check   Pass frames longer than the MTU + 14 (default: dropped and counted both ways)
+  --ring-headroom B  Bytes of the host->guest ring rx data leaves for completions and control (default 2048)
+  --send-table T   Send indirection table after subchannels open: hyperv (default) | openvmm | off
+  --no-monitor     Offer channels without a monitor id: the guest signals through the uio fd (DPDK >= 25.11)
+  --slow-host S    Delay replies: MS for every request and/or KIND=MS for one (KIND: init, recv-buf, send-buf,
+                   subchannel, switch-data-path, rndis-init, query, set, keepalive), e.g. 20,rndis-init=15000
 
 DPDK 22.11's testpmd never marks netvsc queues started and so forwards nothing (fixed in DPDK 23.11, commit
 0727d5d0e6): the interposer reads rte_version() and reports them started for DPDK 22.x and 23.03/23.07, not for
@@ -129,6 +152,13 @@ export async function runEmulate(argv: string[], io: Io): Promise<number> {
       'vf-delay': { type: 'string' },
       'vf-serial': { type: 'string' },
       'vf-mac': { type: 'string' },
+      'link-delay': { type: 'string' },
+      'filter-none': { type: 'string' },
+      'no-mtu-check': { type: 'boolean' },
+      'ring-headroom': { type: 'string' },
+      'send-table': { type: 'string' },
+      'no-monitor': { type: 'boolean' },
+      'slow-host': { type: 'string' },
       run: { type: 'boolean' },
     },
     { min: 0, max: 0, names: '' },
@@ -178,6 +208,7 @@ export async function runEmulate(argv: string[], io: Io): Promise<number> {
   if (backend !== 'generator' && genGiven.length > 0) {
     throw new UsageError(`generator options (${genGiven.map((o) => `--${o}`).join(', ')}) need '--backend generator'`)
   }
+  const hyperv = hypervOptions(values)
   if (values.run && cmd.length === 0) throw new UsageError("'--run' needs a command after '--'")
   if (!values.run && cmd.length > 0) throw new UsageError(`unexpected command '${cmd.join(' ')}' (use --run -- CMD)`)
   if (values.run) {
@@ -199,6 +230,7 @@ export async function runEmulate(argv: string[], io: Io): Promise<number> {
     ...(values.uuid !== undefined && { uuid: values.uuid }),
     ...(values['busy-poll'] && { busyPoll: true }),
     ...(values['stats-json'] !== undefined && { statsJson: values['stats-json'] }),
+    ...hyperv,
     ...(backend === 'generator' && {
       generator: {
         ratePps: genRate ?? 1000,
@@ -279,4 +311,58 @@ function armFaults(emu: Emulator, faults: FaultKind[], seed: number, afterMs: nu
   }, 20)
   timer.unref()
   return timer
+}
+
+const SLOW_KINDS = ['init', 'recv-buf', 'send-buf', 'subchannel', 'switch-data-path', 'rndis-init', 'query', 'set', 'keepalive']
+
+/** The Hyper-V behaviour switches as Emulator options (each checked here, with a message of our own). */
+function hypervOptions(values: Record<string, string | boolean | undefined>): Partial<EmulatorOptions> {
+  const str = (k: string) => (typeof values[k] === 'string' ? (values[k] as string) : undefined)
+  const o: Partial<EmulatorOptions> = {}
+  const delay = intOption('link-delay', str('link-delay'), 0, 600_000)
+  if (delay !== undefined) o.linkDelayMs = delay
+  const fn = str('filter-none')
+  if (fn !== undefined) {
+    if (fn !== 'drop' && fn !== 'hold') throw new UsageError(`option '--filter-none' must be drop|hold, got '${fn.slice(0, 64)}'`)
+    o.filterNone = fn
+  }
+  if (values['no-mtu-check'] === true) o.mtuCheck = false
+  const headroom = intOption('ring-headroom', str('ring-headroom'), 0, 1 << 20)
+  if (headroom !== undefined) o.ringHeadroom = headroom
+  const table = str('send-table')
+  if (table !== undefined) {
+    if (table !== 'hyperv' && table !== 'openvmm' && table !== 'off') {
+      throw new UsageError(`option '--send-table' must be hyperv|openvmm|off, got '${table.slice(0, 64)}'`)
+    }
+    o.sendTable = table
+  }
+  if (values['no-monitor'] === true) o.monitored = false
+  const slow = str('slow-host')
+  if (slow !== undefined) o.slowHost = parseSlowHost(slow)
+  return o
+}
+
+/** `MS[,KIND=MS...]` as SlowHostOptions (every MS 0..600000). */
+function parseSlowHost(text: string): SlowHostOptions {
+  const ms = (v: string): number => {
+    const n = intOption('slow-host', v.trim(), 0, 600_000)
+    if (n === undefined) throw new UsageError(`option '--slow-host' needs MS[,KIND=MS...], got '${text.slice(0, 64)}'`)
+    return n
+  }
+  const out: SlowHostOptions = {}
+  const each: Partial<Record<SlowRequest, number>> = {}
+  for (const item of text.split(',')) {
+    const eq = item.indexOf('=')
+    if (eq < 0) {
+      out.ms = ms(item)
+      continue
+    }
+    const kind = item.slice(0, eq).trim()
+    if (!SLOW_KINDS.includes(kind)) {
+      throw new UsageError(`option '--slow-host': unknown request '${kind.slice(0, 64)}' (one of ${SLOW_KINDS.join(', ')})`)
+    }
+    each[kind as SlowRequest] = ms(item.slice(eq + 1))
+  }
+  if (Object.keys(each).length > 0) out.each = each
+  return out
 }

@@ -9,8 +9,8 @@ use crate::commands::{Controls, GenError};
 use crate::ctl::{ControlServer, Registry};
 use crate::guest_mem::GuestMemory;
 use crate::host::{
-    self, ChannelFactory, ChannelSpec, Device, DeviceMem, FaultKind, FaultReport, GpaReader,
-    GuestSignal, HostConfig, HostEnv, lock,
+    self, ChannelFactory, ChannelSpec, Device, DeviceMem, FaultKind, FaultReport, FilterNone,
+    GpaReader, GuestSignal, HostConfig, HostEnv, SendTable, SlowHost, lock,
 };
 use crate::monitor::Monitor;
 use crate::stats::{ChannelStats, EmuStats, NdisConfig, NdisVersion, Oids, Totals};
@@ -43,8 +43,23 @@ pub struct EmulatorConfig {
     pub pcap: Option<PathBuf>,
     /// Workers spin instead of sleeping `latency` between scans.
     pub busy_poll: bool,
-    /// Channels have monitor ids (guests signal through the monitor page).
+    /// Channels have monitor ids (guests signal through the monitor page). Off: channels are offered without a
+    /// monitor (no `monitor_id` in sysfs, as the kernel hides it); the guest signals the host by writing to the
+    /// uio fd (the kernel's `vmbus_setevent`), which the host then needs: the int-page bit alone wakes nobody.
     pub monitored: bool,
+    /// Hyper-V behaviours (issue 12), each switchable; the defaults are what Hyper-V does:
+    /// the two halves of a quick link flap this far apart (OpenVMM: 5 s); zero sends them together.
+    pub link_delay: std::time::Duration,
+    /// Frames for a guest whose packet filter is NONE: dropped and counted (default) or left in the backend.
+    pub filter_none: FilterNone,
+    /// Frames longer than the MTU + 14 are dropped and counted in both directions (default on).
+    pub mtu_check: bool,
+    /// Bytes of the host→guest ring rx data leaves free for completions and control (default 2048, OpenVMM's).
+    pub ring_headroom: u32,
+    /// The send indirection table after subchannels open (default: as Hyper-V).
+    pub send_table: SendTable,
+    /// Delays of NVSP/RNDIS replies (default: none).
+    pub slow_host: SlowHost,
     /// Restrict the accepted NVSP versions (tests); `None` = the six a real host accepts.
     pub accept_versions: Option<Vec<u32>>,
     /// Never answer anything (timeout tests).
@@ -77,6 +92,12 @@ impl EmulatorConfig {
             pcap: None,
             busy_poll: false,
             monitored: true,
+            link_delay: host::LINK_DELAY,
+            filter_none: FilterNone::Drop,
+            mtu_check: true,
+            ring_headroom: host::RING_HEADROOM,
+            send_table: SendTable::Hyperv,
+            slow_host: SlowHost::default(),
             accept_versions: None,
             silent: false,
             link_speed: 100_000_000,
@@ -269,6 +290,12 @@ impl Emulator {
             accept_versions: config.accept_versions.clone(),
             silent: config.silent,
             link_speed: config.link_speed,
+            link_delay: config.link_delay,
+            filter_none: config.filter_none,
+            mtu_check: config.mtu_check,
+            ring_headroom: config.ring_headroom,
+            send_table: config.send_table,
+            slow: config.slow_host.clone(),
         };
         let primary = ChannelSpec {
             relid: config.relid,
@@ -374,7 +401,8 @@ impl Emulator {
         }
     }
 
-    /// Link up/down: updates GEN_MEDIA_CONNECT_STATUS and sends INDICATE_STATUS to the guest.
+    /// Link up/down: updates GEN_MEDIA_CONNECT_STATUS at once and tells the guest (RNDIS INDICATE_STATUS) as
+    /// Hyper-V does: a change at once; setting the current state tells nothing.
     pub fn set_link(&self, up: bool) {
         self.controls.set_link(up);
     }
@@ -382,6 +410,20 @@ impl Emulator {
     /// Link down now, up again after `ms` (1..=600,000) unless another link change comes first.
     pub fn link_flap(&self, ms: u64) -> Result<(), String> {
         self.controls.link_flap(ms)
+    }
+
+    /// Link notifications arriving together, as a backend reports a quick flap (`&[false, true]`): they coalesce.
+    /// If the result equals what the guest was last told, it hears the opposite now and the result
+    /// `link_delay` later (OpenVMM's rule for Linux guests, which ignore changes in quick succession).
+    pub fn notify_link(&self, states: &[bool]) {
+        self.device.notify_link(states);
+    }
+
+    /// Send NVSP SEND_INDIRECTION_TABLE with these 16 entries now (in-band, no completion), the table after the
+    /// 12-byte header or, `legacy`, after the whole 40-byte message with the offset field saying 12. False before
+    /// NVSP 5 or when it could not be written.
+    pub fn send_indirection_table(&self, entries: &[u32; 16], legacy: bool) -> bool {
+        self.device.send_indirection_table(entries, legacy)
     }
 
     /// Link speed in 100 bps units: updates GEN_LINK_SPEED and sends LINK_SPEED_CHANGE.
@@ -522,6 +564,7 @@ pub fn stats_of(dev: &Device) -> EmuStats {
         protocol_errors: dev.counters.proto_errors(),
         control_messages_sent: load(&dev.counters.control_sent),
         control_messages_dropped: load(&dev.counters.control_dropped),
+        delayed_replies: load(&dev.counters.delayed_replies),
         rx_busy_ns: load(&dev.counters.rx_busy_ns),
         backend,
         vf: dev.vf_state(),

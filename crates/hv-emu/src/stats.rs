@@ -29,6 +29,8 @@ counters!(ChannelCounters {
     drop_not_ready,
     drop_too_large,
     drop_link_down,
+    drop_filter_none,
+    drop_tx_too_large,
     tx_dropped,
     lso_segments,
     rndis_sections,
@@ -57,6 +59,8 @@ pub struct Counters {
     proto: Mutex<BTreeMap<&'static str, u64>>,
     pub control_dropped: AtomicU64,
     pub control_sent: AtomicU64,
+    /// Replies a slow host held back (`host::SlowHost`).
+    pub delayed_replies: AtomicU64,
     /// Nanoseconds the receive thread spent in rounds that moved frames (the rest it polled empty or slept).
     pub rx_busy_ns: AtomicU64,
 }
@@ -88,11 +92,17 @@ impl Counters {
 #[serde(rename_all = "camelCase")]
 pub struct Drops {
     pub no_rx_buffer: u64,
+    /// Frames for the guest that found no room in the ring (short of its headroom).
     pub ring_full: u64,
     pub filtered: u64,
     pub not_ready: u64,
+    /// Frames for the guest longer than the MTU + 14 (untagged), or than a sub-allocation without the MTU check.
     pub too_large: u64,
     pub link_down: u64,
+    /// Frames for the guest while its packet filter was NONE (0).
+    pub filter_none: u64,
+    /// Frames from the guest longer than the MTU + 14 (not LSO): the switch drops them.
+    pub tx_too_large: u64,
     pub tx_malformed: u64,
     /// Frames the backend itself dropped because its queue was full (the loopback's bounded reflect queue). The
     /// backend is device-wide, so this is counted in the totals only; every channel reports 0.
@@ -111,6 +121,8 @@ impl Drops {
             not_ready: get(&c.drop_not_ready),
             too_large: get(&c.drop_too_large),
             link_down: get(&c.drop_link_down),
+            filter_none: get(&c.drop_filter_none),
+            tx_too_large: get(&c.drop_tx_too_large),
             tx_malformed: get(&c.tx_dropped),
             backend_overflow: 0,
             backend_tx_error: 0,
@@ -125,6 +137,8 @@ impl Drops {
             + self.not_ready
             + self.too_large
             + self.link_down
+            + self.filter_none
+            + self.tx_too_large
             + self.tx_malformed
             + self.backend_overflow
             + self.backend_tx_error
@@ -137,6 +151,8 @@ impl Drops {
         self.not_ready += o.not_ready;
         self.too_large += o.too_large;
         self.link_down += o.link_down;
+        self.filter_none += o.filter_none;
+        self.tx_too_large += o.tx_too_large;
         self.tx_malformed += o.tx_malformed;
         self.backend_overflow += o.backend_overflow;
         self.backend_tx_error += o.backend_tx_error;
@@ -303,6 +319,8 @@ pub struct EmuStats {
     pub protocol_errors: BTreeMap<String, u64>,
     pub control_messages_sent: u64,
     pub control_messages_dropped: u64,
+    /// NVSP/RNDIS replies a slow host held back.
+    pub delayed_replies: u64,
     /// Nanoseconds the receive thread spent in rounds that moved frames.
     pub rx_busy_ns: u64,
     pub backend: serde_json::Value,

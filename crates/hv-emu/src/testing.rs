@@ -64,6 +64,7 @@ pub struct FakeGuest {
     reader: RingReader,
     int_page: SharedMem,
     monitor_page: SharedMem,
+    ctl: crate::tree::ControlPage,
     relid: u32,
     monitor_id: Option<u8>,
     pub recv_buf: SharedMem,
@@ -81,6 +82,8 @@ pub struct FakeGuest {
     /// Sub-allocation size from SEND_RECV_BUF_COMPLETE.
     pub sub_alloc_size: u32,
     pub section_size: u32,
+    /// Signal the host after each write (default); off, the test signals with [`FakeGuest::signal`] itself.
+    pub signals: bool,
 }
 
 impl FakeGuest {
@@ -105,6 +108,7 @@ impl FakeGuest {
             reader: RingReader::new(h2g),
             int_page: tree.int_page().clone(),
             monitor_page: tree.monitor_page().clone(),
+            ctl: tree.ctl().clone(),
             relid,
             monitor_id,
             recv_buf: tree.recv_buf().clone(),
@@ -119,6 +123,7 @@ impl FakeGuest {
             version: 0,
             sub_alloc_size: 0,
             section_size: 0,
+            signals: true,
         }
     }
 
@@ -131,17 +136,25 @@ impl FakeGuest {
         }
     }
 
-    /// Signal the host: monitor trigger bit (if monitored) and the int-page relid bit.
+    /// Signal the host: the int-page relid bit, then the monitor trigger bit (monitored) or a write of 1 to the
+    /// uio fd (unmonitored: the kernel signals the host), as recorded on the emulated control page.
     pub fn signal(&self) {
-        if let Some(m) = self.monitor_id {
-            let _ = self
-                .monitor_page
-                .fetch_or_u32(8 + 8 * usize::from(m / 32), 1 << (m % 32));
-        }
         let _ = self.int_page.fetch_or_u32(
             2048 + 4 * (self.relid as usize / 32),
             1 << (self.relid % 32),
         );
+        match self.monitor_id {
+            Some(m) => {
+                let _ = self
+                    .monitor_page
+                    .fetch_or_u32(8 + 8 * usize::from(m / 32), 1 << (m % 32));
+            }
+            None => {
+                let mem = self.ctl.mem();
+                let _ = mem.store_u32(crate::tree::CTL_IRQ_ENABLED_OFF, 1);
+                let _ = mem.fetch_add_u64(crate::tree::CTL_IRQ_WRITES_OFF, 1);
+            }
+        }
     }
 
     fn write(&mut self, pkt: &OutgoingPacket<'_>) {
@@ -151,7 +164,7 @@ impl FakeGuest {
             self.signal();
             std::thread::sleep(Duration::from_micros(100));
         }
-        if self.writer.commit() {
+        if self.writer.commit() && self.signals {
             self.signal();
         }
     }

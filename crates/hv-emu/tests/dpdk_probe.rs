@@ -52,8 +52,9 @@ fn probe(monitor_id: Option<u8>) -> Option<Probe> {
     // Masked host→guest ring, as the kernel leaves it: an enabling irq write must clear it.
     tree.rx_ring().store_u32(8, 1).unwrap();
     if monitor_id.is_none() {
-        // DPDK 22.11's vmbus_scan_one fails the whole bus scan when `monitor_id` is missing; the kernel always
-        // writes it, so an unmonitored channel shows the "no monitor" value 255.
+        // The kernel hides `monitor_id` of an unmonitored channel (vmbus_drv.c vmbus_dev_attr_is_visible), and
+        // DPDK 22.11's vmbus_scan_one then fails the whole bus scan (25.11, commit 8e4a1b88e1, takes a missing
+        // file as "no monitor"). To see what 22.11 does once past the scan, show it the "no monitor" value 255.
         fs::write(tree.device_dir().join("monitor_id"), "255\n").unwrap();
     }
     let prefix = dir.unique_name();
@@ -214,8 +215,8 @@ fn testpmd_probes_maps_and_sends_nvsp_init() {
     tree.remove().unwrap();
 }
 
-/// DPDK 22.11 has no signalling path for unmonitored channels (the reference describes a later DPDK): with the
-/// kernel's "no monitor" value 255 it still ORs bit 255 % 32 into trigger group 255 / 32 = 7 — offset 8 + 8 × 7 =
+/// DPDK 22.11 has no signalling path for unmonitored channels (DPDK 25.11 has: commit fb4bff96be sets the int-page
+/// bit and writes the uio fd): with a "no monitor" value 255 it still ORs bit 255 % 32 into trigger group 255 / 32 = 7 — offset 8 + 8 × 7 =
 /// 0x40, past the four real groups — refuses to set a latency ("invalid monitor trigger 7"), and neither sets the
 /// int-page bit nor writes the uio fd. A host must therefore give 22.11 a monitored channel.
 #[test]

@@ -237,3 +237,45 @@ fn vf_commands_without_a_vf_are_typed_errors_and_the_control_socket_says_so() {
     let t = g.send_nvsp(&[nt::SWITCH_DATA_PATH, 1], true);
     assert!(g.expect_completion(t).payload.is_empty());
 }
+
+/// An unmonitored channel (no monitor id offered) is served only when the guest signals through the uio fd, as the
+/// kernel's uio_hv_generic then calls vmbus_setevent: the int-page relid bit alone wakes nobody. A monitored one is
+/// served on its monitor-page bit alone (DPDK sets only that).
+#[test]
+fn unmonitored_channels_wait_for_the_uio_signal() {
+    let (_d, e) = emu(|c| c.monitored = false);
+    assert!(
+        !e.tree().device_dir().join("monitor_id").exists(),
+        "no monitor_id, as the kernel hides it"
+    );
+    let mut g = FakeGuest::attach(e.tree());
+    g.signals = false;
+    let t = g.send_nvsp(&[nt::INIT, nvsp::VERSION_61, nvsp::VERSION_61], true);
+    let relid = e.tree().config().relid;
+    e.tree()
+        .int_page()
+        .fetch_or_u32(2048 + 4 * (relid as usize / 32), 1 << (relid % 32))
+        .unwrap();
+    assert!(
+        g.wait_for(Duration::from_millis(300), &mut |_| true)
+            .is_none(),
+        "served without a signal"
+    );
+    let writes = e.tree().ctl().irq_writes();
+    g.signal();
+    assert_eq!(e.tree().ctl().irq_writes(), writes + 1);
+    assert_eq!(g.expect_completion(t).u32(12), ns::SUCCESS);
+
+    let (_d, e) = emu(|_| {});
+    let mut g = FakeGuest::attach(e.tree());
+    assert_eq!(g.init(nvsp::VERSION_61), ns::SUCCESS);
+    g.signals = false;
+    let t = g.send_nvsp(&[nt::INIT, nvsp::VERSION_61, nvsp::VERSION_61], true);
+    let m = e.tree().config().monitor_id.unwrap();
+    e.tree()
+        .monitor_page()
+        .fetch_or_u32(8 + 8 * usize::from(m / 32), 1 << (m % 32))
+        .unwrap();
+    assert_eq!(g.expect_completion(t).u32(12), ns::SUCCESS);
+    assert_eq!(e.tree().ctl().irq_writes(), 0);
+}

@@ -14,6 +14,7 @@ use hv_emu::backend::{
 use hv_emu::commands::GenError;
 use hv_emu::ctl::ControlServer;
 use hv_emu::emulator::{Emulator, EmulatorConfig};
+use hv_emu::host::{FilterNone, SendTable, SlowHost};
 use hv_emu::vf::{VfConfig, VfError, VfNetns};
 use napi::bindgen_prelude::Buffer;
 use napi_derive::napi;
@@ -109,6 +110,22 @@ pub struct EmulatorOptions {
     pub vf: Option<VfOptions>,
     /// Rewrite this file with the stats JSON every second (atomically) and when the emulator stops.
     pub stats_json: Option<String>,
+    /// Hyper-V behaviours (issue 12), each defaulting to what Hyper-V does: the two halves of a quick link flap
+    /// this many ms apart (default 5000; 0 = together).
+    pub link_delay_ms: Option<f64>,
+    /// Frames for a guest whose packet filter is NONE: `drop` (default; counted as filterNone) or `hold`.
+    pub filter_none: Option<String>,
+    /// Drop and count frames over the MTU + 14 both ways (default true).
+    pub mtu_check: Option<bool>,
+    /// Bytes of the host→guest ring rx data leaves free for completions and control (default 2048).
+    pub ring_headroom: Option<u32>,
+    /// The send indirection table: `hyperv` (default), `openvmm`, `off`.
+    pub send_table: Option<String>,
+    /// Channels offered with a monitor id (default true); false: the guest signals through the uio fd.
+    pub monitored: Option<bool>,
+    /// Reply delays, `MS[,KIND=MS...]` (KIND: init, recv-buf, send-buf, subchannel, switch-data-path,
+    /// rndis-init, query, set, keepalive).
+    pub slow_host: Option<String>,
 }
 
 /// Parse `aa:bb:cc:dd:ee:ff` (also `-` separated).
@@ -177,6 +194,7 @@ fn config(o: &EmulatorOptions) -> Result<(EmulatorConfig, Option<CaptureHandle>)
     }
     c.pcap = o.pcap.as_ref().map(PathBuf::from);
     c.stats_json = o.stats_json.as_ref().map(PathBuf::from);
+    hyperv_options(o, &mut c)?;
     if let Some(v) = &o.vf {
         let mut vc = VfConfig::new(v.iface.clone());
         if let Some(d) = v.delay_ms {
@@ -290,6 +308,55 @@ fn config(o: &EmulatorOptions) -> Result<(EmulatorConfig, Option<CaptureHandle>)
     Ok((c, capture))
 }
 
+/// The Hyper-V behaviour switches of `o` onto `c`.
+fn hyperv_options(o: &EmulatorOptions, c: &mut EmulatorConfig) -> Result<()> {
+    if let Some(ms) = o.link_delay_ms {
+        if !(0.0..=600_000.0).contains(&ms) || ms.fract() != 0.0 {
+            return Err(invalid("linkDelayMs", ms));
+        }
+        c.link_delay = std::time::Duration::from_millis(ms as u64);
+    }
+    if let Some(f) = &o.filter_none {
+        c.filter_none = match f.as_str() {
+            "drop" => FilterNone::Drop,
+            "hold" => FilterNone::Hold,
+            other => return Err(invalid("filterNone", format!("'{other}' (drop|hold)"))),
+        };
+    }
+    if let Some(m) = o.mtu_check {
+        c.mtu_check = m;
+    }
+    if let Some(h) = o.ring_headroom {
+        if h as usize >= c.ring_size.saturating_sub(4096) {
+            return Err(invalid(
+                "ringHeadroom",
+                format!("{h} (below the ring's data size)"),
+            ));
+        }
+        c.ring_headroom = h;
+    }
+    if let Some(t) = &o.send_table {
+        c.send_table = match t.as_str() {
+            "hyperv" => SendTable::Hyperv,
+            "openvmm" => SendTable::OpenVmm,
+            "off" => SendTable::Off,
+            other => {
+                return Err(invalid(
+                    "sendTable",
+                    format!("'{other}' (hyperv|openvmm|off)"),
+                ));
+            }
+        };
+    }
+    if let Some(m) = o.monitored {
+        c.monitored = m;
+    }
+    if let Some(s) = &o.slow_host {
+        c.slow_host = SlowHost::parse(s).map_err(|e| invalid("slowHost", e))?;
+    }
+    Ok(())
+}
+
 /// A running emulated NIC.
 #[napi]
 pub struct NativeEmulator {
@@ -393,6 +460,13 @@ impl NativeEmulator {
     #[napi]
     pub fn set_link(&self, up: bool) -> Result<()> {
         self.emu()?.set_link(up);
+        Ok(())
+    }
+
+    /// Link notifications arriving together (a quick flap: `[false, true]`); they coalesce as on Hyper-V.
+    #[napi]
+    pub fn notify_link(&self, states: Vec<bool>) -> Result<()> {
+        self.emu()?.notify_link(&states);
         Ok(())
     }
 

@@ -147,7 +147,7 @@ pub fn driver_code(err: &netvsc::Error) -> Code {
         E::NotSupported(_) => Code::NotSupported,
         E::Started(_) => Code::Started,
         E::Closed => Code::Closed,
-        E::Invalid { .. } => Code::InvalidArg,
+        E::Invalid { .. } | E::MtuOutOfRange { .. } => Code::InvalidArg,
         E::ViewsOutstanding { .. } => Code::ViewsOutstanding,
         #[allow(unreachable_patterns)]
         _ => Code::Protocol,

@@ -698,6 +698,15 @@ impl NativeDevice {
         self.core.with(|d| change_mtu(&self.core, d, mtu))
     }
 
+    /// The host's send indirection table (16 queue indices, entry `hash % 16`), when it sent a valid one.
+    #[napi]
+    pub fn send_table(&self) -> Result<Option<Vec<u32>>> {
+        self.core.with(|d| {
+            Ok(d.send_table()
+                .map(|t| t.iter().map(|&q| u32::from(q)).collect()))
+        })
+    }
+
     /// The VF serial the host offered, if any.
     #[napi]
     pub fn vf(&self) -> Result<Option<u32>> {

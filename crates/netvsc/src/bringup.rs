@@ -234,12 +234,7 @@ pub(crate) fn query_link(
 }
 
 pub(crate) fn open(uio: &UioDevice, cfg: &DeviceConfig) -> Result<Opened> {
-    if !(68..=9202).contains(&cfg.mtu) {
-        return Err(Error::Config {
-            what: "mtu",
-            value: u64::from(cfg.mtu),
-        });
-    }
+    crate::config::check_mtu(cfg.mtu)?;
     if cfg.queues == 0 || cfg.queues > 64 {
         return Err(Error::Config {
             what: "queues",
@@ -300,6 +295,8 @@ pub(crate) fn open(uio: &UioDevice, cfg: &DeviceConfig) -> Result<Opened> {
     let version = version.ok_or(Error::NoVersion {
         tried: nvsp::VERSIONS.to_vec(),
     })?;
+    // What the host sends from now on (a send table's layout, a VF note's validity) depends on it.
+    core.shared.nvsp_version.store(version, Relaxed);
 
     // 2–3. NDIS_CONFIG (v2+) and NDIS_VER; neither is answered.
     if version >= nvsp::VERSION_2 {
@@ -485,6 +482,8 @@ pub(crate) fn open(uio: &UioDevice, cfg: &DeviceConfig) -> Result<Opened> {
         status_ok(c.status(), step)?;
         let granted = c.num_subchannels.min(u32::from(nq - 1));
         nq = granted as u16 + 1;
+        // The host's send table comes once the subchannels are open; it may name only these queues.
+        core.shared.queues.store(nq, Relaxed);
         if granted > 0 {
             let tries = (t.subchannels.as_millis() / 10).max(1) as u32;
             let mut found =
@@ -530,6 +529,13 @@ pub(crate) fn open(uio: &UioDevice, cfg: &DeviceConfig) -> Result<Opened> {
     shared
         .vf_serial
         .store(early.vf_serial.load(Relaxed), Relaxed);
+    shared.queues.store(nq, Relaxed);
+    if let Some(t) = early.send_table() {
+        // Kept while the queue count was still open: it must name only the queues in use.
+        if !shared.accept_send_table(&t.map(u32::from)) {
+            core.stats.hv.bad_send_tables.fetch_add(1, Relaxed);
+        }
+    }
     while let Some(ev) = early.pop_event() {
         shared.push_event(ev);
     }

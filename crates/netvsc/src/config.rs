@@ -9,12 +9,32 @@ use vmbus_uio::IovaMode;
 use crate::devargs::Devargs;
 use crate::ndis::{Offloads, RSS_TABLE};
 
-/// How long to wait for the host at each step.
+/// Smallest MTU (without the Ethernet header): frames of 1514 bytes, the least a Hyper-V host takes in
+/// NDIS_CONFIG (OpenVMM `MIN_MTU`; a smaller one falls back to 1514 there, so the host would not honour it).
+pub const MTU_MIN: u32 = 1500;
+/// Largest MTU: frames of 9216 bytes (OpenVMM `MAX_MTU`).
+pub const MTU_MAX: u32 = 9202;
+
+/// Refuse an MTU outside [`MTU_MIN`]..=[`MTU_MAX`].
+pub(crate) fn check_mtu(mtu: u32) -> crate::Result<()> {
+    if (MTU_MIN..=MTU_MAX).contains(&mtu) {
+        Ok(())
+    } else {
+        Err(crate::Error::MtuOutOfRange {
+            mtu,
+            min: MTU_MIN,
+            max: MTU_MAX,
+        })
+    }
+}
+
+/// How long to wait for the host at each step. The defaults outlast a busy Azure host, seen to take up to 15 s
+/// to answer (DPDK commit d564751748); Linux's hv_netvsc waits without a bound.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Timeouts {
-    /// NVSP replies (DPDK polls without bound; we use the RNDIS figure).
+    /// NVSP replies, 60 s (DPDK polls without bound; we use the RNDIS figure).
     pub nvsp: Duration,
-    /// RNDIS replies (DPDK: 60 s, raised from 5 s after busy Azure hosts took 15 s).
+    /// RNDIS replies, 60 s (DPDK: 60 s, raised from 5 s after busy Azure hosts took 15 s).
     pub rndis: Duration,
     /// Subchannel ring files appearing (DPDK: 1000 × 10 ms).
     pub subchannels: Duration,
@@ -69,7 +89,7 @@ impl Cancel {
 pub struct DeviceConfig {
     /// Queue pairs wanted; clamped to min(host RSS queues, 64), and to 1 below NVSP v5.
     pub queues: u16,
-    /// MTU (without the Ethernet header).
+    /// MTU (without the Ethernet header), [`MTU_MIN`]..=[`MTU_MAX`].
     pub mtu: u32,
     /// DPDK device arguments.
     pub devargs: Devargs,

@@ -287,6 +287,24 @@ impl Device {
         self.shared.vf.info()
     }
 
+    /// The host's send indirection table (NVSP SEND_INDIRECTION_TABLE, sent once subchannels are open; entry
+    /// `hash % 16` is the queue Linux would transmit a flow with that hash on), when it sent a valid one. The driver
+    /// itself does no queue selection (the caller picks the queue, as with DPDK, which ignores the table); see
+    /// [`Device::tx_queue_for_hash`].
+    pub fn send_table(&self) -> Option<[u16; crate::shared::SEND_TABLE_SIZE]> {
+        self.shared.send_table()
+    }
+
+    /// The queue Linux's netvsc would transmit a flow with this hash on: the send table's entry `hash % 16`, or
+    /// `hash % queues` without a table.
+    pub fn tx_queue_for_hash(&self, hash: u32) -> u16 {
+        let n = self.cores.len().max(1) as u32;
+        match self.send_table() {
+            Some(t) => t[hash as usize % t.len()] % n as u16,
+            None => (hash % n) as u16,
+        }
+    }
+
     /// What bring-up negotiated.
     pub fn info(&self) -> &DeviceInfo {
         &self.info
@@ -449,12 +467,7 @@ impl Device {
         if self.is_started() {
             return Err(Error::Started("changing the MTU"));
         }
-        if !(68..=9202).contains(&mtu) {
-            return Err(Error::Config {
-                what: "mtu",
-                value: u64::from(mtu),
-            });
-        }
+        crate::config::check_mtu(mtu)?;
         self.teardown();
         let cfg = DeviceConfig {
             mtu,

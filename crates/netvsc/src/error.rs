@@ -84,6 +84,16 @@ pub enum Error {
         /// Its value.
         value: u64,
     },
+    /// An MTU outside what a Hyper-V host accepts (frames of 1514..=9216 bytes).
+    #[error("MTU {mtu} outside {min}..={max} (Hyper-V takes frames of 1514..=9216 bytes)")]
+    MtuOutOfRange {
+        /// The MTU asked for.
+        mtu: u32,
+        /// Smallest MTU accepted.
+        min: u32,
+        /// Largest MTU accepted.
+        max: u32,
+    },
     /// The operation exists on other NICs but Hyper-V's synthetic NIC cannot do it.
     #[error("{0} is not supported by Hyper-V")]
     NotSupported(&'static str),

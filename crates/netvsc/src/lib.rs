@@ -26,7 +26,7 @@ pub mod tx;
 pub mod vf;
 
 pub use bringup::DeviceInfo;
-pub use config::{Cancel, DeviceConfig, Timeouts};
+pub use config::{Cancel, DeviceConfig, MTU_MAX, MTU_MIN, Timeouts};
 pub use devargs::Devargs;
 pub use device::Device;
 pub use error::{Error, Result};
@@ -37,7 +37,7 @@ pub use queue::{
 };
 pub use reconf::{RssConfig, RssUpdate};
 pub use rx::{Csum, RxMeta, RxPacket, RxView};
-pub use shared::AggLimits;
+pub use shared::{AggLimits, SEND_TABLE_SIZE};
 pub use stats::StatsHandle;
 pub use tx::{L4Proto, TxMeta, TxOffload, TxPacket};
 pub use vf::{

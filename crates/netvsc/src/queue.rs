@@ -444,8 +444,15 @@ impl QueueCore {
                     let _ = tx.send(crate::vf::manager::Cmd::HostSwitch { to_vf });
                 }
             }
-            // Send indirection table (134): ignored, as DPDK does.
-            Ok(NvspMessage::SendIndirectionTable(_)) => {}
+            // Send indirection table (134): validated and kept for `Device::send_table` (DPDK logs and drops it).
+            Ok(NvspMessage::SendIndirectionTable(_)) => {
+                let version = self.shared.nvsp_version.load(Relaxed);
+                let kept = nvsp::IndirectionTable::parse(payload, version)
+                    .is_ok_and(|t| self.shared.accept_send_table(&t.entries));
+                if !kept {
+                    self.stats.hv.bad_send_tables.fetch_add(1, Relaxed);
+                }
+            }
             Ok(_) => {
                 self.stats.hv.unknown_inband.fetch_add(1, Relaxed);
             }

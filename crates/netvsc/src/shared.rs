@@ -2,7 +2,7 @@
 //! bring-up, the started/closed flags, and the event queue status indications feed.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU32, AtomicU64, Ordering::Relaxed};
 use std::sync::mpsc::Sender;
 use std::sync::{Arc, Mutex, OnceLock};
 
@@ -50,8 +50,15 @@ pub(crate) struct Shared {
     pub control_waiting: AtomicU32,
     /// Some queue saw a corrupt ring since bring-up.
     pub faulted: AtomicBool,
+    /// Queue pairs in use (0 until bring-up knows): send tables naming others are refused.
+    pub queues: AtomicU16,
+    /// The host's send indirection table (NVSP SEND_INDIRECTION_TABLE, validated), when it sent one.
+    pub send_table: Mutex<Option<[u16; SEND_TABLE_SIZE]>>,
     events: Mutex<VecDeque<Event>>,
 }
+
+/// Entries of the host's send indirection table (VRSS_SEND_TAB_SIZE).
+pub const SEND_TABLE_SIZE: usize = netvsc_proto::nvsp::SEND_TABLE_SIZE;
 
 impl Shared {
     pub fn new(recv_buf: SharedMem, agg: AggLimits, args: Devargs) -> Shared {
@@ -71,6 +78,8 @@ impl Shared {
             vf_cmd: OnceLock::new(),
             control_waiting: AtomicU32::new(0),
             faulted: AtomicBool::new(false),
+            queues: AtomicU16::new(0),
+            send_table: Mutex::new(None),
             events: Mutex::new(VecDeque::with_capacity(64)),
         }
     }
@@ -88,6 +97,26 @@ impl Shared {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .pop_front()
+    }
+
+    /// The send indirection table, when the host sent a valid one.
+    pub fn send_table(&self) -> Option<[u16; SEND_TABLE_SIZE]> {
+        *self.send_table.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Keep `table` if every entry names a queue in use (any of the 64 a host may offer while that is unknown).
+    /// False (nothing kept) otherwise.
+    pub fn accept_send_table(&self, table: &[u32; SEND_TABLE_SIZE]) -> bool {
+        let limit = match self.queues.load(Relaxed) {
+            0 => 64,
+            n => u32::from(n),
+        };
+        if table.iter().any(|&e| e >= limit) {
+            return false;
+        }
+        let t = table.map(|e| e as u16);
+        *self.send_table.lock().unwrap_or_else(|p| p.into_inner()) = Some(t);
+        true
     }
 
     pub fn started(&self) -> bool {

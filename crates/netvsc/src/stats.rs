@@ -148,10 +148,12 @@ pub struct HvStats {
     pub oversize_messages: AtomicU64,
     /// Calls that stopped at their per-call budget with ring data possibly left.
     pub budget_stops: AtomicU64,
+    /// Send indirection tables refused: not 16 entries, table outside the message, an entry naming no queue.
+    pub bad_send_tables: AtomicU64,
 }
 
 /// Names of [`HvStats`] in xstats, in [`HvStats::values`] order.
-pub const HV_STAT_NAMES: [&str; 7] = [
+pub const HV_STAT_NAMES: [&str; 8] = [
     "hv_ring_errors",
     "hv_unknown_completions",
     "hv_unknown_inband",
@@ -159,11 +161,12 @@ pub const HV_STAT_NAMES: [&str; 7] = [
     "hv_short_messages",
     "hv_oversize_messages",
     "hv_budget_stops",
+    "hv_bad_send_tables",
 ];
 
 impl HvStats {
     /// Values in [`HV_STAT_NAMES`] order.
-    pub fn values(&self) -> [u64; 7] {
+    pub fn values(&self) -> [u64; 8] {
         [
             self.ring_errors.load(Relaxed),
             self.unknown_completions.load(Relaxed),
@@ -172,6 +175,7 @@ impl HvStats {
             self.short_messages.load(Relaxed),
             self.oversize_messages.load(Relaxed),
             self.budget_stops.load(Relaxed),
+            self.bad_send_tables.load(Relaxed),
         ]
     }
 
@@ -184,6 +188,7 @@ impl HvStats {
             &self.short_messages,
             &self.oversize_messages,
             &self.budget_stops,
+            &self.bad_send_tables,
         ] {
             c.store(0, Relaxed);
         }
@@ -192,7 +197,7 @@ impl HvStats {
 
 /// Device-wide `hv_` xstats: every [`HvStats`] counter summed over the queues, then `hv_recoveries`.
 pub fn hv_xstats(queues: &[&QueueStats], recoveries: u64) -> Vec<(String, u64)> {
-    let mut sum = [0u64; 7];
+    let mut sum = [0u64; 8];
     for q in queues {
         for (s, v) in sum.iter_mut().zip(q.hv.values()) {
             *s += v;

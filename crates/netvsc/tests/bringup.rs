@@ -141,7 +141,18 @@ fn bad_config_rejected_before_io() {
             mtu: 20000,
             ..quick()
         }),
-        Err(Error::Config { what: "mtu", .. })
+        Err(Error::MtuOutOfRange {
+            mtu: 20000,
+            min: 1500,
+            max: 9202
+        })
+    ));
+    assert!(matches!(
+        rig.open(DeviceConfig {
+            mtu: 1499,
+            ..quick()
+        }),
+        Err(Error::MtuOutOfRange { mtu: 1499, .. })
     ));
     assert!(matches!(
         rig.open(DeviceConfig {

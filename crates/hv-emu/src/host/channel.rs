@@ -1,8 +1,8 @@
 //! One VMBus channel of the NIC: its host→guest writer (shared by the worker and the rx pump),
 //! its counters, and the worker loop that waits for the guest's signal and drains its ring.
 //!
-//! Trigger = the channel's monitor-page pending bit, its int-page relid bit, or a new irq-control
-//! write; each is cleared when seen. The worker masks the ring while draining and re-checks after
+//! Trigger = the channel's monitor-page pending bit or its int-page relid bit (monitored), or a new
+//! irq-control write with its relid bit set (unmonitored, see `take_trigger`); each is cleared when seen. The worker masks the ring while draining and re-checks after
 //! unmasking, as a host does; completions that do not fit are queued and retried on the next signal.
 
 use super::{Device, lock, nvsp};
@@ -29,7 +29,7 @@ pub struct ChannelSpec {
 struct Deferred {
     completion: bool,
     trans_id: u64,
-    msg: [u8; 80],
+    msg: [u8; super::nvsp::MAX_HOST_MESSAGE],
     len: usize,
 }
 
@@ -42,6 +42,8 @@ pub(crate) struct Out {
 pub(crate) struct WorkerSide {
     reader: RingReader,
     g2h: Ring,
+    /// irq-control writes seen when the channel opened: later ones are signals (see `take_trigger`).
+    irq_writes: u64,
 }
 
 /// An open channel.
@@ -57,7 +59,11 @@ pub struct Channel {
 }
 
 impl Channel {
-    pub(crate) fn open(index: u16, spec: ChannelSpec) -> Result<(Channel, WorkerSide), String> {
+    pub(crate) fn open(
+        index: u16,
+        spec: ChannelSpec,
+        irq_writes: u64,
+    ) -> Result<(Channel, WorkerSide), String> {
         let half = spec.rings.len() / 2;
         let g2h_mem = spec.rings.subrange(0, half).map_err(|e| e.to_string())?;
         let h2g_mem = spec.rings.subrange(half, half).map_err(|e| e.to_string())?;
@@ -82,6 +88,7 @@ impl Channel {
             WorkerSide {
                 reader: RingReader::new(g2h.clone()),
                 g2h,
+                irq_writes,
             },
         ))
     }
@@ -133,8 +140,8 @@ impl Channel {
         let mut d = Deferred {
             completion,
             trans_id,
-            msg: [0; 80],
-            len: msg.len().min(80),
+            msg: [0; super::nvsp::MAX_HOST_MESSAGE],
+            len: msg.len().min(super::nvsp::MAX_HOST_MESSAGE),
         };
         d.msg[..d.len].copy_from_slice(&msg[..d.len]);
         out.deferred.push_back(d);
@@ -159,8 +166,13 @@ impl Channel {
         self.send(dev, false, trans_id, completion_requested, msg)
     }
 
+    /// Whether messages wait for ring space.
+    pub(crate) fn has_deferred(&self) -> bool {
+        self.has_deferred.load(Ordering::Acquire)
+    }
+
     /// Retry queued messages; true when none remain.
-    fn flush_deferred(&self, dev: &Device) -> bool {
+    pub(crate) fn flush_deferred(&self, dev: &Device) -> bool {
         let mut out = lock(&self.out);
         let Out { writer, deferred } = &mut *out;
         while let Some(d) = deferred.front() {
@@ -193,27 +205,33 @@ impl Channel {
         }
     }
 
-    /// Look at (and clear) this channel's trigger bits.
+    /// Look at (and clear) this channel's trigger bits. Monitored: its monitor-page pending bit (the host scans
+    /// the page every `latency`) or its int-page relid bit (Linux sets both). Unmonitored: only a signal — an
+    /// irq-control write, which the kernel's uio_hv_generic turns into `vmbus_setevent` on the primary channel —
+    /// makes the host look: it then serves the primary and every channel whose relid bit is set. A relid bit set
+    /// without a signal waits for the next one.
     fn take_trigger(&self, dev: &Device, last_irq_writes: &mut u64) -> bool {
-        let mut hit = false;
-        if let (true, Some(m)) = (dev.cfg.monitored, self.monitor_id) {
-            let off = 8 + 8 * usize::from(m / 32);
-            let bit = 1u32 << (m % 32);
-            if dev.mem.monitor_page.fetch_and_u32(off, !bit).unwrap_or(0) & bit != 0 {
-                hit = true;
-            }
-        }
         let off = 2048 + 4 * (self.relid as usize / 32);
         let bit = 1u32 << (self.relid % 32);
-        if dev.mem.int_page.fetch_and_u32(off, !bit).unwrap_or(0) & bit != 0 {
-            hit = true;
+        let take_relid_bit = || dev.mem.int_page.fetch_and_u32(off, !bit).unwrap_or(0) & bit != 0;
+        match (dev.cfg.monitored, self.monitor_id) {
+            (true, Some(m)) => {
+                let moff = 8 + 8 * usize::from(m / 32);
+                let mbit = 1u32 << (m % 32);
+                let monitor =
+                    dev.mem.monitor_page.fetch_and_u32(moff, !mbit).unwrap_or(0) & mbit != 0;
+                // Both taken: a guest that set both is served once.
+                take_relid_bit() | monitor
+            }
+            _ => {
+                let w = dev.signal.irq_writes();
+                if w == *last_irq_writes {
+                    return false;
+                }
+                *last_irq_writes = w;
+                take_relid_bit() | (self.index == 0)
+            }
         }
-        let w = dev.signal.irq_writes();
-        if w != *last_irq_writes {
-            *last_irq_writes = w;
-            hit = true;
-        }
-        hit
     }
 
     /// Scan interval: the monitor-page latency of this channel's monitor id (100 ns units), or 100 µs.
@@ -242,11 +260,13 @@ impl Channel {
 pub(crate) fn run_worker(dev: &Device, ch: &Channel, mut w: WorkerSide) {
     let mut scratch = Vec::with_capacity(4096);
     let mut ctx = nvsp::Ctx::new();
-    let mut last_irq = dev.signal.irq_writes();
+    let mut last_irq = w.irq_writes;
+    // A first look at the ring: whatever the guest wrote before this thread ran is served.
+    let mut first = true;
     let mut pending_deferred = false;
     let mut idle = 0u32;
     while !dev.stopped() {
-        let triggered = ch.take_trigger(dev, &mut last_irq);
+        let triggered = ch.take_trigger(dev, &mut last_irq) || std::mem::take(&mut first);
         if triggered {
             add(&ch.counters.triggers, 1);
         }

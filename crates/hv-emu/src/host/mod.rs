@@ -10,16 +10,20 @@ pub mod pool;
 
 mod channel;
 mod fault;
+mod link;
 mod nvsp;
 mod oid;
 mod rndis;
 mod rx;
+mod slow;
 mod state;
 mod tx;
 pub(crate) mod vf;
 
 pub use channel::{Channel, ChannelSpec};
 pub use fault::{FaultKind, FaultReport, FaultState};
+pub use link::LinkPending;
+pub use slow::{MAX_SLOW_MS, SlowHost, SlowRequest};
 pub use state::{DeviceState, HISTORY, OffloadState, RecvBufInfo, RssState};
 pub use vf::{VfHost, VfSession};
 
@@ -28,9 +32,10 @@ use crate::stats::Counters;
 use netvsc_proto::nvsp::{self as proto_nvsp, NvspMessage, VfAssociation};
 use pool::RecvPool;
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, Weak};
 use std::thread::JoinHandle;
+use std::time::Duration;
 use vmbus_ring::SharedMem;
 
 /// Lock a mutex, ignoring poisoning (a panicked worker must not take the others down).
@@ -88,6 +93,38 @@ pub struct DeviceMem {
     pub send_gpadl: u32,
 }
 
+/// What the host does with frames for the guest while its packet filter is NONE (0).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum FilterNone {
+    /// Dropped and counted (`drops.filterNone`), as OpenVMM does (Hyper-V's behaviour).
+    #[default]
+    Drop,
+    /// Left in the backend until a filter is set (the backend keeps or drops them).
+    Hold,
+}
+
+/// Whether and how the host sends NVSP SEND_INDIRECTION_TABLE once the guest's subchannels are open.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum SendTable {
+    /// As Hyper-V: at NVSP 5 and 6 the table sits after the whole NVSP message (byte 40) while its offset
+    /// field says 12 (the host bug Linux's netvsc_send_table works around); at 6.1 table and offset agree (12).
+    #[default]
+    Hyperv,
+    /// As OpenVMM at every version ≥ 5: offset 12, the table right after the header.
+    OpenVmm,
+    /// Never sent.
+    Off,
+}
+
+/// Frame MTUs (Ethernet header included) the host accepts in NDIS_CONFIG; anything else means 1514 (OpenVMM's
+/// `MIN_MTU..=MAX_MTU`, "as in the vmswitch").
+pub const FRAME_MTU: std::ops::RangeInclusive<u32> = 1514..=9216;
+
+/// Bytes OpenVMM keeps free in the host→guest ring before it takes more rx data (`ring_spare_capacity`).
+pub const RING_HEADROOM: u32 = 2048;
+/// Spacing of the two halves of a quick link flap (OpenVMM's `LINK_DELAY_DURATION`).
+pub const LINK_DELAY: Duration = Duration::from_secs(5);
+
 /// Static host settings.
 #[derive(Debug, Clone)]
 pub struct HostConfig {
@@ -101,6 +138,19 @@ pub struct HostConfig {
     pub silent: bool,
     /// Link speed in 100 bps units.
     pub link_speed: u32,
+    /// Spacing of a quick flap's two indications (see `link`); zero sends them together.
+    pub link_delay: Duration,
+    /// Frames for a guest whose packet filter is NONE.
+    pub filter_none: FilterNone,
+    /// Drop (and count) frames longer than the MTU + 14 in either direction; off: rx frames are limited only by
+    /// the sub-allocation size and tx frames not at all.
+    pub mtu_check: bool,
+    /// Bytes of the host→guest ring rx data never takes (completions and control messages may).
+    pub ring_headroom: u32,
+    /// The send indirection table after subchannels open.
+    pub send_table: SendTable,
+    /// Delays of NVSP/RNDIS replies.
+    pub slow: SlowHost,
 }
 
 /// Hooks the host needs from its surroundings.
@@ -130,6 +180,10 @@ pub struct Device {
     pub(crate) counters: Counters,
     /// RNDIS control messages waiting for a free reserved sub-allocation.
     pub(crate) control_queue: Mutex<VecDeque<Vec<u8>>>,
+    /// Replies a slow host holds back (see `slow`).
+    pub(crate) delayed: Mutex<slow::Delayed>,
+    /// The frame MTU in force (MTU + 14: NDIS_CONFIG's, bounded), read per guest send.
+    pub(crate) frame_mtu: AtomicU32,
     /// Fault injection switches and records (see `fault`).
     pub(crate) faults: FaultState,
     pub(crate) stop: AtomicBool,
@@ -151,6 +205,7 @@ impl Device {
         primary: ChannelSpec,
     ) -> Result<Arc<Device>, String> {
         let mut state = DeviceState::new(&cfg);
+        let frame_mtu = AtomicU32::new(state.frame_mtu);
         if env.vf.is_some() {
             state.vf.configured = true;
             state.vf.present = true;
@@ -169,6 +224,8 @@ impl Device {
             backend: Mutex::new(env.backend),
             counters: Counters::default(),
             control_queue: Mutex::new(VecDeque::new()),
+            delayed: Mutex::new(slow::Delayed::default()),
+            frame_mtu,
             faults: FaultState::default(),
             stop: AtomicBool::new(false),
             vf: env.vf,
@@ -195,7 +252,7 @@ impl Device {
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .len() as u16;
-        let (ch, worker) = Channel::open(index, spec)?;
+        let (ch, worker) = Channel::open(index, spec, self.signal.irq_writes())?;
         let ch = Arc::new(ch);
         self.channels
             .write()
@@ -264,23 +321,6 @@ impl Device {
         self.counters.proto_error(kind);
     }
 
-    /// Change the link state and tell the guest (RNDIS INDICATE_STATUS).
-    pub fn set_link(&self, up: bool) {
-        let ready = {
-            let mut st = lock(&self.state);
-            st.link_up = up;
-            st.rndis_initialized
-        };
-        if ready {
-            let status = if up {
-                netvsc_proto::rndis::status::MEDIA_CONNECT
-            } else {
-                netvsc_proto::rndis::status::MEDIA_DISCONNECT
-            };
-            self.queue_control(rndis::indicate_status(status, None));
-        }
-    }
-
     /// Change the link speed (100 bps units) and tell the guest.
     pub fn set_link_speed(&self, speed: u32) {
         let ready = {
@@ -293,6 +333,26 @@ impl Device {
                 netvsc_proto::rndis::status::LINK_SPEED_CHANGE,
                 Some(speed),
             ));
+        }
+    }
+
+    /// Send NVSP SEND_INDIRECTION_TABLE (v5+) on the primary channel now.
+    pub fn send_indirection_table(&self, entries: &[u32; 16], legacy: bool) -> bool {
+        if lock(&self.state).version < proto_nvsp::VERSION_5 {
+            return false;
+        }
+        let Some(ch) = self.channel(0) else {
+            return false;
+        };
+        let layout = if legacy {
+            nvsp::TableLayout::Legacy
+        } else {
+            nvsp::TableLayout::Fixed
+        };
+        let mut msg = [0u8; nvsp::MAX_HOST_MESSAGE];
+        match nvsp::indirection_table(&mut msg, entries, layout) {
+            Some(len) => ch.send_inband(self, 0, false, &msg[..len]),
+            None => false,
         }
     }
 

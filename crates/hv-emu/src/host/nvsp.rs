@@ -1,7 +1,7 @@
 //! NVSP host: version negotiation, buffers, RNDIS transport, subchannels, data-path switch.
 //! Answers only what a real host answers, and completes only packets that asked for it.
 
-use super::{Channel, Device, lock, rndis, tx};
+use super::{Channel, Device, SendTable, SlowRequest, lock, rndis, tx};
 use crate::host::pool::RESERVED;
 use crate::host::state::RecvBufInfo;
 use crate::stats::add;
@@ -11,6 +11,9 @@ use netvsc_proto::nvsp::{
 };
 use std::sync::atomic::Ordering;
 use vmbus_ring::{IncomingPacket, PacketKind};
+
+/// Longest NVSP message the host sends (a legacy send indirection table: 40 + 64 bytes).
+pub(crate) const MAX_HOST_MESSAGE: usize = 104;
 
 /// Send-buffer section size this host hands out (the largest a real host uses).
 pub(crate) const SEND_SECTION_SIZE: u32 = 6144;
@@ -72,25 +75,61 @@ fn handle_guest_completion(dev: &Device, ch: &Channel, trans_id: u64) {
     }
 }
 
-/// Answer with an NVSP completion message in the reply length of the negotiated version.
-fn reply(dev: &Device, ch: &Channel, pkt: &IncomingPacket<'_>, msg: NvspMessage) {
+/// Answer with an NVSP completion message in the reply length of the negotiated version (a slow host holds
+/// the reply of a request of kind `slow` back).
+fn reply(
+    dev: &Device,
+    ch: &Channel,
+    pkt: &IncomingPacket<'_>,
+    msg: NvspMessage,
+    slow: Option<SlowRequest>,
+) {
     if !pkt.completion_requested {
         return;
     }
     let version = lock(&dev.state).version;
-    send_reply(ch, dev, pkt.trans_id, msg, nvsp::host_reply_len(version));
+    send_reply(
+        ch,
+        dev,
+        pkt.trans_id,
+        msg,
+        nvsp::host_reply_len(version),
+        slow,
+    );
 }
 
-fn send_reply(ch: &Channel, dev: &Device, trans_id: u64, msg: NvspMessage, len: usize) {
+fn send_reply(
+    ch: &Channel,
+    dev: &Device,
+    trans_id: u64,
+    msg: NvspMessage,
+    len: usize,
+    slow: Option<SlowRequest>,
+) {
     let mut buf = [0u8; nvsp::MESSAGE_LEN];
     if msg.emit(&mut buf, len).is_ok() {
-        ch.send_completion(dev, trans_id, &buf[..len]);
+        match slow {
+            Some(kind) => dev.nvsp_reply(kind, ch, true, trans_id, &buf[..len]),
+            None => {
+                ch.send_completion(dev, trans_id, &buf[..len]);
+            }
+        }
     }
 }
 
-fn empty_completion(dev: &Device, ch: &Channel, pkt: &IncomingPacket<'_>) {
+fn empty_completion(
+    dev: &Device,
+    ch: &Channel,
+    pkt: &IncomingPacket<'_>,
+    slow: Option<SlowRequest>,
+) {
     if pkt.completion_requested {
-        ch.send_completion(dev, pkt.trans_id, &[]);
+        match slow {
+            Some(kind) => dev.nvsp_reply(kind, ch, true, pkt.trans_id, &[]),
+            None => {
+                ch.send_completion(dev, pkt.trans_id, &[]);
+            }
+        }
     }
 }
 
@@ -153,17 +192,19 @@ fn handle_message(
             {
                 let mut st = lock(&dev.state);
                 st.ndis_config = Some((c.mtu, c.capabilities()));
-                st.frame_mtu = if (1514..=9216).contains(&c.mtu) {
+                // As OpenVMM (and, its comment says, the vmswitch): an MTU out of bounds means the default.
+                st.frame_mtu = if super::FRAME_MTU.contains(&c.mtu) {
                     c.mtu
                 } else {
-                    1514
+                    *super::FRAME_MTU.start()
                 };
+                dev.frame_mtu.store(st.frame_mtu, Ordering::Relaxed);
             }
-            empty_completion(dev, ch, pkt);
+            empty_completion(dev, ch, pkt, None);
         }
         NvspMessage::SendNdisVersion(v) => {
             lock(&dev.state).ndis_version = Some((v.ndis_major, v.ndis_minor));
-            empty_completion(dev, ch, pkt);
+            empty_completion(dev, ch, pkt, None);
         }
         NvspMessage::SendRecvBuf(b) => send_recv_buf(dev, ch, pkt, b.gpadl, b.id),
         NvspMessage::SendSendBuf(b) => {
@@ -178,15 +219,21 @@ fn handle_message(
                 status: if ok { status::SUCCESS } else { status::FAILURE },
                 section_size: if ok { SEND_SECTION_SIZE } else { 0 },
             };
-            reply(dev, ch, pkt, NvspMessage::SendSendBufComplete(done));
+            reply(
+                dev,
+                ch,
+                pkt,
+                NvspMessage::SendSendBufComplete(done),
+                Some(SlowRequest::SendBuf),
+            );
         }
         NvspMessage::RevokeRecvBuf(_) => {
             lock(&dev.state).recv = None;
-            empty_completion(dev, ch, pkt);
+            empty_completion(dev, ch, pkt, None);
         }
         NvspMessage::RevokeSendBuf(_) => {
             lock(&dev.state).send_sections = None;
-            empty_completion(dev, ch, pkt);
+            empty_completion(dev, ch, pkt, None);
         }
         NvspMessage::Subchannel(s) => subchannel(dev, ch, pkt, s),
         NvspMessage::SwitchDataPath(_) if dev.faults.refuse_switch.load(Ordering::Acquire) => {
@@ -201,7 +248,7 @@ fn handle_message(
         NvspMessage::SwitchDataPath(p) => {
             super::state::record(&mut lock(&dev.state).data_path, p.active_datapath);
             super::vf::guest_switch(dev, p.active_datapath);
-            empty_completion(dev, ch, pkt);
+            empty_completion(dev, ch, pkt, Some(SlowRequest::SwitchDataPath));
         }
         NvspMessage::OidQueryEx(_) => {
             dev.proto_error("oidQueryExUnsupported");
@@ -209,7 +256,7 @@ fn handle_message(
                 status: netvsc_proto::rndis::status::NOT_SUPPORTED,
                 bytes: 0,
             };
-            reply(dev, ch, pkt, NvspMessage::OidQueryExComplete(done));
+            reply(dev, ch, pkt, NvspMessage::OidQueryExComplete(done), None);
         }
         _ => dev.proto_error("unknownNvspType"),
     }
@@ -227,6 +274,7 @@ fn init(dev: &Device, ch: &Channel, pkt: &IncomingPacket<'_>, min: u32) {
         st.reset_session(&dev.cfg);
         st.version = min;
         st.inits += 1;
+        dev.frame_mtu.store(st.frame_mtu, Ordering::Relaxed);
     }
     {
         let mut pool = lock(&dev.pool);
@@ -251,7 +299,14 @@ fn init(dev: &Device, ch: &Channel, pkt: &IncomingPacket<'_>, min: u32) {
         },
     };
     let len = nvsp::host_reply_len(if allowed { min } else { 0 });
-    send_reply(ch, dev, pkt.trans_id, NvspMessage::InitComplete(done), len);
+    send_reply(
+        ch,
+        dev,
+        pkt.trans_id,
+        NvspMessage::InitComplete(done),
+        len,
+        Some(SlowRequest::Init),
+    );
 }
 
 fn recv_buf_complete(status: u32, sub: u32, count: u32) -> NvspMessage {
@@ -287,7 +342,13 @@ fn send_recv_buf(dev: &Device, ch: &Channel, pkt: &IncomingPacket<'_>, gpadl: u3
     if let Some(kind) = fail {
         drop(st);
         dev.proto_error(kind);
-        reply(dev, ch, pkt, recv_buf_complete(status::FAILURE, 0, 0));
+        reply(
+            dev,
+            ch,
+            pkt,
+            recv_buf_complete(status::FAILURE, 0, 0),
+            Some(SlowRequest::RecvBuf),
+        );
         return;
     }
     st.recv = Some(RecvBufInfo {
@@ -298,7 +359,13 @@ fn send_recv_buf(dev: &Device, ch: &Channel, pkt: &IncomingPacket<'_>, gpadl: u3
     let queues = 1 + u32::from(st.subchannels);
     drop(st);
     *lock(&dev.pool) = super::pool::RecvPool::new(count, queues);
-    reply(dev, ch, pkt, recv_buf_complete(status::SUCCESS, sub, count));
+    reply(
+        dev,
+        ch,
+        pkt,
+        recv_buf_complete(status::SUCCESS, sub, count),
+        Some(SlowRequest::RecvBuf),
+    );
     rndis::flush_control(dev);
 }
 
@@ -312,7 +379,13 @@ fn subchannel(dev: &Device, ch: &Channel, pkt: &IncomingPacket<'_>, req: Subchan
     if !ok {
         dev.proto_error("subchannelRejected");
         let done = Subchannel::complete(status::FAILURE, 0);
-        reply(dev, ch, pkt, NvspMessage::Subchannel(done));
+        reply(
+            dev,
+            ch,
+            pkt,
+            NvspMessage::Subchannel(done),
+            Some(SlowRequest::Subchannel),
+        );
         return;
     }
     // Channel objects from an earlier session are offered again (their ring files stay in the tree); only missing
@@ -362,22 +435,52 @@ fn subchannel(dev: &Device, ch: &Channel, pkt: &IncomingPacket<'_>, req: Subchan
         ch,
         pkt,
         NvspMessage::Subchannel(Subchannel::complete(st, total)),
+        Some(SlowRequest::Subchannel),
     );
-    if total > 0 {
-        send_indirection_table(dev, ch, total + 1);
+    // Every channel is open once offered here (uio_hv_generic opens subchannels as they come), which is when
+    // OpenVMM sends the table: entry i → channel i mod n.
+    if total > 0 && version >= nvsp::VERSION_5 {
+        let mut entries = [0u32; nvsp::SEND_TABLE_SIZE];
+        for (i, e) in entries.iter_mut().enumerate() {
+            *e = i as u32 % (total + 1);
+        }
+        let layout = match dev.cfg.send_table {
+            SendTable::Off => return,
+            SendTable::Hyperv if version <= nvsp::VERSION_6 => TableLayout::Legacy,
+            _ => TableLayout::Fixed,
+        };
+        let mut msg = [0u8; MAX_HOST_MESSAGE];
+        if let Some(len) = indirection_table(&mut msg, &entries, layout) {
+            dev.nvsp_reply(SlowRequest::Subchannel, ch, false, 0, &msg[..len]);
+        }
     }
 }
 
-/// SEND_INDIRECTION_TABLE: 16 entries, entry i → channel i mod n (OpenVMM), table at offset 12.
-fn send_indirection_table(dev: &Device, ch: &Channel, channels: u32) {
-    let mut entries = [0u32; nvsp::SEND_TABLE_SIZE];
-    for (i, e) in entries.iter_mut().enumerate() {
-        *e = i as u32 % channels;
-    }
-    let mut msg = [0u8; 12 + 4 * nvsp::SEND_TABLE_SIZE];
-    let offset = core::mem::size_of::<SendIndirectionTable>() as u32 + 4;
-    if let Ok(len) = nvsp::build_indirection_table(&mut msg, &entries, offset) {
-        ch.send_inband(dev, 0, false, &msg[..len]);
+/// Where a SEND_INDIRECTION_TABLE puts its table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TableLayout {
+    /// Right after the 12-byte header, offset field 12 (OpenVMM; Hyper-V at 6.1).
+    Fixed,
+    /// After the whole 40-byte NVSP message while the offset field says 12 (Windows hosts up to NVSP 6).
+    Legacy,
+}
+
+/// Build a SEND_INDIRECTION_TABLE of `entries` into `msg`; its length.
+pub(crate) fn indirection_table(
+    msg: &mut [u8; MAX_HOST_MESSAGE],
+    entries: &[u32; nvsp::SEND_TABLE_SIZE],
+    layout: TableLayout,
+) -> Option<usize> {
+    let header = core::mem::size_of::<SendIndirectionTable>() as u32 + 4;
+    match layout {
+        TableLayout::Fixed => nvsp::build_indirection_table(msg, entries, header).ok(),
+        TableLayout::Legacy => {
+            let at = nvsp::MESSAGE_LEN as u32;
+            let len = nvsp::build_indirection_table(msg, entries, at).ok()?;
+            // The offset field (bytes 8..12) says where a fixed host would put it.
+            msg.get_mut(8..12)?.copy_from_slice(&header.to_le_bytes());
+            Some(len)
+        }
     }
 }
 
@@ -443,7 +546,7 @@ fn send_rndis_pkt(
             .last_completion_tid
             .store(pkt.trans_id, Ordering::Relaxed);
     }
-    reply(dev, ch, pkt, NvspMessage::SendRndisPktComplete(done));
+    reply(dev, ch, pkt, NvspMessage::SendRndisPktComplete(done), None);
 }
 
 /// Read a GPA-direct packet's ranges into `data` (each inside one 4 KiB page, at most [`MAX_GPA_BYTES`] in all).

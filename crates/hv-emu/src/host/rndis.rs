@@ -3,7 +3,7 @@
 //! the primary channel as transfer-page packets with NVSP channel type 1 (control); when none is
 //! free they wait in a queue (bounded like OpenVMM's 100 KiB) until the guest completes one.
 
-use super::{Device, lock, oid};
+use super::{Device, SlowRequest, lock, oid};
 use crate::stats::add;
 use netvsc_proto::nvsp::{self, NvspMessage, SendRndisPkt};
 use netvsc_proto::rndis::{
@@ -125,6 +125,9 @@ pub(crate) fn handle_control(dev: &Device, ty: u32, msg: &[u8]) {
                 let mut st = lock(&dev.state);
                 st.rndis_initialized = true;
                 st.rndis_halted = false;
+                // The guest learns the link from GEN_MEDIA_CONNECT_STATUS now; indications follow changes.
+                st.link_told = st.link_up;
+                st.link_pending = super::LinkPending::None;
             }
             let done = InitializeComplete {
                 req_id: req.req_id,
@@ -139,7 +142,10 @@ pub(crate) fn handle_control(dev: &Device, ty: u32, msg: &[u8]) {
                 af_list_offset: 0,
                 af_list_size: 0,
             };
-            dev.queue_control(build(&RndisMessage::InitializeComplete(done)));
+            dev.rndis_reply(
+                SlowRequest::RndisInit,
+                build(&RndisMessage::InitializeComplete(done)),
+            );
         }
         RndisMessage::Halt(_) => {
             let mut st = lock(&dev.state);
@@ -148,7 +154,10 @@ pub(crate) fn handle_control(dev: &Device, ty: u32, msg: &[u8]) {
         }
         RndisMessage::Query { req, info } => {
             let (st, data) = oid::query(dev, req.oid, info);
-            dev.queue_control(build(&RndisMessage::query_complete(req.req_id, st, &data)));
+            dev.rndis_reply(
+                SlowRequest::Query,
+                build(&RndisMessage::query_complete(req.req_id, st, &data)),
+            );
         }
         RndisMessage::Set { req, info } => {
             let st = oid::set(dev, req.oid, info);
@@ -191,12 +200,16 @@ fn control_parse_error(dev: &Device, ty: u32, msg: &[u8], e: ProtoError) {
 
 /// Answer a request of type `ty` with a bare status.
 fn reply_status(dev: &Device, ty: u32, req_id: u32, st: u32) {
-    let msg = match ty {
-        t::KEEPALIVE => {
-            RndisMessage::KeepaliveComplete(r::KeepaliveComplete { req_id, status: st })
-        }
-        t::QUERY => RndisMessage::query_complete(req_id, st, &[]),
-        _ => RndisMessage::set_complete(req_id, st),
+    let (msg, kind) = match ty {
+        t::KEEPALIVE => (
+            RndisMessage::KeepaliveComplete(r::KeepaliveComplete { req_id, status: st }),
+            SlowRequest::Keepalive,
+        ),
+        t::QUERY => (
+            RndisMessage::query_complete(req_id, st, &[]),
+            SlowRequest::Query,
+        ),
+        _ => (RndisMessage::set_complete(req_id, st), SlowRequest::Set),
     };
-    dev.queue_control(build(&msg));
+    dev.rndis_reply(kind, build(&msg));
 }

@@ -2,15 +2,18 @@
 //! hashes it (Toeplitz over the enabled tuple) to pick a channel, writes an RNDIS PACKET (header,
 //! checksum/VLAN/hash PPIs, frame) into one of that channel's free sub-allocations, and sends the
 //! batch as one transfer-page packet per channel (≤ 375 ranges; transaction id = first index).
-//! No free sub-allocation or no ring space → the frame is dropped and counted, never overwritten.
-//! While the guest is not ready (no buffers, RNDIS not initialized, filter 0) the backend is not polled,
-//! and a round takes no more frames than there are free sub-allocations (the rest wait in the backend), except
-//! from a paced generator, whose due frames are all offered (those without a buffer dropped and counted).
+//! No free sub-allocation or no ring space → the frame is dropped and counted, never overwritten; data never
+//! takes the last `ring_headroom` bytes of the ring, which stay for completions and control messages.
+//! While the guest is not ready (no buffers, RNDIS not initialized) the backend is not polled; with packet filter
+//! NONE its frames are dropped and counted (`filterNone`; with `FilterNone::Hold`, and for the generator, which
+//! starts when the filter admits traffic, it is not polled either). A round takes no more frames than there are
+//! free sub-allocations (the rest wait in the backend), except from a paced generator, whose due frames are all
+//! offered (those without a buffer dropped and counted). Frames longer than the MTU + 14 (untagged) are dropped.
 //! The channel list and device state are copied once per round into reused buffers: nothing is allocated,
 //! locked (except the pool) or reference-counted per frame.
 
 use super::pool::RecvPool;
-use super::{Channel, Device, frame, lock, rndis::rndis_pkt_header};
+use super::{Channel, Device, FilterNone, frame, lock, rndis::rndis_pkt_header};
 use crate::stats::add;
 use netvsc_proto::ndis::hash_info as hash;
 use netvsc_proto::nvsp;
@@ -31,7 +34,11 @@ const MAX_RANGES: usize = 375;
 struct Snapshot {
     ready: bool,
     link_up: bool,
+    /// When a delayed link indication falls due.
+    link_due: Option<Instant>,
     filter: u32,
+    /// Longest untagged frame delivered (MTU + 14), `None` without the MTU check.
+    frame_mtu: Option<u32>,
     mac: [u8; 6],
     version: u32,
     set_id: u16,
@@ -88,6 +95,9 @@ pub(crate) fn run_pump(dev: &Device) {
     let mut stage = super::vf::Stage::default();
     let mut vf_tagged = Vec::new();
     let has_vf = dev.vf.is_some();
+    let slow = dev.cfg.slow.is_slow();
+    // The generator starts its run when first polled: it waits (is not polled) while the filter is NONE.
+    let generator = lock(&dev.backend).name() == "generator";
     while !dev.stopped() {
         let link = lock(&dev.backend).poll_link();
         if let Some(up) = link {
@@ -101,6 +111,13 @@ pub(crate) fn run_pump(dev: &Device) {
         // A round is marked: a filter or RSS change answered after `rx_barrier` finds the round in progress finished.
         dev.rx_in_round.store(true, Ordering::SeqCst);
         refresh(dev, &mut snap);
+        let round = Instant::now();
+        if snap.link_due.is_some_and(|at| round >= at) {
+            dev.link_turn(round);
+        }
+        if slow {
+            dev.send_due(round);
+        }
         while batches.len() < snap.chans.len() {
             batches.push(Batch {
                 ranges: Vec::with_capacity(MAX_RANGES),
@@ -109,9 +126,15 @@ pub(crate) fn run_pump(dev: &Device) {
                 spare: Vec::with_capacity(MAX_RANGES),
             });
         }
-        // Like OpenVMM, park the receive path until the guest can take frames: buffers and RNDIS
-        // set up and a non-zero packet filter. The backend keeps (or drops) what it has.
-        if !snap.ready || snap.filter == 0 || snap.chans.is_empty() {
+        // Park the receive path until the guest can take frames: buffers and RNDIS set up. The backend keeps (or
+        // drops) what it has. With packet filter NONE, OpenVMM drops what the backend delivers (and counts it); the
+        // generator is not polled then (its run starts when the filter admits traffic), nor is any backend with
+        // `FilterNone::Hold`.
+        let filter_none = snap.filter == 0;
+        if !snap.ready
+            || snap.chans.is_empty()
+            || (filter_none && (dev.cfg.filter_none == FilterNone::Hold || generator))
+        {
             end_round(dev);
             std::thread::sleep(Duration::from_micros(200));
             continue;
@@ -130,7 +153,7 @@ pub(crate) fn run_pump(dev: &Device) {
         let mut backend = lock(&dev.backend);
         // A paced generator is a wire: what falls due is offered whatever the guest's free buffers, and what finds
         // none is dropped and counted (it never waits to be sent later in a burst).
-        let budget = if free == 0 || backend.wire_paced() {
+        let budget = if free == 0 || filter_none || backend.wire_paced() {
             full
         } else {
             full.min(free)
@@ -202,7 +225,12 @@ fn refresh(dev: &Device, snap: &mut Snapshot) {
         let st = lock(&dev.state);
         snap.ready = st.recv.is_some() && st.rndis_initialized;
         snap.link_up = st.link_up;
+        snap.link_due = match st.link_pending {
+            super::LinkPending::Delay { at, .. } => Some(at),
+            _ => None,
+        };
         snap.filter = st.filter;
+        snap.frame_mtu = dev.cfg.mtu_check.then_some(st.frame_mtu);
         snap.mac = st.current_mac;
         snap.version = st.version;
         snap.set_id = st.recv.map_or(0, |r| r.id);
@@ -293,6 +321,10 @@ fn deliver(
         return;
     };
     // `snap.ready` holds here: the pump does not poll the backend otherwise.
+    if snap.filter == 0 {
+        add(&ch0.counters.drop_filter_none, 1);
+        return;
+    }
     if !snap.link_up {
         add(&ch0.counters.drop_link_down, 1);
         return;
@@ -303,6 +335,10 @@ fn deliver(
     }
     let vlan = frame::strip_vlan(raw, untagged);
     let f: &[u8] = if vlan.is_some() { untagged } else { raw };
+    if snap.frame_mtu.is_some_and(|m| f.len() > m as usize) {
+        add(&ch0.counters.drop_too_large, 1);
+        return;
+    }
     let key = (raw.as_ptr() as usize, raw.len());
     let known = cache.as_ref().and_then(|m| m.get(&key).copied());
     let d = match known {
@@ -399,9 +435,18 @@ fn flush(dev: &Device, snap: &Snapshot, chan: usize, b: &mut Batch) {
         completion_requested: true,
         payload: &[&nv[..nvsp::host_reply_len(snap.version)]],
     };
+    // Completions queued for lack of room go first; data leaves `ring_headroom` bytes free.
+    if ch.has_deferred() {
+        ch.flush_deferred(dev);
+    }
     let result = {
         let mut out = lock(&ch.out);
-        ch.write_now(dev, &mut out, &pkt)
+        let room = out.writer.available() as u64;
+        if ch.has_deferred() || pkt.ring_size() + u64::from(dev.cfg.ring_headroom) > room {
+            Err(())
+        } else {
+            ch.write_now(dev, &mut out, &pkt).map_err(drop)
+        }
     };
     match result {
         Ok(()) => {

@@ -88,7 +88,12 @@ pub struct DeviceState {
     pub oids_set: Vec<u32>,
     pub offload: OffloadState,
     pub rss: RssState,
+    /// The host's link (what GEN_MEDIA_CONNECT_STATUS answers).
     pub link_up: bool,
+    /// The link state the guest was last told (at RNDIS INITIALIZE: the host's).
+    pub link_told: bool,
+    /// What the host still has to tell the guest (see `host::link`).
+    pub link_pending: super::LinkPending,
     pub link_speed: u32,
     pub current_mac: [u8; 6],
     /// Subchannels of the current NVSP session (the guest's last granted SUBCHANNEL request; 0 after INIT). The
@@ -132,6 +137,8 @@ impl DeviceState {
             offload: OffloadState::default(),
             rss: RssState::default(),
             link_up: true,
+            link_told: true,
+            link_pending: super::LinkPending::None,
             link_speed: cfg.link_speed,
             current_mac: cfg.mac,
             subchannels: 0,

@@ -1,6 +1,6 @@
 //! Guest→host data: walk the RNDIS messages of one send (bounded by its size), apply each
 //! PACKET's PPIs (802.1Q tag inserted, checksums filled, LSOv2 segmented) and hand the frames to
-//! the backend. Control messages found on the way go to the RNDIS control handler. The backend is
+//! the backend. A frame longer than the MTU + 14 that is not an LSO packet is dropped and counted. Control messages found on the way go to the RNDIS control handler. The backend is
 //! locked once for a run of PACKETs, not once per frame.
 
 use super::nvsp::Ctx;
@@ -82,6 +82,15 @@ fn parse_ppis(dev: &Device, ppis: PpiIter<'_>) -> Option<TxInfo> {
     Some(info)
 }
 
+/// Longest frame a guest may send unsegmented: MTU + 14, plus 4 for an 802.1Q/802.1ad tag written in the frame.
+fn frame_limit(dev: &Device, frame: &[u8]) -> usize {
+    let mtu = dev.frame_mtu.load(Ordering::Relaxed) as usize;
+    match frame.get(12..14) {
+        Some([0x81, 0x00]) | Some([0x88, 0xa8]) => mtu + 4,
+        _ => mtu,
+    }
+}
+
 fn tx_packet(
     dev: &Device,
     ch: &Channel,
@@ -109,6 +118,11 @@ fn tx_packet(
     let (payload, dlen) = (pkt.data, pkt.data.len());
     add(&ch.counters.g2h_frames, 1);
     add(&ch.counters.g2h_bytes, dlen as u64);
+    if dev.cfg.mtu_check && info.lso_mss.is_none() && dlen > frame_limit(dev, payload) {
+        // The switch drops it; the send itself is fine (completed SUCCESS, not a malformed message).
+        add(&ch.counters.drop_tx_too_large, 1);
+        return true;
+    }
     let Ctx {
         frame: fbuf,
         seg,
