@@ -74,8 +74,8 @@ fn link_flap_and_speed_reach_the_guest() {
     // A link command during a flap wins: the pending "up" is dropped.
     req(&sock, "link", &["flap", "100"]);
     assert_eq!(next_status(&mut g).0, r::status::MEDIA_DISCONNECT);
+    // Already down: nothing new to tell the guest (as OpenVMM, a state equal to the last one told is not sent).
     assert_eq!(req(&sock, "link", &["down"])["linkUp"], false);
-    assert_eq!(next_status(&mut g).0, r::status::MEDIA_DISCONNECT);
     std::thread::sleep(Duration::from_millis(300));
     assert!(!e.stats().link_up, "the flap's return was cancelled");
     assert_eq!(
