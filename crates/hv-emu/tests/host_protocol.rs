@@ -249,6 +249,11 @@ fn unmonitored_channels_wait_for_the_uio_signal() {
         "no monitor_id, as the kernel hides it"
     );
     let mut g = FakeGuest::attach(e.tree());
+    // A first exchange, signalled: the worker is then past its start-up look at the ring; then time for it to
+    // finish that drain (a message written while the host still drains is rightly served: it re-checks the ring
+    // after unmasking).
+    assert_eq!(g.init(nvsp::VERSION_61), ns::SUCCESS);
+    std::thread::sleep(Duration::from_millis(50));
     g.signals = false;
     let t = g.send_nvsp(&[nt::INIT, nvsp::VERSION_61, nvsp::VERSION_61], true);
     let relid = e.tree().config().relid;
