@@ -101,6 +101,9 @@ pub enum Error {
     /// The device was closed; the handle is stale.
     #[error("device is closed")]
     Closed,
+    /// A zero-copy tx region request or descriptor was refused.
+    #[error(transparent)]
+    TxRegion(#[from] crate::tx_region::TxRegionError),
     /// The caller passed a bad packet or argument.
     #[error("invalid argument: {what} = {value}")]
     Invalid {
