@@ -53,6 +53,7 @@ export type {
   DeviceInfo,
   PortStats,
   RxBatch,
+  TxRegionOptions,
 } from './netvsc.js'
 export type { Capture, CaptureOptions } from './capture.js'
 export { QUEUE_STAT_NAMES, listTelemetry, metricsText, rates, readTelemetry, requestCapture, telemetryPath } from './telemetry.js'

@@ -51,6 +51,8 @@ pub enum Code {
     NotOpen,
     /// A ring or shared-memory failure in the driver.
     Ring,
+    /// A zero-copy tx descriptor names a buffer the driver still holds (in flight or not yet reclaimed).
+    TxBufferBusy,
     /// The host emulator could not start (tree, backend, host).
     Emulator,
     /// A guest program could not be run against the emulator.
@@ -82,6 +84,7 @@ impl AsRef<str> for Code {
             Code::DeviceBusy => "ERR_NETVSC_DEVICE_BUSY",
             Code::NotOpen => "ERR_NETVSC_NOT_OPEN",
             Code::Ring => "ERR_NETVSC_RING",
+            Code::TxBufferBusy => "ERR_NETVSC_TX_BUFFER_BUSY",
             Code::Emulator => "ERR_NETVSC_EMULATOR",
             Code::Runner => "ERR_NETVSC_RUNNER",
         }
@@ -142,6 +145,8 @@ pub fn driver_code(err: &netvsc::Error) -> Code {
         E::Started(_) => Code::Started,
         E::Closed => Code::Closed,
         E::Invalid { .. } => Code::InvalidArg,
+        E::TxRegion(netvsc::TxRegionError::Busy { .. }) => Code::TxBufferBusy,
+        E::TxRegion(_) => Code::InvalidArg,
         #[allow(unreachable_patterns)]
         _ => Code::Protocol,
     }

@@ -3,7 +3,9 @@
 //! `lens`, `META_WORDS` metadata words each in `meta`. Received frames that do not fit the caller's buffer wait
 //! in the queue's own preallocated packets for the next call. With `rx_extmbuf_enable=1`, `rxBurstZeroCopy`
 //! returns descriptors into the receive buffer, which `recvRegion()` exposes as one external ArrayBuffer (a
-//! separate mapping per call, so V8 never sees the same address twice); `release` gives them back.
+//! separate mapping per call, so V8 never sees the same address twice); `release` gives them back. Zero-copy tx:
+//! `txRegion()` exposes the queue's tx region the same way (a fresh mapping of its DMA memory per call), and
+//! `txBurstZeroCopy` sends frames written there by buffer index; `txReclaim` hands completed indices back.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -12,7 +14,7 @@ use napi::CleanupEnvHook;
 use napi::Env;
 use napi::bindgen_prelude::{ArrayBuffer, Uint8ArraySlice, Uint32ArraySlice};
 use napi_derive::napi;
-use netvsc::{QueuePair, RxPacket, RxView, TxMeta, TxPacket};
+use netvsc::{QueuePair, RxPacket, RxView, TxDesc, TxMeta, TxPacket, TxRegionConfig};
 
 use crate::errors::{Code, Result, error, from_driver, from_uio};
 use crate::meta::{self, META_WORDS};
@@ -26,19 +28,53 @@ use crate::registry::Claim;
 // - two arguments that view the same bytes (views of one ArrayBuffer, or one array passed twice): two `&mut`
 //   slices over one byte, or a `&mut` and a `&` over one byte, are undefined behaviour;
 // - an argument that views a `recvRegion()` mapping: that memory is shared with the host, which writes it
-//   concurrently, and the driver itself writes and reads it through the same pages while the burst holds the slice.
-// `REGIONS` lists the address ranges of every live `recvRegion()` mapping in the process (pushed when one is made,
-// removed by its finalizer), so a view of a region made for another queue or thread is refused as well.
+//   concurrently, and the driver itself writes and reads it through the same pages while the burst holds the slice;
+// - an argument that views a `txRegion()` mapping: the host reads those pages at any time while sends are in flight
+//   (an in-process host through another address of them), so a `&mut` slice there races with it; frames written
+//   there are sent with `txBurstZeroCopy`, which never forms a slice of the region.
+// `REGIONS` lists the address ranges of every live `recvRegion()` and `txRegion()` mapping in the process (pushed
+// when one is made, removed by its finalizer), so a view of a region made for another queue or thread is refused
+// as well.
 
-/// Address ranges (start, end) of the live `recvRegion()` mappings of this process.
-static REGIONS: std::sync::Mutex<Vec<(usize, usize)>> = std::sync::Mutex::new(Vec::new());
+/// Address ranges (start, end) of the live region mappings of this process, and which call made each.
+static REGIONS: std::sync::Mutex<Vec<(usize, usize, &'static str)>> =
+    std::sync::Mutex::new(Vec::new());
 
 /// Drop a region's range from `REGIONS` (its mapping is going away).
 fn forget_region(range: (usize, usize)) {
     let mut r = REGIONS.lock().unwrap_or_else(|p| p.into_inner());
-    if let Some(i) = r.iter().position(|g| *g == range) {
+    if let Some(i) = r.iter().position(|g| (g.0, g.1) == range) {
         r.swap_remove(i);
     }
+}
+
+/// Hand `mem` (a fresh mapping nobody else has given V8) to JS as an external ArrayBuffer; its range stays in
+/// `REGIONS` until the finalizer drops the mapping.
+fn expose<'env>(
+    env: &'env Env,
+    mem: vmbus_ring::SharedMem,
+    kind: &'static str,
+) -> Result<ArrayBuffer<'env>> {
+    let (ptr, len) = (mem.as_ptr(), mem.len());
+    let range = (ptr as usize, ptr as usize + len);
+    REGIONS
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .push((range.0, range.1, kind));
+    // SAFETY: `ptr..ptr+len` is a live shared mapping owned by `mem`; `mem` moves into the finalize hint, so the
+    // mapping outlives the ArrayBuffer. The mapping is fresh (never handed to V8 before), so no other backing
+    // store has this address. Its range stays in `REGIONS` until the finalizer unmaps it, so no burst can take
+    // a view of it as a slice.
+    let ab = unsafe {
+        ArrayBuffer::from_external(env, ptr, len, mem, move |_, mem| {
+            forget_region(range);
+            drop(mem);
+        })
+    };
+    ab.map_err(|e| {
+        forget_region(range);
+        error(Code::Napi, format!("cannot expose the {kind} memory: {e}"))
+    })
 }
 
 /// The byte range a slice covers (empty slices cover nothing).
@@ -68,13 +104,19 @@ fn check_disjoint(call: &str, args: &[(&str, (usize, usize))]) -> Result<()> {
     }
     let regions = REGIONS.lock().unwrap_or_else(|p| p.into_inner());
     for (a, ra) in args {
-        if live(ra) && regions.iter().any(|g| ra.0 < g.1 && g.0 < ra.1) {
+        if !live(ra) {
+            continue;
+        }
+        if let Some(g) = regions.iter().find(|g| ra.0 < g.1 && g.0 < ra.1) {
+            let what = if g.2 == "txRegion" {
+                "the transmit region (txRegion()), which the host reads while sends are in flight; frames there \
+                 go with txBurstZeroCopy"
+            } else {
+                "the receive region (recvRegion()), which the host and driver write"
+            };
             return Err(error(
                 Code::InvalidArg,
-                format!(
-                    "{call}: `{a}` views the receive region (recvRegion()), which the host and driver write; \
-                     pass a separate array"
-                ),
+                format!("{call}: `{a}` views {what}; pass a separate array"),
             ));
         }
     }
@@ -101,6 +143,10 @@ pub struct NativeQueue {
     pend_end: usize,
     views: Vec<Option<RxView>>,
     free: Vec<u32>,
+    /// Descriptors of the zero-copy tx burst being sent (kept: no allocation per burst once grown).
+    zc: Vec<TxDesc>,
+    /// Frames copied out of the tx region for a capture that is running (empty otherwise).
+    zc_capture: Vec<u8>,
 }
 
 impl NativeQueue {
@@ -141,7 +187,49 @@ impl NativeQueue {
             pend_end: 0,
             views: Vec::new(),
             free: Vec::new(),
+            zc: Vec::with_capacity(256),
+            zc_capture: Vec::new(),
         })
+    }
+
+    /// One zero-copy burst of `descs` (capture mirrored while a running-service capture is on).
+    fn zero_copy(&mut self, descs: &[TxDesc]) -> Result<u32> {
+        let qp = self.qp()?;
+        let done = qp.tx_burst_zero_copy(descs).map_err(from_driver)?;
+        if done == 0
+            && !descs.is_empty()
+            && let Some(f) = qp.error()
+        {
+            return Err(ring_error(qp.id(), f));
+        }
+        if self.core.tap.is_on() && done > 0 {
+            self.mirror(&descs[..done]);
+        }
+        Ok(done as u32)
+    }
+
+    /// Copy the frames of `descs` out of the tx region for the running capture (only while it runs).
+    fn mirror(&mut self, descs: &[TxDesc]) {
+        let Some(region) = self.qp.as_ref().and_then(QueuePair::tx_region) else {
+            return;
+        };
+        let size = region.buf_size() as usize;
+        let cap = &mut self.zc_capture;
+        cap.clear();
+        for d in descs {
+            let at = cap.len();
+            cap.resize(at + d.len as usize, 0);
+            let _ = region.mem().read(d.buf as usize * size, &mut cap[at..]);
+        }
+        let mut o = 0usize;
+        let frames = descs.iter().map(|d| {
+            let f = &cap[o..o + d.len as usize];
+            o += d.len as usize;
+            f
+        });
+        self.core
+            .tap
+            .record(frames, netvsc::capture::Direction::Outbound);
     }
 
     fn qp(&mut self) -> Result<&mut QueuePair> {
@@ -394,26 +482,101 @@ impl NativeQueue {
         let uio = vmbus_uio::UioDevice::open(&self.core.root, &info).map_err(from_uio)?;
         let mem = uio.recv_buf().clone();
         drop(uio);
-        let (ptr, len) = (mem.as_ptr(), mem.len());
-        let range = (ptr as usize, ptr as usize + len);
-        REGIONS
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(range);
-        // SAFETY: `ptr..ptr+len` is a live shared mapping owned by `mem`; `mem` moves into the finalize hint, so the
-        // mapping outlives the ArrayBuffer. The mapping is fresh (never handed to V8 before), so no other backing
-        // store has this address. Its range stays in `REGIONS` until the finalizer unmaps it, so no burst can take
-        // a view of it as a `&mut` slice.
-        let ab = unsafe {
-            ArrayBuffer::from_external(env, ptr, len, mem, move |_, mem| {
-                forget_region(range);
-                drop(mem);
-            })
+        expose(env, mem, "recvRegion")
+    }
+
+    /// The queue's zero-copy tx region as an external ArrayBuffer (a fresh mapping of its DMA memory per call;
+    /// buffer i at `i × bufSize`). The first call creates the region (`bufSize` default 2048, `count` default
+    /// 1024); later calls return views of it, and asking for another geometry fails. Call once per thread and keep it.
+    #[napi]
+    pub fn tx_region<'env>(
+        &mut self,
+        env: &'env Env,
+        buf_size: Option<u32>,
+        count: Option<u32>,
+    ) -> Result<ArrayBuffer<'env>> {
+        let qp = self.qp()?;
+        let have = qp.tx_region();
+        let region = match (have, buf_size, count) {
+            (Some(r), None, None) => r,
+            (have, b, c) => {
+                let base = have.map_or_else(TxRegionConfig::default, |r| r.config());
+                let cfg = TxRegionConfig {
+                    buf_size: b.unwrap_or(base.buf_size),
+                    bufs: c.unwrap_or(base.bufs),
+                };
+                qp.create_tx_region(cfg).map_err(from_driver)?
+            }
         };
-        ab.map_err(|e| {
-            forget_region(range);
-            error(Code::Napi, format!("cannot expose the receive buffer: {e}"))
-        })
+        let view = region.map_view().map_err(from_driver)?;
+        expose(env, view, "txRegion")
+    }
+
+    /// `[bufSize, count]` of the queue's tx region, or null before `txRegion()` created one.
+    #[napi]
+    pub fn tx_region_geometry(&self) -> Option<Vec<u32>> {
+        let r = self.qp.as_ref()?.tx_region()?;
+        Some(vec![r.buf_size(), r.bufs()])
+    }
+
+    /// Send the first `n` frames written into the tx region: frame i is `lens[i]` bytes at the start of buffer
+    /// `bufIdx[i]`, with `meta[4i..4i+4]` when `meta` is given. Returns how many were taken (the rest met
+    /// backpressure: still yours, retry them); a taken buffer is the driver's until `txReclaim` returns it. A bad
+    /// index or length (`ERR_NETVSC_INVALID_ARG`) or a buffer the driver holds (`ERR_NETVSC_TX_BUFFER_BUSY`)
+    /// refuses the whole burst: nothing is sent.
+    #[napi]
+    pub fn tx_burst_zero_copy(
+        &mut self,
+        buf_idx: &[u32],
+        lens: &[u32],
+        n: u32,
+        meta: Option<&[u32]>,
+    ) -> Result<u32> {
+        check_disjoint(
+            "txBurstZeroCopy",
+            &[
+                ("bufIdx", span(buf_idx)),
+                ("lens", span(lens)),
+                ("meta", meta.map_or((0, 0), span)),
+            ],
+        )?;
+        let n = n as usize;
+        if n > buf_idx.len() || n > lens.len() {
+            return Err(error(
+                Code::InvalidArg,
+                format!(
+                    "n = {n} but bufIdx has {} entries and lens {}",
+                    buf_idx.len(),
+                    lens.len()
+                ),
+            ));
+        }
+        if let Some(m) = meta {
+            check_meta(m, n, "meta")?;
+        }
+        let mut zc = std::mem::take(&mut self.zc);
+        zc.clear();
+        zc.extend((0..n).map(|i| TxDesc {
+            buf: buf_idx[i],
+            len: lens[i],
+            meta: meta.map_or_else(TxMeta::default, |m| {
+                meta::read_tx(&m[i * META_WORDS..(i + 1) * META_WORDS])
+            }),
+        }));
+        let r = self.zero_copy(&zc);
+        self.zc = zc;
+        r
+    }
+
+    /// Write up to `out.length` tx region buffer indices the driver is done with into `out` (each submitted buffer
+    /// comes back exactly once, oldest first); returns how many. Reads completions from the ring when needed.
+    #[napi]
+    pub fn tx_reclaim(&mut self, mut out: Uint32ArraySlice<'_>) -> Result<u32> {
+        check_disjoint("txReclaim", &[("out", span(&out))])?;
+        // SAFETY: JS is blocked for the call and `check_disjoint` proved `out` outside every region mapping, so this
+        // is the only reference to its bytes.
+        let out = unsafe { out.as_mut() };
+        Ok(self.qp()?.tx_reclaim(out) as u32)
     }
 
     /// Send the first `n` frames of `buf` (lengths in `lens`, requests in `meta`). Returns how many the driver took;
@@ -490,6 +653,71 @@ impl NativeQueue {
                 .record(frames, netvsc::capture::Direction::Outbound);
         }
         Ok(done as u32)
+    }
+
+    /// Benchmark reference: the zero-copy tx workload in the Rust core for `ms` milliseconds — bursts of `burst`
+    /// copies of `frame` (written once into every buffer of the tx region, which this creates with `count` buffers
+    /// of `bufSize` if the queue has none), resubmitting buffers as `tx_reclaim` returns them. Returns frames taken.
+    #[napi]
+    pub fn rust_tx_zero_copy_loop(
+        &mut self,
+        frame: &[u8],
+        burst: u32,
+        ms: u32,
+        buf_size: Option<u32>,
+        count: Option<u32>,
+    ) -> Result<f64> {
+        let qp = self.qp()?;
+        let region = match qp.tx_region() {
+            Some(r) => r,
+            None => qp
+                .create_tx_region(TxRegionConfig {
+                    buf_size: buf_size.unwrap_or(2048),
+                    bufs: count.unwrap_or(1024),
+                })
+                .map_err(from_driver)?,
+        };
+        for b in 0..region.bufs() {
+            region
+                .buffer(b)
+                .and_then(|w| {
+                    w.write(0, frame).map_err(|_| netvsc::Error::Invalid {
+                        what: "frame longer than a tx region buffer",
+                        value: frame.len() as u64,
+                    })
+                })
+                .map_err(from_driver)?;
+        }
+        let burst = (burst as usize).clamp(1, TX_CHUNK);
+        let mut free: Vec<u32> = (0..region.bufs()).rev().collect();
+        let mut descs = [TxDesc::default(); TX_CHUNK];
+        let mut back = [0u32; TX_CHUNK];
+        let (mut k, mut total) = (0usize, 0u64);
+        let until = Instant::now() + Duration::from_millis(u64::from(ms));
+        'run: loop {
+            for _ in 0..64 {
+                while k < burst
+                    && let Some(b) = free.pop()
+                {
+                    descs[k] = TxDesc {
+                        buf: b,
+                        len: frame.len() as u32,
+                        meta: TxMeta::default(),
+                    };
+                    k += 1;
+                }
+                let took = qp.tx_burst_zero_copy(&descs[..k]).map_err(from_driver)?;
+                descs.copy_within(took..k, 0);
+                k -= took;
+                total += took as u64;
+                let r = qp.tx_reclaim(&mut back);
+                free.extend_from_slice(&back[..r]);
+            }
+            if Instant::now() >= until {
+                break 'run;
+            }
+        }
+        Ok(total as f64)
     }
 
     /// Reap tx completions without sending; returns packets read from the ring.
@@ -571,6 +799,8 @@ impl NativeQueue {
         self.rx = Vec::new();
         self.views = Vec::new();
         self.free = Vec::new();
+        self.zc = Vec::new();
+        self.zc_capture = Vec::new();
         self.pend_start = 0;
         self.pend_end = 0;
         self.claim.release();
