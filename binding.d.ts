@@ -203,9 +203,8 @@ export declare class NativeQueue {
   txBurst(buf: Uint8Array, lens: Uint32Array, meta: Uint32Array, n: number): number
   /**
    * Benchmark reference: the zero-copy tx workload in the Rust core for `ms` milliseconds — bursts of `burst`
-   * frames of `size` bytes (written once into every buffer of the tx region, which this creates with `count`
-   * buffers of `bufSize` if the queue has none), resubmitting buffers as `tx_reclaim` returns them. Returns
-   * frames taken.
+   * copies of `frame` (written once into every buffer of the tx region, which this creates with `count` buffers
+   * of `bufSize` if the queue has none), resubmitting buffers as `tx_reclaim` returns them. Returns frames taken.
    */
   rustTxZeroCopyLoop(frame: Uint8Array, burst: number, ms: number, bufSize?: number | undefined | null, count?: number | undefined | null): number
   /** Reap tx completions without sending; returns packets read from the ring. */
@@ -219,6 +218,12 @@ export declare class NativeQueue {
   rustTxLoop(frame: Uint8Array, burst: number, ms: number): number
   /** Benchmark reference: rx bursts of `burst` frames for `ms` milliseconds in the Rust core. Returns frames. */
   rustRxLoop(burst: number, ms: number): number
+  /**
+   * Benchmark reference (latency): `count` round trips of `frame` through a host that reflects it (loopback
+   * backend), one frame in flight, timed in the Rust core from the `tx_burst` to the `rx_burst` that returns a
+   * frame. Returns each round trip in ns, -1 for a frame not back within `timeout_ms`.
+   */
+  rustPingPong(frame: Uint8Array, count: number, timeoutMs: number): Array<number>
   /** Give the queue back (idempotent): releases the claim (another thread may open it) and drops the handle. */
   close(): void
 }

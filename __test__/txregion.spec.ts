@@ -5,10 +5,10 @@
  * are refused with nothing sent. Views of the tx region are refused as arguments of the other bursts.
  */
 import test from 'ava'
-import { META_WORDS, NetvscError, encodeTxMeta, openSync } from '../src/index.js'
+import { META_WORDS, NetvscError, type NetvscErrorCode, encodeTxMeta, openSync } from '../src/index.js'
 import { MAC, emulator, udpFrame, waitFor } from './helpers.js'
 
-function code(t: import('ava').ExecutionContext, f: () => unknown, want: string, what: string): string {
+function code(t: import('ava').ExecutionContext, f: () => unknown, want: NetvscErrorCode, what: string): string {
   const e = t.throws(f, { instanceOf: NetvscError }, what)
   t.is(e?.code, want, what)
   return e?.message ?? ''

@@ -2,9 +2,12 @@
  * One guest of `npm run bench -- --vs-dpdk` (benchmark/vs-dpdk.ts), in its own process, pinned by the caller:
  * opens the emulated device under ROOT and runs one workload until it is killed.
  *
- *   node --import tsx benchmark/guest.ts ROOT UUID ts|rust tx|rx SIZE QUEUES [BURST]
+ *   node --import tsx benchmark/guest.ts ROOT UUID ts|rust|ts-zc|rust-zc tx|rx SIZE QUEUES [BURST]
  *
- * tx: bursts of BURST copies of a SIZE-byte frame (the TS burst API `txBurst`, or the Rust core `rustTxLoop`);
+ * tx: bursts of BURST copies of a SIZE-byte frame (the TS burst API `txBurst`, or the Rust core `rustTxLoop`; with
+ * `-zc` the zero-copy path: the frame in every buffer of the queue's tx region, sent by index with
+ * `txBurstZeroCopy` / `rustTxZeroCopyLoop` and resubmitted as `txReclaim` returns the buffers; `ts-zc32`: a region
+ * of 32 buffers, as deep as the copying path's 32 GPA-direct slots);
  * rx: bursts of up to BURST frames (`rxBurst` copying into a typed array, or `rustRxLoop`). With 2 queues one thread
  * serves both in turn, as one DPDK lcore polls several queues. Prints `ready` once the queues are open; the rate is
  * measured by the caller at the host's counters, so nothing here is timed.
@@ -13,7 +16,7 @@ import { META_WORDS, openSync } from '../src/index.js'
 
 const [root, uuid, api, dir, sizeArg, queuesArg, burstArg] = process.argv.slice(2)
 if (root === undefined || uuid === undefined || sizeArg === undefined || queuesArg === undefined) {
-  process.stderr.write('usage: guest.ts ROOT UUID ts|rust tx|rx SIZE QUEUES [BURST]\n')
+  process.stderr.write('usage: guest.ts ROOT UUID ts|rust|ts-zc|rust-zc tx|rx SIZE QUEUES [BURST]\n')
   process.exit(2)
 }
 const size = Number(sizeArg)
@@ -23,11 +26,46 @@ const dev = openSync(uuid, { root, timeoutMs: 30_000, queues: nq, ...(size > 151
 const qs = Array.from({ length: nq }, (_, i) => dev.queue(i))
 process.stdout.write('ready\n')
 
+/**
+ * Tx region geometry for zero-copy frames of `size` bytes: 2 KiB × 1024 up to 2048 B, else 16 KiB × 256; an api
+ * name ending in a number (`ts-zc32`) sets the count (32 = the copying path's GPA-direct slots per queue).
+ */
+function zeroCopyGeometry(size: number, api: string): { bufSize: number; count: number } {
+  const n = /(\d+)$/.exec(api)
+  const geo = size <= 2048 ? { bufSize: 2048, count: 1024 } : { bufSize: 16384, count: 256 }
+  return n === null ? geo : { ...geo, count: Number(n[1]) }
+}
+
 // A frame to the emulator's MAC from a locally administered one, ethertype 0x88b5 (local experimental).
 const frame = new Uint8Array(size)
 frame.set([0x00, 0x15, 0x5d, 0x00, 0x00, 0x01, 0x02, 0, 0, 0, 0, 1, 0x88, 0xb5])
 
-if (dir === 'tx' && api === 'ts') {
+if (dir === 'tx' && api?.startsWith('ts-zc') === true) {
+  // Zero-copy: the frame written once into every buffer of each queue's tx region; buffers go out by index and are
+  // resubmitted as txReclaim hands them back.
+  const geo = zeroCopyGeometry(size, api)
+  const lanes = qs.map((q) => {
+    const region = q.txRegion(geo)
+    for (let b = 0; b < geo.count; b++) region.set(frame, b * geo.bufSize)
+    const free = Uint32Array.from({ length: geo.count }, (_, i) => i)
+    return { q, free, top: geo.count, idx: new Uint32Array(BURST), k: 0 }
+  })
+  const lens = new Uint32Array(BURST).fill(size)
+  const back = new Uint32Array(BURST * 2)
+  for (;;) {
+    for (const l of lanes) {
+      while (l.k < BURST && l.top > 0) l.idx[l.k++] = l.free[--l.top]!
+      const took = l.q.txBurstZeroCopy(l.idx, lens, l.k)
+      l.idx.copyWithin(0, took, l.k)
+      l.k -= took
+      const r = l.q.txReclaim(back)
+      for (let i = 0; i < r; i++) l.free[l.top++] = back[i]!
+    }
+  }
+} else if (dir === 'tx' && api?.startsWith('rust-zc') === true) {
+  const geo = zeroCopyGeometry(size, api)
+  for (;;) for (const q of qs) q.rustTxZeroCopyLoop(frame, BURST, nq > 1 ? 2 : 100, geo)
+} else if (dir === 'tx' && api === 'ts') {
   const buf = new Uint8Array(BURST * size)
   for (let i = 0; i < BURST; i++) buf.set(frame, i * size)
   const lens = new Uint32Array(BURST).fill(size)

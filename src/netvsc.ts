@@ -338,6 +338,14 @@ export class Queue {
     return call(() => this.#q.rustTxZeroCopyLoop(frame, burst, ms, options.bufSize, options.count))
   }
 
+  /**
+   * Latency reference: `count` round trips of `frame` through a reflecting host (loopback), one in flight, timed in
+   * the Rust core. Returns each round trip in ns (-1: not back within `timeoutMs`).
+   */
+  rustPingPong(frame: Uint8Array, count: number, timeoutMs = 1000): number[] {
+    return call(() => this.#q.rustPingPong(frame, count, timeoutMs))
+  }
+
   /** Runs the Rust core's rx loop on this queue for `ms` (benchmark reference); returns frames received. */
   rustRxLoop(burst: number, ms: number): number {
     return call(() => this.#q.rustRxLoop(burst, ms))

@@ -689,9 +689,11 @@ impl NativeQueue {
                 .map_err(from_driver)?;
         }
         let burst = (burst as usize).clamp(1, TX_CHUNK);
-        let mut free: Vec<u32> = (0..region.bufs()).rev().collect();
         let mut descs = [TxDesc::default(); TX_CHUNK];
         let mut back = [0u32; TX_CHUNK];
+        // Every buffer back from an earlier call (in flight or unreclaimed) before they are all free again here.
+        settle_region(qp, &mut back);
+        let mut free: Vec<u32> = (0..region.bufs()).rev().collect();
         let (mut k, mut total) = (0usize, 0u64);
         let until = Instant::now() + Duration::from_millis(u64::from(ms));
         'run: loop {
@@ -717,6 +719,7 @@ impl NativeQueue {
                 break 'run;
             }
         }
+        settle_region(qp, &mut back);
         Ok(total as f64)
     }
 
@@ -783,6 +786,55 @@ impl NativeQueue {
         Ok(total as f64)
     }
 
+    /// Benchmark reference (latency): `count` round trips of `frame` through a host that reflects it (loopback
+    /// backend), one frame in flight, timed in the Rust core from the `tx_burst` to the `rx_burst` that returns a
+    /// frame. Returns each round trip in ns, -1 for a frame not back within `timeout_ms`.
+    #[napi]
+    pub fn rust_ping_pong(
+        &mut self,
+        frame: &[u8],
+        count: u32,
+        timeout_ms: u32,
+    ) -> Result<Vec<f64>> {
+        let mut qp = self.qp.take().ok_or_else(|| closed(&self.core.uuid))?;
+        let segs: [&[u8]; 1] = [frame];
+        let pkt = [TxPacket {
+            segs: &segs,
+            meta: TxMeta::default(),
+        }];
+        let timeout = Duration::from_millis(u64::from(timeout_ms.max(1)));
+        let mut out = Vec::with_capacity(count as usize);
+        for _ in 0..count {
+            let t0 = Instant::now();
+            let deadline = t0 + timeout;
+            let mut sent = qp.tx_burst(&pkt) == 1;
+            while !sent && Instant::now() < deadline {
+                sent = qp.tx_burst(&pkt) == 1;
+            }
+            let mut back = false;
+            while sent && !back {
+                let n = qp.rx_burst(&mut self.rx[..1]);
+                if n > 0 {
+                    if let Some(v) = self.rx[0].view.take() {
+                        qp.release(v);
+                    }
+                    back = true;
+                } else if Instant::now() >= deadline {
+                    break;
+                }
+            }
+            out.push(if back {
+                t0.elapsed().as_nanos() as f64
+            } else {
+                -1.0
+            });
+        }
+        self.pend_start = 0;
+        self.pend_end = 0;
+        self.qp = Some(qp);
+        Ok(out)
+    }
+
     /// Give the queue back (idempotent): releases the claim (another thread may open it) and drops the handle.
     #[napi]
     pub fn close(&mut self, env: Env) {
@@ -822,6 +874,12 @@ impl Drop for NativeQueue {
 pub fn open_queue(env: Env, uuid: String, index: u32, root: Option<String>) -> Result<NativeQueue> {
     let core = crate::nic::find_open(root, &uuid)?;
     NativeQueue::claim(&env, core, index)
+}
+
+/// Reclaim every tx region buffer (waiting up to 1 s for the host's completions).
+fn settle_region(qp: &mut QueuePair, back: &mut [u32]) {
+    let until = Instant::now() + Duration::from_secs(1);
+    while qp.tx_reclaim(back) > 0 || (qp.tx_in_flight() > 0 && Instant::now() < until) {}
 }
 
 /// `ERR_NETVSC_RING` for a burst on a queue whose ring is corrupt.

@@ -18,6 +18,7 @@ mod state;
 mod tx;
 pub(crate) mod vf;
 
+pub(crate) use channel::DEFAULT_LATENCY_UNITS;
 pub use channel::{Channel, ChannelSpec};
 pub use fault::{FaultKind, FaultReport, FaultState};
 pub use state::{DeviceState, HISTORY, OffloadState, RecvBufInfo, RssState};
@@ -136,6 +137,8 @@ pub struct Device {
     /// The VF half, when configured.
     pub(crate) vf: Option<VfHost>,
     threads: Mutex<Vec<JoinHandle<()>>>,
+    /// The rx pump's thread, unparked when a worker handed frames to the backend (see [`Device::wake_pump`]).
+    pump: std::sync::OnceLock<std::thread::Thread>,
     me: Weak<Device>,
 }
 
@@ -169,6 +172,7 @@ impl Device {
             stop: AtomicBool::new(false),
             vf: env.vf,
             threads: Mutex::new(Vec::new()),
+            pump: std::sync::OnceLock::new(),
             me: me.clone(),
         });
         dev.open_channel(primary)?;
@@ -177,8 +181,17 @@ impl Device {
             .name("hv-emu-rx".into())
             .spawn(move || rx::run_pump(&d))
             .map_err(|e| format!("spawn rx pump: {e}"))?;
+        let _ = dev.pump.set(h.thread().clone());
         lock(&dev.threads).push(h);
         Ok(dev)
+    }
+
+    /// Without busy-polling the rx pump waits up to 50 µs between turns: cut that wait short when a worker has just
+    /// handed the backend frames it may reflect (loopback), so a round trip does not pay it.
+    pub(crate) fn wake_pump(&self) {
+        if let Some(t) = self.pump.get() {
+            t.unpark();
+        }
     }
 
     /// Open a channel and start its worker thread.
