@@ -220,8 +220,10 @@ export declare class NativeQueue {
   rustRxLoop(burst: number, ms: number): number
   /**
    * Benchmark reference (latency): `count` round trips of `frame` through a host that reflects it (loopback
-   * backend), one frame in flight, timed in the Rust core from the `tx_burst` to the `rx_burst` that returns a
-   * frame. Returns each round trip in ns, -1 for a frame not back within `timeout_ms`.
+   * backend), one frame in flight, timed in the Rust core from the `tx_burst` to the `rx_burst` that returns
+   * it. Each carries its sequence number in bytes 14..22 (`frame` must be at least 22 bytes), so a late frame
+   * from an earlier, timed-out round trip is skipped rather than taken for the current one. Returns each round
+   * trip in ns, -1 for a frame not back within `timeout_ms`.
    */
   rustPingPong(frame: Uint8Array, count: number, timeoutMs: number): Array<number>
   /** Give the queue back (idempotent): releases the claim (another thread may open it) and drops the handle. */

@@ -5,13 +5,15 @@
  * Then zero-copy tx (`txBurstZeroCopy`) against copying at 1500 and 9000 B. NETVSC_BENCH_MS sets the time per point
  * (default 1000). Modes, each guest in its own process against a host in another: `--vs-dpdk [--quick]` (DPDK's PMD,
  * the Rust core and the TS API; benchmark/vs-dpdk.ts), `--zero-copy [--quick]` (benchmark/zero-copy.ts) and
- * `--latency [--quick]` (ping-pong round trips; benchmark/latency.ts).
+ * `--latency [--quick]` (ping-pong round trips; benchmark/latency.ts) and `--scaling [--quick]` (1 queue vs 2 queues
+ * on 2 worker_threads; benchmark/scaling.ts).
  */
 import * as fs from 'node:fs'
 import * as os from 'node:os'
 import * as path from 'node:path'
 import { Emulator, META_WORDS, open } from '../src/index.js'
 import { runLatency } from './latency.js'
+import { runScaling } from './scaling.js'
 import { runVsDpdk } from './vs-dpdk.js'
 import { runZeroCopy } from './zero-copy.js'
 
@@ -159,7 +161,7 @@ async function inProcess(): Promise<void> {
   console.table(zc)
 }
 
-const mode = [['--vs-dpdk', runVsDpdk], ['--zero-copy', runZeroCopy], ['--latency', runLatency]] as const
+const mode = [['--vs-dpdk', runVsDpdk], ['--zero-copy', runZeroCopy], ['--latency', runLatency], ['--scaling', runScaling]] as const
 const picked = mode.find(([flag]) => process.argv.includes(flag))
 if (picked !== undefined) {
   picked[1](process.argv.slice(2)).catch((err: unknown) => {

@@ -2,7 +2,8 @@
  * DPDK side of `npm run bench -- --latency` (benchmark/latency.ts builds this at run time with gcc and
  * `pkg-config --cflags --libs libdpdk`, then runs it under `netvsc emulate --run` as the vs-dpdk bench runs testpmd):
  * through DPDK's netvsc PMD on port 0, COUNT round trips of a 64-byte frame via the host's loopback backend, one
- * frame in flight, after WARM unrecorded ones. A round trip is timed (CLOCK_MONOTONIC) from just before
+ * frame in flight, after WARM unrecorded ones; each frame carries its sequence number (bytes 14..22), so a late frame
+ * of a timed-out round trip is not taken for the next one. A round trip is timed (CLOCK_MONOTONIC) from just before
  * rte_eth_tx_burst to the rte_eth_rx_burst that returns a frame, the same span benchmark/ping.ts times for the
  * netvsc guests. Prints one line `result {json}` with the percentiles in microseconds.
  *
@@ -103,6 +104,8 @@ int main(int argc, char **argv)
 			fprintf(stderr, "pingpong: out of mbufs\n");
 			return 1;
 		}
+		/* The sequence number in bytes 14..22: a late frame of a timed-out round trip is not taken for this one. */
+		memcpy(frame + 14, &i, sizeof(i));
 		memcpy(p, frame, sizeof(frame));
 		t0 = now_ns();
 		deadline = t0 + TIMEOUT_NS;
@@ -116,10 +119,14 @@ int main(int argc, char **argv)
 		while (sent && !back) {
 			uint16_t k = rte_eth_rx_burst(port, 0, rx, 32);
 
-			if (k > 0) {
+			for (uint16_t j = 0; j < k; j++) {
+				if (rte_pktmbuf_data_len(rx[j]) >= 22 &&
+				    memcmp(rte_pktmbuf_mtod_offset(rx[j], const uint8_t *, 14), frame + 14, 8) == 0)
+					back = 1;
+			}
+			if (k > 0)
 				rte_pktmbuf_free_bulk(rx, k);
-				back = 1;
-			} else if (now_ns() >= deadline) {
+			if (!back && now_ns() >= deadline) {
 				break;
 			}
 		}

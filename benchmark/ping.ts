@@ -6,7 +6,9 @@
  *   node --import tsx benchmark/ping.ts ROOT UUID ts|rust LATENCY COUNT WARM
  *
  * ts: `txBurst` of one frame, then `rxBurst` until it is back, timed with `performance.now()` around both; rust: the
- * same loop in the Rust core (`rustPingPong`). Prints one line `result {json}` with the round-trip percentiles in µs.
+ * same loop in the Rust core (`rustPingPong`). Each frame carries its sequence number (bytes 14..), so a late frame
+ * of a timed-out round trip is not taken for the next one. Prints one line `result {json}` with the round-trip
+ * percentiles in µs.
  */
 import { META_WORDS, openSync } from '../src/index.js'
 
@@ -35,14 +37,21 @@ if (api === 'rust') {
   const rmeta = new Uint32Array(32 * META_WORDS)
   rtts = []
   for (let i = 0; i < warm + count; i++) {
+    // The sequence number in bytes 14..18: a late frame of an earlier, timed-out round trip is skipped.
+    new DataView(frame.buffer).setUint32(14, i, true)
     const t0 = performance.now()
     const deadline = t0 + TIMEOUT_MS
     let sent = q.txBurst(frame, lens, meta, 1) === 1
     while (!sent && performance.now() < deadline) sent = q.txBurst(frame, lens, meta, 1) === 1
     let back = false
     while (sent && !back) {
-      if (q.rxBurst(rbuf, rlens, rmeta) > 0) back = true
-      else if (performance.now() >= deadline) break
+      const n = q.rxBurst(rbuf, rlens, rmeta)
+      let off = 0
+      for (let k = 0; k < n; k++) {
+        if (rbuf[off + 14] === frame[14] && rbuf[off + 15] === frame[15] && rbuf[off + 16] === frame[16] && rbuf[off + 17] === frame[17]) back = true
+        off += rlens[k]!
+      }
+      if (!back && performance.now() >= deadline) break
     }
     const rtt = back ? (performance.now() - t0) * 1e6 : -1
     if (i >= warm) rtts.push(rtt)

@@ -39,6 +39,8 @@ export interface Sample {
    * outran the guest). */
   hostDropFrac: number
   load1: number
+  /** Mpps of each channel (queue) in the window, at the host's per-channel counters. */
+  channelMpps?: number[]
 }
 interface Point {
   api: Api
@@ -77,7 +79,7 @@ interface Stats {
     hostToGuestBytes: number
     drops: { noRxBuffer: number; ringFull: number }
   }
-  channels: Array<{ workerBusyNs?: number }>
+  channels: Array<{ workerBusyNs?: number; guestToHostFrames?: number; hostToGuestFrames?: number }>
   rxBusyNs?: number
 }
 
@@ -132,6 +134,8 @@ export interface Cfg {
   windows: number
   hostCpu: number
   guestCpu: number
+  /** CPU list for a netvsc guest process instead of `guestCpu` (e.g. `1,2` for a guest with two worker threads). */
+  guestCpus?: string
 }
 
 /** One start of host + guest; returns `cfg.windows` samples (or throws with the transcript). */
@@ -163,7 +167,7 @@ export async function runOnce(cfg: Cfg, api: GuestApi, dir: Dir, size: number, q
   try {
     if (!(await hostOut.wait(/^emulating /m, 60_000))) throw new Error(`emulator did not start:\n${hostOut.text()}`)
     if (api !== 'dpdk') {
-      guest = spawn('taskset', ['-c', String(cfg.guestCpu), 'node', '--import', 'tsx', path.join(REPO, 'benchmark/guest.ts'),
+      guest = spawn('taskset', ['-c', cfg.guestCpus ?? String(cfg.guestCpu), 'node', '--import', 'tsx', path.join(REPO, 'benchmark/guest.ts'),
         tree, uuid, api, dir, String(size), String(queues)], { cwd: REPO, detached: true, stdio: ['ignore', 'pipe', 'pipe'] })
       guestOut = collect(guest)
       if (!(await guestOut.wait(/^ready$/m, 60_000))) throw new Error(`guest did not open the device:\n${guestOut.text()}`)
@@ -189,7 +193,9 @@ export async function runOnce(cfg: Cfg, api: GuestApi, dir: Dir, size: number, q
       if (dir === 'rx') busy.push(((b.s.rxBusyNs ?? 0) - (a.s.rxBusyNs ?? 0)) / 1e9 / secs)
       const drops = (s: Stats) => s.totals.drops.noRxBuffer + s.totals.drops.ringFull
       const dd = drops(b.s) - drops(a.s)
-      out.push({ mpps: df / secs / 1e6, hostDropFrac: df + dd > 0 ? dd / (df + dd) : 0, gbps: ((bytes(b.s) - bytes(a.s)) * 8) / secs / 1e9, hostBusy: Math.max(...busy),
+      const chFrames = (c: Stats['channels'][number] | undefined) => (dir === 'tx' ? c?.guestToHostFrames : c?.hostToGuestFrames) ?? 0
+      const channelMpps = b.s.channels.map((c, i) => Number(((chFrames(c) - chFrames(a.s.channels[i])) / secs / 1e6).toFixed(4)))
+      out.push({ channelMpps, mpps: df / secs / 1e6, hostDropFrac: df + dd > 0 ? dd / (df + dd) : 0, gbps: ((bytes(b.s) - bytes(a.s)) * 8) / secs / 1e9, hostBusy: Math.max(...busy),
         hostBusyThreads: busy.map((x) => Number(x.toFixed(3))), load1: os.loadavg()[0] ?? 0 })
     }
     if (out.every((s) => s.mpps === 0)) {

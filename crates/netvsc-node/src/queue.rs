@@ -787,8 +787,10 @@ impl NativeQueue {
     }
 
     /// Benchmark reference (latency): `count` round trips of `frame` through a host that reflects it (loopback
-    /// backend), one frame in flight, timed in the Rust core from the `tx_burst` to the `rx_burst` that returns a
-    /// frame. Returns each round trip in ns, -1 for a frame not back within `timeout_ms`.
+    /// backend), one frame in flight, timed in the Rust core from the `tx_burst` to the `rx_burst` that returns
+    /// it. Each carries its sequence number in bytes 14..22 (`frame` must be at least 22 bytes), so a late frame
+    /// from an earlier, timed-out round trip is skipped rather than taken for the current one. Returns each round
+    /// trip in ns, -1 for a frame not back within `timeout_ms`.
     #[napi]
     pub fn rust_ping_pong(
         &mut self,
@@ -796,15 +798,23 @@ impl NativeQueue {
         count: u32,
         timeout_ms: u32,
     ) -> Result<Vec<f64>> {
+        if frame.len() < 22 {
+            return Err(error(
+                Code::InvalidArg,
+                format!("ping frame of {} bytes: at least 22 needed", frame.len()),
+            ));
+        }
         let mut qp = self.qp.take().ok_or_else(|| closed(&self.core.uuid))?;
-        let segs: [&[u8]; 1] = [frame];
-        let pkt = [TxPacket {
-            segs: &segs,
-            meta: TxMeta::default(),
-        }];
+        let mut f = frame.to_vec();
         let timeout = Duration::from_millis(u64::from(timeout_ms.max(1)));
         let mut out = Vec::with_capacity(count as usize);
-        for _ in 0..count {
+        for seq in 0..u64::from(count) {
+            f[14..22].copy_from_slice(&seq.to_le_bytes());
+            let segs: [&[u8]; 1] = [&f];
+            let pkt = [TxPacket {
+                segs: &segs,
+                meta: TxMeta::default(),
+            }];
             let t0 = Instant::now();
             let deadline = t0 + timeout;
             let mut sent = qp.tx_burst(&pkt) == 1;
@@ -815,10 +825,14 @@ impl NativeQueue {
             while sent && !back {
                 let n = qp.rx_burst(&mut self.rx[..1]);
                 if n > 0 {
-                    if let Some(v) = self.rx[0].view.take() {
-                        qp.release(v);
-                    }
-                    back = true;
+                    let p = &mut self.rx[0];
+                    back = match p.view.take() {
+                        Some(v) => {
+                            qp.release(v);
+                            true
+                        }
+                        None => p.data.get(14..22) == Some(&f[14..22]),
+                    };
                 } else if Instant::now() >= deadline {
                     break;
                 }
