@@ -2,11 +2,14 @@
  * Zero-copy transmit through the addon and the facade: frames written into `txRegion()` and sent by buffer index
  * arrive at the emulator's capture backend byte for byte (mixed sizes around tx_copybreak, GPA-direct and copied),
  * `txReclaim` returns every submitted buffer exactly once, and buffers the driver holds, bad indices and bad lengths
- * are refused with nothing sent. Views of the tx region are refused as arguments of the other bursts.
+ * are refused with nothing sent. Views of the tx region are refused as arguments of the other bursts, and views
+ * that were collected stop being listed.
  */
 import test from 'ava'
+import { spawnSync } from 'node:child_process'
+import * as path from 'node:path'
 import { META_WORDS, NetvscError, type NetvscErrorCode, encodeTxMeta, openSync } from '../src/index.js'
-import { MAC, emulator, udpFrame, waitFor } from './helpers.js'
+import { MAC, emulator, repo, scratchDir, udpFrame, waitFor } from './helpers.js'
 
 function code(t: import('ava').ExecutionContext, f: () => unknown, want: NetvscErrorCode, what: string): string {
   const e = t.throws(f, { instanceOf: NetvscError }, what)
@@ -120,4 +123,33 @@ test.serial('txBurstZeroCopy refuses held buffers, bad indices and lengths; regi
   } finally {
     dispose()
   }
+})
+
+test('collected region views give their slots back: 300 views made and dropped, none refused', (t) => {
+  // Each Queue object maps its own view; the addon lists at most 256 live ones, so a leak fails before the end.
+  const script = `
+    const { Emulator, openSync, openQueue } = require(${JSON.stringify(path.join(repo, 'src/index.ts'))})
+    const emu = new Emulator({ dir: ${JSON.stringify(scratchDir('zcgc'))} })
+    const dev = openSync(emu.uuid, { root: emu.dir, timeoutMs: 5000 })
+    dev.queue(0).close()
+    ;(async () => {
+      let made = 0, error = null
+      for (let i = 0; i < 300 && error === null; i++) {
+        try {
+          const q = openQueue(emu.uuid, 0, { root: emu.dir })
+          q.txRegion({ bufSize: 2048, count: 4 })[0] = i
+          made++
+          q.close()
+        } catch (e) { error = String(e) }
+        // Finalizers run after a collection, from the event loop.
+        if (i % 20 === 19) { globalThis.gc(); await new Promise((r) => setTimeout(r, 10)) }
+      }
+      process.stdout.write(JSON.stringify({ made, error }) + '\\n')
+      dev.close()
+      emu.stop()
+    })()
+  `
+  const r = spawnSync(process.execPath, ['--expose-gc', '--import', 'tsx', '-e', script], { cwd: repo, encoding: 'utf8', timeout: 120_000, killSignal: 'SIGKILL' })
+  t.is(r.status, 0, r.stderr)
+  t.deepEqual(JSON.parse(r.stdout.trim().split('\n').pop() ?? '{}'), { made: 300, error: null })
 })

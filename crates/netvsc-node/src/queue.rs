@@ -19,6 +19,7 @@ use netvsc::{QueuePair, RxPacket, RxView, TxDesc, TxMeta, TxPacket, TxRegionConf
 use crate::errors::{Code, Result, error, from_driver, from_uio};
 use crate::meta::{self, META_WORDS};
 use crate::nic::{DeviceCore, closed};
+use crate::regions;
 use crate::registry::Claim;
 
 // Slices: the typed arrays passed to a burst are borrowed for the duration of the call only. JS cannot run
@@ -32,48 +33,44 @@ use crate::registry::Claim;
 // - an argument that views a `txRegion()` mapping: the host reads those pages at any time while sends are in flight
 //   (an in-process host through another address of them), so a `&mut` slice there races with it; frames written
 //   there are sent with `txBurstZeroCopy`, which never forms a slice of the region.
-// `REGIONS` lists the address ranges of every live `recvRegion()` and `txRegion()` mapping in the process (pushed
-// when one is made, removed by its finalizer), so a view of a region made for another queue or thread is refused
-// as well.
-
-/// Address ranges (start, end) of the live region mappings of this process, and which call made each.
-static REGIONS: std::sync::Mutex<Vec<(usize, usize, &'static str)>> =
-    std::sync::Mutex::new(Vec::new());
-
-/// Drop a region's range from `REGIONS` (its mapping is going away).
-fn forget_region(range: (usize, usize)) {
-    let mut r = REGIONS.lock().unwrap_or_else(|p| p.into_inner());
-    if let Some(i) = r.iter().position(|g| (g.0, g.1) == range) {
-        r.swap_remove(i);
-    }
-}
+// `regions` lists the address ranges of every live `recvRegion()` and `txRegion()` mapping in the process (added
+// when one is made, removed by its finalizer; read without a lock), so a view of a region made for another queue or
+// thread is refused as well.
 
 /// Hand `mem` (a fresh mapping nobody else has given V8) to JS as an external ArrayBuffer; its range stays in
-/// `REGIONS` until the finalizer drops the mapping.
+/// `regions` until the finalizer drops the mapping.
 fn expose<'env>(
     env: &'env Env,
     mem: vmbus_ring::SharedMem,
-    kind: &'static str,
+    kind: regions::Kind,
 ) -> Result<ArrayBuffer<'env>> {
     let (ptr, len) = (mem.as_ptr(), mem.len());
     let range = (ptr as usize, ptr as usize + len);
-    REGIONS
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .push((range.0, range.1, kind));
+    if !regions::add(range.0, range.1, kind) {
+        return Err(error(
+            Code::InvalidArg,
+            format!(
+                "{} live region mappings already (recvRegion()/txRegion() views): keep one per queue and thread",
+                regions::SLOTS
+            ),
+        ));
+    }
     // SAFETY: `ptr..ptr+len` is a live shared mapping owned by `mem`; `mem` moves into the finalize hint, so the
     // mapping outlives the ArrayBuffer. The mapping is fresh (never handed to V8 before), so no other backing
-    // store has this address. Its range stays in `REGIONS` until the finalizer unmaps it, so no burst can take
+    // store has this address. Its range stays in `regions` until the finalizer unmaps it, so no burst can take
     // a view of it as a slice.
     let ab = unsafe {
         ArrayBuffer::from_external(env, ptr, len, mem, move |_, mem| {
-            forget_region(range);
+            regions::remove(range.0, range.1);
             drop(mem);
         })
     };
     ab.map_err(|e| {
-        forget_region(range);
-        error(Code::Napi, format!("cannot expose the {kind} memory: {e}"))
+        regions::remove(range.0, range.1);
+        error(
+            Code::Napi,
+            format!("cannot expose the {kind:?} region: {e}"),
+        )
     })
 }
 
@@ -83,8 +80,8 @@ fn span<T>(s: &[T]) -> (usize, usize) {
     (start, start + std::mem::size_of_val(s))
 }
 
-/// Refuse arguments that overlap each other or view a `recvRegion()` mapping: one pass over at most four ranges
-/// and the (few) live regions, no allocation.
+/// Refuse arguments that overlap each other or view a region mapping: one pass over at most four ranges and the
+/// (few) live regions, no allocation, no lock.
 fn check_disjoint(call: &str, args: &[(&str, (usize, usize))]) -> Result<()> {
     let live = |r: &(usize, usize)| r.1 > r.0;
     for (i, (a, ra)) in args.iter().enumerate() {
@@ -102,13 +99,12 @@ fn check_disjoint(call: &str, args: &[(&str, (usize, usize))]) -> Result<()> {
             }
         }
     }
-    let regions = REGIONS.lock().unwrap_or_else(|p| p.into_inner());
     for (a, ra) in args {
         if !live(ra) {
             continue;
         }
-        if let Some(g) = regions.iter().find(|g| ra.0 < g.1 && g.0 < ra.1) {
-            let what = if g.2 == "txRegion" {
+        if let Some(kind) = regions::overlapping(*ra) {
+            let what = if kind == regions::Kind::Tx {
                 "the transmit region (txRegion()), which the host reads while sends are in flight; frames there \
                  go with txBurstZeroCopy"
             } else {
@@ -482,7 +478,7 @@ impl NativeQueue {
         let uio = vmbus_uio::UioDevice::open(&self.core.root, &info).map_err(from_uio)?;
         let mem = uio.recv_buf().clone();
         drop(uio);
-        expose(env, mem, "recvRegion")
+        expose(env, mem, regions::Kind::Recv)
     }
 
     /// The queue's zero-copy tx region as an external ArrayBuffer (a fresh mapping of its DMA memory per call;
@@ -509,7 +505,7 @@ impl NativeQueue {
             }
         };
         let view = region.map_view().map_err(from_driver)?;
-        expose(env, view, "txRegion")
+        expose(env, view, regions::Kind::Tx)
     }
 
     /// `[bufSize, count]` of the queue's tx region, or null before `txRegion()` created one.
