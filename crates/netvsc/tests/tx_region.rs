@@ -467,3 +467,65 @@ fn a_repeated_completion_does_not_return_a_buffer_twice() {
     assert_eq!(dev.stats().opackets, 1);
     dev.close().unwrap();
 }
+
+/// A ring fault and the recovery that follows tear the channels down with region sends in flight: their
+/// completions will never come, so the buffers go back through `tx_reclaim` (counted as `hv_tx_unsettled`, not as
+/// sent), and the same queue handle keeps its region: a reclaimed buffer is sent again after the recovery.
+#[test]
+fn a_recovery_returns_the_buffers_it_abandons_and_keeps_the_region() {
+    let rig = rig(BackendConfig::Sink);
+    let mut dev = rig.open(quick()).unwrap();
+    dev.start().unwrap();
+    let mut q = dev.queues().remove(0);
+    let region = q
+        .create_tx_region(TxRegionConfig {
+            buf_size: 2048,
+            bufs: 8,
+        })
+        .unwrap();
+    for b in 0..3 {
+        put(&region, b, &ip_frame(1500, PEER_MAC, false, b as u8));
+    }
+    rig.emu
+        .inject_fault(FaultKind::WithholdCompletions, 1)
+        .unwrap();
+    assert_eq!(
+        q.tx_burst_zero_copy(&[desc(0, 1500), desc(1, 1500), desc(2, 1500)])
+            .unwrap(),
+        3
+    );
+    assert!(wait_for(5, || rig.emu.stats().totals.guest_to_host_frames == 3));
+    let mut out = [0u32; 8];
+    assert_eq!(q.tx_reclaim(&mut out), 0, "all three in flight");
+    rig.emu.inject_fault(FaultKind::OversizedIndex, 7).unwrap();
+    let mut recovered = false;
+    assert!(
+        wait_for(15, || {
+            let _ = dev.maintain();
+            while let Some(ev) = dev.next_event() {
+                recovered |= matches!(ev, netvsc::Event::Recovered { .. });
+            }
+            recovered
+        }),
+        "no recovery"
+    );
+    let mut back = Vec::new();
+    reclaim_all(&mut q, &mut back);
+    back.sort_unstable();
+    assert_eq!(back, vec![0, 1, 2], "the abandoned buffers come back once");
+    let unsettled = dev
+        .xstats()
+        .iter()
+        .find(|(k, _)| k == "hv_tx_unsettled")
+        .map_or(0, |(_, v)| *v);
+    assert!(unsettled >= 3, "hv_tx_unsettled {unsettled}");
+    assert_eq!(dev.stats().opackets, 0, "never counted as sent");
+    rig.emu.inject_fault(FaultKind::Clear, 1).unwrap();
+    assert_eq!(q.tx_region().unwrap().mem().as_ptr(), region.mem().as_ptr());
+    assert_eq!(q.tx_burst_zero_copy(&[desc(1, 1500)]).unwrap(), 1);
+    let mut again = Vec::new();
+    reclaim_all(&mut q, &mut again);
+    assert_eq!(again, vec![1]);
+    assert_eq!(dev.stats().opackets, 1);
+    dev.close().unwrap();
+}
