@@ -193,7 +193,7 @@ export declare class NativeQueue {
   txBurstZeroCopy(bufIdx: Uint32Array, lens: Uint32Array, n: number, meta?: Uint32Array | undefined | null): number
   /**
    * Write up to `out.length` tx region buffer indices the driver is done with into `out` (each submitted buffer
-   * comes back exactly once, oldest first); returns how many. Reads completions from the ring when needed.
+   * comes back exactly once, oldest first); returns how many. Reads completions from the ring when none is ready.
    */
   txReclaim(out: Uint32Array): number
   /**

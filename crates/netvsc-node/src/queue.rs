@@ -565,7 +565,7 @@ impl NativeQueue {
     }
 
     /// Write up to `out.length` tx region buffer indices the driver is done with into `out` (each submitted buffer
-    /// comes back exactly once, oldest first); returns how many. Reads completions from the ring when needed.
+    /// comes back exactly once, oldest first); returns how many. Reads completions from the ring when none is ready.
     #[napi]
     pub fn tx_reclaim(&mut self, mut out: Uint32ArraySlice<'_>) -> Result<u32> {
         check_disjoint("txReclaim", &[("out", span(&out))])?;

@@ -658,8 +658,8 @@ impl QueuePair {
     }
 
     /// Hand back up to `out.len()` tx region buffers the driver is done with (host-completed, copied, or abandoned
-    /// by a recovery), each exactly once, oldest first; returns how many. Reads completions from the ring first
-    /// when fewer are ready than asked for and some are in flight.
+    /// by a recovery), each exactly once, oldest first; returns how many. Reads completions from the ring first only
+    /// when none is ready and some are in flight (a burst already read what had arrived: no second ring read).
     pub fn tx_reclaim(&mut self, out: &mut [u32]) -> usize {
         let Ok(mut core) = self.core.try_lock() else {
             return 0;
@@ -668,7 +668,7 @@ impl QueuePair {
             .tx
             .region
             .as_ref()
-            .is_some_and(|r| r.done_len() < out.len() && r.in_flight() > 0);
+            .is_some_and(|r| r.done_len() == 0 && r.in_flight() > 0);
         if short && core.shared.control_waiting.load(Relaxed) == 0 {
             core.poll(Mode::Drain, POLL_BUDGET_PACKETS);
             core.check_write_fault();
