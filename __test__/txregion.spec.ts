@@ -9,6 +9,7 @@ import test from 'ava'
 import { spawnSync } from 'node:child_process'
 import * as path from 'node:path'
 import { META_WORDS, NetvscError, type NetvscErrorCode, encodeTxMeta, openSync } from '../src/index.js'
+import { readPcap } from '../src/pcap.js'
 import { MAC, emulator, repo, scratchDir, udpFrame, waitFor } from './helpers.js'
 
 function code(t: import('ava').ExecutionContext, f: () => unknown, want: NetvscErrorCode, what: string): string {
@@ -152,4 +153,25 @@ test('collected region views give their slots back: 300 views made and dropped, 
   const r = spawnSync(process.execPath, ['--expose-gc', '--import', 'tsx', '-e', script], { cwd: repo, encoding: 'utf8', timeout: 120_000, killSignal: 'SIGKILL' })
   t.is(r.status, 0, r.stderr)
   t.deepEqual(JSON.parse(r.stdout.trim().split('\n').pop() ?? '{}'), { made: 300, error: null })
+})
+
+test.serial('startCapture records zero-copy tx frames as the host got them', async (t) => {
+  const { emu, dir, dispose } = emulator({ backend: 'capture' })
+  try {
+    using dev = openSync(emu.uuid, { root: dir, timeoutMs: 5000 })
+    const q = dev.queue(0)
+    const region = q.txRegion({ bufSize: 2048, count: 4 })
+    const frames = [udpFrame(100, MAC, 3), udpFrame(1500, MAC, 4)]
+    frames.forEach((f, i) => region.set(f, (i + 2) * 2048))
+    const file = path.join(dir, 'zc.pcap')
+    const cap = dev.startCapture(file)
+    t.is(q.txBurstZeroCopy(Uint32Array.of(2, 3), Uint32Array.of(100, 1500), 2), 2)
+    dev.stopCapture()
+    t.is(cap.frames, 2)
+    await waitFor('frames at the host', 5000, () => emu.captured().length === 2)
+    t.deepEqual(readPcap(file), emu.captured().map((f) => Buffer.from(f)), 'the capture holds what the host got')
+    t.deepEqual(readPcap(file), frames.map((f) => Buffer.from(f)))
+  } finally {
+    dispose()
+  }
 })
