@@ -211,10 +211,37 @@ export declare class NativeQueue {
    */
   recvRegion(): ArrayBuffer
   /**
+   * The queue's zero-copy tx region as an external ArrayBuffer (a fresh mapping of its DMA memory per call;
+   * buffer i at `i × bufSize`). The first call creates the region (`bufSize` default 2048, `count` default
+   * 1024); later calls return views of it, and asking for another geometry fails. Call once per thread and keep it.
+   */
+  txRegion(bufSize?: number | undefined | null, count?: number | undefined | null): ArrayBuffer
+  /** `[bufSize, count]` of the queue's tx region, or null before `txRegion()` created one. */
+  txRegionGeometry(): Array<number> | null
+  /**
+   * Send the first `n` frames written into the tx region: frame i is `lens[i]` bytes at the start of buffer
+   * `bufIdx[i]`, with `meta[4i..4i+4]` when `meta` is given. Returns how many were taken (the rest met
+   * backpressure: still yours, retry them); a taken buffer is the driver's until `txReclaim` returns it. A bad
+   * index or length (`ERR_NETVSC_INVALID_ARG`) or a buffer the driver holds (`ERR_NETVSC_TX_BUFFER_BUSY`)
+   * refuses the whole burst: nothing is sent.
+   */
+  txBurstZeroCopy(bufIdx: Uint32Array, lens: Uint32Array, n: number, meta?: Uint32Array | undefined | null): number
+  /**
+   * Write up to `out.length` tx region buffer indices the driver is done with into `out` (each submitted buffer
+   * comes back exactly once, oldest first); returns how many. Reads completions from the ring when none is ready.
+   */
+  txReclaim(out: Uint32Array): number
+  /**
    * Send the first `n` frames of `buf` (lengths in `lens`, requests in `meta`). Returns how many the driver took;
    * the rest met backpressure (retry them).
    */
   txBurst(buf: Uint8Array, lens: Uint32Array, meta: Uint32Array, n: number): number
+  /**
+   * Benchmark reference: the zero-copy tx workload in the Rust core for `ms` milliseconds — bursts of `burst`
+   * copies of `frame` (written once into every buffer of the tx region, which this creates with `count` buffers
+   * of `bufSize` if the queue has none), resubmitting buffers as `tx_reclaim` returns them. Returns frames taken.
+   */
+  rustTxZeroCopyLoop(frame: Uint8Array, burst: number, ms: number, bufSize?: number | undefined | null, count?: number | undefined | null): number
   /** Reap tx completions without sending; returns packets read from the ring. */
   pollCompletions(): number
   /** Tx packets the host has not completed yet. */
@@ -226,6 +253,14 @@ export declare class NativeQueue {
   rustTxLoop(frame: Uint8Array, burst: number, ms: number): number
   /** Benchmark reference: rx bursts of `burst` frames for `ms` milliseconds in the Rust core. Returns frames. */
   rustRxLoop(burst: number, ms: number): number
+  /**
+   * Benchmark reference (latency): `count` round trips of `frame` through a host that reflects it (loopback
+   * backend), one frame in flight, timed in the Rust core from the `tx_burst` to the `rx_burst` that returns
+   * it. Each carries its sequence number in bytes 14..22 (`frame` must be at least 22 bytes), so a late frame
+   * from an earlier, timed-out round trip is skipped rather than taken for the current one. Returns each round
+   * trip in ns, -1 for a frame not back within `timeout_ms`.
+   */
+  rustPingPong(frame: Uint8Array, count: number, timeoutMs: number): Array<number>
   /** Give the queue back (idempotent): releases the claim (another thread may open it) and drops the handle. */
   close(): void
 }

@@ -27,8 +27,10 @@ import * as path from 'node:path'
 import { request } from '../src/cli/ctl.js'
 
 type Api = 'dpdk' | 'rust' | 'ts'
-type Dir = 'tx' | 'rx'
-interface Sample {
+/** What benchmark/guest.ts runs: the APIs above, or the zero-copy tx ones (`txBurstZeroCopy`, `rustTxZeroCopyLoop`). */
+export type GuestApi = Api | `rust-zc${string}` | `ts-zc${string}`
+export type Dir = 'tx' | 'rx'
+export interface Sample {
   mpps: number
   gbps: number
   hostBusy: number
@@ -37,6 +39,8 @@ interface Sample {
    * outran the guest). */
   hostDropFrac: number
   load1: number
+  /** Mpps of each channel (queue) in the window, at the host's per-channel counters. */
+  channelMpps?: number[]
 }
 interface Point {
   api: Api
@@ -48,19 +52,19 @@ interface Point {
 }
 
 const REPO = path.resolve(__dirname, '..')
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
+export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
 
-function opt(argv: string[], name: string): string | undefined {
+export function opt(argv: string[], name: string): string | undefined {
   const i = argv.indexOf(`--${name}`)
   return i >= 0 ? argv[i + 1] : undefined
 }
 const list = (s: string | undefined, d: number[]) => (s === undefined ? d : s.split(',').map(Number))
 
-function which(cmd: string): boolean {
+export function which(cmd: string): boolean {
   return spawnSync('sh', ['-c', `command -v ${cmd}`], { stdio: 'ignore' }).status === 0
 }
 
-function dpdkSkip(): string | null {
+export function dpdkSkip(): string | null {
   if (process.getuid?.() !== 0) return 'not root (DPDK runs in a mount namespace with the uio interposer)'
   if (!which('dpdk-testpmd')) return 'dpdk-testpmd is not installed (Debian package dpdk)'
   if (!which('taskset')) return 'taskset is not installed'
@@ -75,7 +79,7 @@ interface Stats {
     hostToGuestBytes: number
     drops: { noRxBuffer: number; ringFull: number }
   }
-  channels: Array<{ workerBusyNs?: number }>
+  channels: Array<{ workerBusyNs?: number; guestToHostFrames?: number; hostToGuestFrames?: number }>
   rxBusyNs?: number
 }
 
@@ -89,7 +93,7 @@ async function stats(dir: string): Promise<{ at: number; s: Stats }> {
 }
 
 /** Lines a child printed, for waiting on a marker. */
-function collect(child: ChildProcess): { text: () => string; wait: (re: RegExp, ms: number) => Promise<boolean> } {
+export function collect(child: ChildProcess): { text: () => string; wait: (re: RegExp, ms: number) => Promise<boolean> } {
   let buf = ''
   child.stdout?.on('data', (d: Buffer) => (buf += d.toString()))
   child.stderr?.on('data', (d: Buffer) => (buf += d.toString()))
@@ -107,7 +111,7 @@ function collect(child: ChildProcess): { text: () => string; wait: (re: RegExp, 
   }
 }
 
-async function stop(child: ChildProcess, how: NodeJS.Signals, ms = 10_000): Promise<void> {
+export async function stop(child: ChildProcess, how: NodeJS.Signals, ms = 10_000): Promise<void> {
   if (child.exitCode !== null || child.pid === undefined) return
   try {
     process.kill(-child.pid, how)
@@ -125,15 +129,17 @@ async function stop(child: ChildProcess, how: NodeJS.Signals, ms = 10_000): Prom
   }
 }
 
-interface Cfg {
+export interface Cfg {
   ms: number
   windows: number
   hostCpu: number
   guestCpu: number
+  /** CPU list for a netvsc guest process instead of `guestCpu` (e.g. `1,2` for a guest with two worker threads). */
+  guestCpus?: string
 }
 
 /** One start of host + guest; returns `cfg.windows` samples (or throws with the transcript). */
-async function runOnce(cfg: Cfg, api: Api, dir: Dir, size: number, queues: number): Promise<Sample[]> {
+export async function runOnce(cfg: Cfg, api: GuestApi, dir: Dir, size: number, queues: number): Promise<Sample[]> {
   const tree = fs.mkdtempSync(path.join(fs.existsSync('/dev/shm') ? '/dev/shm' : os.tmpdir(), 'nvb-'))
   const uuid = randomUUID()
   const backend = dir === 'tx' ? ['--backend', 'sink'] : ['--backend', 'generator', '--gen-rate', '0', '--gen-size', String(size), '--gen-flows', '64']
@@ -161,7 +167,7 @@ async function runOnce(cfg: Cfg, api: Api, dir: Dir, size: number, queues: numbe
   try {
     if (!(await hostOut.wait(/^emulating /m, 60_000))) throw new Error(`emulator did not start:\n${hostOut.text()}`)
     if (api !== 'dpdk') {
-      guest = spawn('taskset', ['-c', String(cfg.guestCpu), 'node', '--import', 'tsx', path.join(REPO, 'benchmark/guest.ts'),
+      guest = spawn('taskset', ['-c', cfg.guestCpus ?? String(cfg.guestCpu), 'node', '--import', 'tsx', path.join(REPO, 'benchmark/guest.ts'),
         tree, uuid, api, dir, String(size), String(queues)], { cwd: REPO, detached: true, stdio: ['ignore', 'pipe', 'pipe'] })
       guestOut = collect(guest)
       if (!(await guestOut.wait(/^ready$/m, 60_000))) throw new Error(`guest did not open the device:\n${guestOut.text()}`)
@@ -187,7 +193,9 @@ async function runOnce(cfg: Cfg, api: Api, dir: Dir, size: number, queues: numbe
       if (dir === 'rx') busy.push(((b.s.rxBusyNs ?? 0) - (a.s.rxBusyNs ?? 0)) / 1e9 / secs)
       const drops = (s: Stats) => s.totals.drops.noRxBuffer + s.totals.drops.ringFull
       const dd = drops(b.s) - drops(a.s)
-      out.push({ mpps: df / secs / 1e6, hostDropFrac: df + dd > 0 ? dd / (df + dd) : 0, gbps: ((bytes(b.s) - bytes(a.s)) * 8) / secs / 1e9, hostBusy: Math.max(...busy),
+      const chFrames = (c: Stats['channels'][number] | undefined) => (dir === 'tx' ? c?.guestToHostFrames : c?.hostToGuestFrames) ?? 0
+      const channelMpps = b.s.channels.map((c, i) => Number(((chFrames(c) - chFrames(a.s.channels[i])) / secs / 1e6).toFixed(4)))
+      out.push({ channelMpps, mpps: df / secs / 1e6, hostDropFrac: df + dd > 0 ? dd / (df + dd) : 0, gbps: ((bytes(b.s) - bytes(a.s)) * 8) / secs / 1e9, hostBusy: Math.max(...busy),
         hostBusyThreads: busy.map((x) => Number(x.toFixed(3))), load1: os.loadavg()[0] ?? 0 })
     }
     if (out.every((s) => s.mpps === 0)) {
@@ -210,7 +218,7 @@ async function runOnce(cfg: Cfg, api: Api, dir: Dir, size: number, queues: numbe
   }
 }
 
-function summary(v: number[]): { min: number; median: number; max: number } {
+export function summary(v: number[]): { min: number; median: number; max: number } {
   const s = [...v].sort((a, b) => a - b)
   const n = s.length
   return { min: s[0] ?? 0, median: n === 0 ? 0 : n % 2 ? s[(n - 1) / 2]! : (s[n / 2 - 1]! + s[n / 2]!) / 2, max: s[n - 1] ?? 0 }

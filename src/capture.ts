@@ -108,6 +108,23 @@ export class Capture {
     }
   }
 
+  /** @internal Zero-copy tx: frame i is `lens[i]` bytes at the start of buffer `bufIdx[i]` of `region`. */
+  indexed(region: Uint8Array, bufSize: number, bufIdx: Uint32Array, lens: Uint32Array, n: number): void {
+    const w = this.#writer
+    if (w === null) return
+    const take = Math.min(n, this.limit - this.#frames)
+    const t = now()
+    try {
+      for (let i = 0; i < take; i++) {
+        const off = (bufIdx[i] ?? 0) * bufSize
+        w.append(region.subarray(off, off + (lens[i] ?? 0)), t)
+      }
+      this.#wrote(w, take)
+    } catch (err) {
+      this.#abort(err)
+    }
+  }
+
   /** @internal Zero-copy descriptors: flag bit 0 means the frame lies in the queue's receive region. */
   described(descs: Uint32Array, n: number, copied: Uint8Array, q: RegionSource): void {
     const w = this.#writer

@@ -56,6 +56,7 @@ export type {
   RssOptions,
   RssState,
   RssHashType,
+  TxRegionOptions,
 } from './netvsc.js'
 export type { Capture, CaptureOptions } from './capture.js'
 export { QUEUE_STAT_NAMES, listTelemetry, metricsText, rates, readTelemetry, requestCapture, telemetryPath } from './telemetry.js'

@@ -216,6 +216,14 @@ if (layout.metaWords !== META_WORDS || layout.descWords !== DESC_WORDS || layout
   throw new Error(`netvsc: addon layout ${JSON.stringify(layout)} does not match src/meta.ts`)
 }
 
+/** Geometry of a queue's zero-copy transmit region (`Queue.txRegion`). */
+export interface TxRegionOptions {
+  /** Bytes per buffer: a power of two in 2048..131072 (default 2048). */
+  bufSize?: number
+  /** Buffers (default 1024). */
+  count?: number
+}
+
 /** One batch yielded by a queue's async iterator: `count` frames in the queue's reusable arrays. */
 export interface RxBatch {
   count: number
@@ -229,6 +237,8 @@ export class Queue {
   readonly #q: native.NativeQueue
   readonly index: number
   #region: Uint8Array | null = null
+  #txRegion: Uint8Array | null = null
+  #txBufSize = 0
   #onClose: (() => void) | undefined
   readonly #tap: Tap
 
@@ -292,6 +302,54 @@ export class Queue {
     return this.#region
   }
 
+  /**
+   * The queue's zero-copy transmit region: `count` buffers of `bufSize` bytes back to back (buffer i at
+   * `i * bufSize`), DMA memory the host reads frames from directly. The first call creates it (defaults 2048 B ×
+   * 1024); later calls return the same view, and asking for another geometry throws `ERR_NETVSC_INVALID_ARG`.
+   * `bufSize` is a power of two in 2048..131072 (a 9014 B frame needs 16384), `count` 1..65536 (≤ 1 GiB in all).
+   * Write a frame at the start of a buffer you own, then send it with `txBurstZeroCopy`.
+   */
+  txRegion(options: TxRegionOptions = {}): Uint8Array {
+    const { bufSize, count } = options
+    checkInt('txRegion bufSize', bufSize, 2048, 131072)
+    checkInt('txRegion count', count, 1, 65536)
+    const have = this.#txRegion
+    if (have !== null && (bufSize ?? this.#txBufSize) === this.#txBufSize && (count ?? have.length / this.#txBufSize) === have.length / this.#txBufSize) {
+      return have
+    }
+    // Create (or, with another geometry, be refused by) the addon; a view is mapped once per queue object.
+    const ab = call(() => this.#q.txRegion(bufSize, count))
+    this.#txRegion = new Uint8Array(ab)
+    this.#txBufSize = this.#q.txRegionGeometry()?.[0] ?? 0
+    return this.#txRegion
+  }
+
+  /**
+   * Sends the first `n` frames written into `txRegion()`: frame i is `lens[i]` bytes at the start of buffer
+   * `bufIdx[i]`, with `meta[4i..4i+4]` (as for `txBurst`) when given. Frames above `tx_copybreak` go GPA-direct from
+   * the region (no copy), smaller ones are copied. Returns how many were taken; the rest met backpressure and are
+   * still yours (retry them). A taken buffer is the driver's until `txReclaim` returns its index: naming it again
+   * before that throws `ERR_NETVSC_TX_BUFFER_BUSY`, a bad index or length `ERR_NETVSC_INVALID_ARG`, and a refused
+   * burst sends nothing.
+   */
+  txBurstZeroCopy(bufIdx: Uint32Array, lens: Uint32Array, n: number = bufIdx.length, meta?: Uint32Array): number {
+    try {
+      const k = this.#q.txBurstZeroCopy(bufIdx, lens, n, meta)
+      if (this.#tap.sink !== null && k > 0 && this.#txRegion !== null) this.#tap.sink.indexed(this.#txRegion, this.#txBufSize, bufIdx, lens, k)
+      return k
+    } catch (err) {
+      throw fromNative(err)
+    }
+  }
+
+  /**
+   * Writes into `out` the indices of transmit-region buffers the driver is done with (completed by the host, or
+   * copied), each submitted buffer exactly once, oldest first; returns how many. They are yours again.
+   */
+  txReclaim(out: Uint32Array): number {
+    return call(() => this.#q.txReclaim(out))
+  }
+
   /** Zero-copy views not yet released. */
   get viewsOutstanding(): number {
     return this.#q.viewsOutstanding
@@ -347,6 +405,23 @@ export class Queue {
   /** Runs the Rust core's tx loop on this queue for `ms` (benchmark reference, not captured); returns frames taken. */
   rustTxLoop(frame: Uint8Array, burst: number, ms: number): number {
     return call(() => this.#q.rustTxLoop(frame, burst, ms))
+  }
+
+  /**
+   * Runs the Rust core's zero-copy tx loop on this queue for `ms` (benchmark reference, not captured): `frame` in
+   * every buffer of the tx region (created with `options` if the queue has none), bursts of `burst`, buffers
+   * resubmitted as they are reclaimed. Returns frames taken.
+   */
+  rustTxZeroCopyLoop(frame: Uint8Array, burst: number, ms: number, options: TxRegionOptions = {}): number {
+    return call(() => this.#q.rustTxZeroCopyLoop(frame, burst, ms, options.bufSize, options.count))
+  }
+
+  /**
+   * Latency reference: `count` round trips of `frame` through a reflecting host (loopback), one in flight, timed in
+   * the Rust core. Returns each round trip in ns (-1: not back within `timeoutMs`).
+   */
+  rustPingPong(frame: Uint8Array, count: number, timeoutMs = 1000): number[] {
+    return call(() => this.#q.rustPingPong(frame, count, timeoutMs))
   }
 
   /** Runs the Rust core's rx loop on this queue for `ms` (benchmark reference); returns frames received. */

@@ -256,6 +256,11 @@ impl Emulator {
                     })?,
                 );
         }
+        // Every channel's latency slot starts at the host default, so a guest's own 0 means "no wait".
+        for m in 0..128 {
+            let units = host::DEFAULT_LATENCY_UNITS.to_le_bytes();
+            let _ = tree.monitor_page().write(576 + 2 * m, &units);
+        }
         let mem = DeviceMem {
             int_page: tree.int_page().clone(),
             monitor_page: tree.monitor_page().clone(),

@@ -55,6 +55,8 @@ pub enum Code {
     QueueRemoved,
     /// Zero-copy views are still held (release them first).
     ViewsOutstanding,
+    /// A zero-copy tx descriptor names a buffer the driver still holds (in flight or not yet reclaimed).
+    TxBufferBusy,
     /// The host emulator could not start (tree, backend, host).
     Emulator,
     /// A guest program could not be run against the emulator.
@@ -88,6 +90,7 @@ impl AsRef<str> for Code {
             Code::Ring => "ERR_NETVSC_RING",
             Code::QueueRemoved => "ERR_NETVSC_QUEUE_REMOVED",
             Code::ViewsOutstanding => "ERR_NETVSC_VIEWS_OUTSTANDING",
+            Code::TxBufferBusy => "ERR_NETVSC_TX_BUFFER_BUSY",
             Code::Emulator => "ERR_NETVSC_EMULATOR",
             Code::Runner => "ERR_NETVSC_RUNNER",
         }
@@ -149,6 +152,8 @@ pub fn driver_code(err: &netvsc::Error) -> Code {
         E::Closed => Code::Closed,
         E::Invalid { .. } | E::MtuOutOfRange { .. } => Code::InvalidArg,
         E::ViewsOutstanding { .. } => Code::ViewsOutstanding,
+        E::TxRegion(netvsc::TxRegionError::Busy { .. }) => Code::TxBufferBusy,
+        E::TxRegion(_) => Code::InvalidArg,
         #[allow(unreachable_patterns)]
         _ => Code::Protocol,
     }

@@ -13,6 +13,7 @@ mod events;
 mod meta;
 mod nic;
 mod queue;
+mod regions;
 mod registry;
 mod telemetry;
 

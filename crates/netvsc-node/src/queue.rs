@@ -3,7 +3,9 @@
 //! `lens`, `META_WORDS` metadata words each in `meta`. Received frames that do not fit the caller's buffer wait
 //! in the queue's own preallocated packets for the next call. With `rx_extmbuf_enable=1`, `rxBurstZeroCopy`
 //! returns descriptors into the receive buffer, which `recvRegion()` exposes as one external ArrayBuffer (a
-//! separate mapping per call, so V8 never sees the same address twice); `release` gives them back.
+//! separate mapping per call, so V8 never sees the same address twice); `release` gives them back. Zero-copy tx:
+//! `txRegion()` exposes the queue's tx region the same way (a fresh mapping of its DMA memory per call), and
+//! `txBurstZeroCopy` sends frames written there by buffer index; `txReclaim` hands completed indices back.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -12,11 +14,12 @@ use napi::CleanupEnvHook;
 use napi::Env;
 use napi::bindgen_prelude::{ArrayBuffer, Uint8ArraySlice, Uint32ArraySlice};
 use napi_derive::napi;
-use netvsc::{QueuePair, RxPacket, RxView, TxMeta, TxPacket};
+use netvsc::{QueuePair, RxPacket, RxView, TxDesc, TxMeta, TxPacket, TxRegionConfig};
 
 use crate::errors::{Code, Result, error, from_driver, from_uio};
 use crate::meta::{self, META_WORDS};
 use crate::nic::{DeviceCore, closed};
+use crate::regions;
 use crate::registry::Claim;
 
 // Slices: the typed arrays passed to a burst are borrowed for the duration of the call only. JS cannot run
@@ -26,19 +29,49 @@ use crate::registry::Claim;
 // - two arguments that view the same bytes (views of one ArrayBuffer, or one array passed twice): two `&mut`
 //   slices over one byte, or a `&mut` and a `&` over one byte, are undefined behaviour;
 // - an argument that views a `recvRegion()` mapping: that memory is shared with the host, which writes it
-//   concurrently, and the driver itself writes and reads it through the same pages while the burst holds the slice.
-// `REGIONS` lists the address ranges of every live `recvRegion()` mapping in the process (pushed when one is made,
-// removed by its finalizer), so a view of a region made for another queue or thread is refused as well.
+//   concurrently, and the driver itself writes and reads it through the same pages while the burst holds the slice;
+// - an argument that views a `txRegion()` mapping: the host reads those pages at any time while sends are in flight
+//   (an in-process host through another address of them), so a `&mut` slice there races with it; frames written
+//   there are sent with `txBurstZeroCopy`, which never forms a slice of the region.
+// `regions` lists the address ranges of every live `recvRegion()` and `txRegion()` mapping in the process (added
+// when one is made, removed by its finalizer; read without a lock), so a view of a region made for another queue or
+// thread is refused as well.
 
-/// Address ranges (start, end) of the live `recvRegion()` mappings of this process.
-static REGIONS: std::sync::Mutex<Vec<(usize, usize)>> = std::sync::Mutex::new(Vec::new());
-
-/// Drop a region's range from `REGIONS` (its mapping is going away).
-fn forget_region(range: (usize, usize)) {
-    let mut r = REGIONS.lock().unwrap_or_else(|p| p.into_inner());
-    if let Some(i) = r.iter().position(|g| *g == range) {
-        r.swap_remove(i);
+/// Hand `mem` (a fresh mapping nobody else has given V8) to JS as an external ArrayBuffer; its range stays in
+/// `regions` until the finalizer drops the mapping.
+fn expose<'env>(
+    env: &'env Env,
+    mem: vmbus_ring::SharedMem,
+    kind: regions::Kind,
+) -> Result<ArrayBuffer<'env>> {
+    let (ptr, len) = (mem.as_ptr(), mem.len());
+    let range = (ptr as usize, ptr as usize + len);
+    if !regions::add(range.0, range.1, kind) {
+        return Err(error(
+            Code::InvalidArg,
+            format!(
+                "{} live region mappings already (recvRegion()/txRegion() views): keep one per queue and thread",
+                regions::SLOTS
+            ),
+        ));
     }
+    // SAFETY: `ptr..ptr+len` is a live shared mapping owned by `mem`; `mem` moves into the finalize hint, so the
+    // mapping outlives the ArrayBuffer. The mapping is fresh (never handed to V8 before), so no other backing
+    // store has this address. Its range stays in `regions` until the finalizer unmaps it, so no burst can take
+    // a view of it as a slice.
+    let ab = unsafe {
+        ArrayBuffer::from_external(env, ptr, len, mem, move |_, mem| {
+            regions::remove(range.0, range.1);
+            drop(mem);
+        })
+    };
+    ab.map_err(|e| {
+        regions::remove(range.0, range.1);
+        error(
+            Code::Napi,
+            format!("cannot expose the {kind:?} region: {e}"),
+        )
+    })
 }
 
 /// The byte range a slice covers (empty slices cover nothing).
@@ -47,8 +80,8 @@ fn span<T>(s: &[T]) -> (usize, usize) {
     (start, start + std::mem::size_of_val(s))
 }
 
-/// Refuse arguments that overlap each other or view a `recvRegion()` mapping: one pass over at most four ranges
-/// and the (few) live regions, no allocation.
+/// Refuse arguments that overlap each other or view a region mapping: one pass over at most four ranges and the
+/// (few) live regions, no allocation, no lock.
 fn check_disjoint(call: &str, args: &[(&str, (usize, usize))]) -> Result<()> {
     let live = |r: &(usize, usize)| r.1 > r.0;
     for (i, (a, ra)) in args.iter().enumerate() {
@@ -66,15 +99,20 @@ fn check_disjoint(call: &str, args: &[(&str, (usize, usize))]) -> Result<()> {
             }
         }
     }
-    let regions = REGIONS.lock().unwrap_or_else(|p| p.into_inner());
     for (a, ra) in args {
-        if live(ra) && regions.iter().any(|g| ra.0 < g.1 && g.0 < ra.1) {
+        if !live(ra) {
+            continue;
+        }
+        if let Some(kind) = regions::overlapping(*ra) {
+            let what = if kind == regions::Kind::Tx {
+                "the transmit region (txRegion()), which the host reads while sends are in flight; frames there \
+                 go with txBurstZeroCopy"
+            } else {
+                "the receive region (recvRegion()), which the host and driver write"
+            };
             return Err(error(
                 Code::InvalidArg,
-                format!(
-                    "{call}: `{a}` views the receive region (recvRegion()), which the host and driver write; \
-                     pass a separate array"
-                ),
+                format!("{call}: `{a}` views {what}; pass a separate array"),
             ));
         }
     }
@@ -104,6 +142,8 @@ pub struct NativeQueue {
     /// Set once a queue-count change removed this queue (the device's new queue count): the claim is given back
     /// and every call but `close` fails with `ERR_NETVSC_QUEUE_REMOVED` (frames already copied out still come).
     removed: std::cell::Cell<Option<u16>>,
+    /// Descriptors of the zero-copy tx burst being sent (kept: no allocation per burst once grown).
+    zc: Vec<TxDesc>,
 }
 
 impl NativeQueue {
@@ -145,6 +185,7 @@ impl NativeQueue {
             views: Vec::new(),
             free: Vec::new(),
             removed: std::cell::Cell::new(None),
+            zc: Vec::with_capacity(256),
         })
     }
 
@@ -168,6 +209,19 @@ impl NativeQueue {
                 self.index, self.core.uuid
             ),
         )
+    }
+
+    /// One zero-copy burst of `descs` (the queue pair mirrors it into a running capture itself).
+    fn zero_copy(&mut self, descs: &[TxDesc]) -> Result<u32> {
+        let qp = self.qp()?;
+        let done = qp.tx_burst_zero_copy(descs).map_err(from_driver)?;
+        if done == 0
+            && !descs.is_empty()
+            && let Some(f) = qp.error()
+        {
+            return Err(ring_error(qp.id(), f));
+        }
+        Ok(done as u32)
     }
 
     fn qp(&mut self) -> Result<&mut QueuePair> {
@@ -437,26 +491,101 @@ impl NativeQueue {
         let uio = vmbus_uio::UioDevice::open(&self.core.root, &info).map_err(from_uio)?;
         let mem = uio.recv_buf().clone();
         drop(uio);
-        let (ptr, len) = (mem.as_ptr(), mem.len());
-        let range = (ptr as usize, ptr as usize + len);
-        REGIONS
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(range);
-        // SAFETY: `ptr..ptr+len` is a live shared mapping owned by `mem`; `mem` moves into the finalize hint, so the
-        // mapping outlives the ArrayBuffer. The mapping is fresh (never handed to V8 before), so no other backing
-        // store has this address. Its range stays in `REGIONS` until the finalizer unmaps it, so no burst can take
-        // a view of it as a `&mut` slice.
-        let ab = unsafe {
-            ArrayBuffer::from_external(env, ptr, len, mem, move |_, mem| {
-                forget_region(range);
-                drop(mem);
-            })
+        expose(env, mem, regions::Kind::Recv)
+    }
+
+    /// The queue's zero-copy tx region as an external ArrayBuffer (a fresh mapping of its DMA memory per call;
+    /// buffer i at `i × bufSize`). The first call creates the region (`bufSize` default 2048, `count` default
+    /// 1024); later calls return views of it, and asking for another geometry fails. Call once per thread and keep it.
+    #[napi]
+    pub fn tx_region<'env>(
+        &mut self,
+        env: &'env Env,
+        buf_size: Option<u32>,
+        count: Option<u32>,
+    ) -> Result<ArrayBuffer<'env>> {
+        let qp = self.qp()?;
+        let have = qp.tx_region();
+        let region = match (have, buf_size, count) {
+            (Some(r), None, None) => r,
+            (have, b, c) => {
+                let base = have.map_or_else(TxRegionConfig::default, |r| r.config());
+                let cfg = TxRegionConfig {
+                    buf_size: b.unwrap_or(base.buf_size),
+                    bufs: c.unwrap_or(base.bufs),
+                };
+                qp.create_tx_region(cfg).map_err(from_driver)?
+            }
         };
-        ab.map_err(|e| {
-            forget_region(range);
-            error(Code::Napi, format!("cannot expose the receive buffer: {e}"))
-        })
+        let view = region.map_view().map_err(from_driver)?;
+        expose(env, view, regions::Kind::Tx)
+    }
+
+    /// `[bufSize, count]` of the queue's tx region, or null before `txRegion()` created one.
+    #[napi]
+    pub fn tx_region_geometry(&self) -> Option<Vec<u32>> {
+        let r = self.qp.as_ref()?.tx_region()?;
+        Some(vec![r.buf_size(), r.bufs()])
+    }
+
+    /// Send the first `n` frames written into the tx region: frame i is `lens[i]` bytes at the start of buffer
+    /// `bufIdx[i]`, with `meta[4i..4i+4]` when `meta` is given. Returns how many were taken (the rest met
+    /// backpressure: still yours, retry them); a taken buffer is the driver's until `txReclaim` returns it. A bad
+    /// index or length (`ERR_NETVSC_INVALID_ARG`) or a buffer the driver holds (`ERR_NETVSC_TX_BUFFER_BUSY`)
+    /// refuses the whole burst: nothing is sent.
+    #[napi]
+    pub fn tx_burst_zero_copy(
+        &mut self,
+        buf_idx: &[u32],
+        lens: &[u32],
+        n: u32,
+        meta: Option<&[u32]>,
+    ) -> Result<u32> {
+        check_disjoint(
+            "txBurstZeroCopy",
+            &[
+                ("bufIdx", span(buf_idx)),
+                ("lens", span(lens)),
+                ("meta", meta.map_or((0, 0), span)),
+            ],
+        )?;
+        let n = n as usize;
+        if n > buf_idx.len() || n > lens.len() {
+            return Err(error(
+                Code::InvalidArg,
+                format!(
+                    "n = {n} but bufIdx has {} entries and lens {}",
+                    buf_idx.len(),
+                    lens.len()
+                ),
+            ));
+        }
+        if let Some(m) = meta {
+            check_meta(m, n, "meta")?;
+        }
+        let mut zc = std::mem::take(&mut self.zc);
+        zc.clear();
+        zc.extend((0..n).map(|i| TxDesc {
+            buf: buf_idx[i],
+            len: lens[i],
+            meta: meta.map_or_else(TxMeta::default, |m| {
+                meta::read_tx(&m[i * META_WORDS..(i + 1) * META_WORDS])
+            }),
+        }));
+        let r = self.zero_copy(&zc);
+        self.zc = zc;
+        r
+    }
+
+    /// Write up to `out.length` tx region buffer indices the driver is done with into `out` (each submitted buffer
+    /// comes back exactly once, oldest first); returns how many. Reads completions from the ring when none is ready.
+    #[napi]
+    pub fn tx_reclaim(&mut self, mut out: Uint32ArraySlice<'_>) -> Result<u32> {
+        check_disjoint("txReclaim", &[("out", span(&out))])?;
+        // SAFETY: JS is blocked for the call and `check_disjoint` proved `out` outside every region mapping, so this
+        // is the only reference to its bytes.
+        let out = unsafe { out.as_mut() };
+        Ok(self.qp()?.tx_reclaim(out) as u32)
     }
 
     /// Send the first `n` frames of `buf` (lengths in `lens`, requests in `meta`). Returns how many the driver took;
@@ -530,6 +659,74 @@ impl NativeQueue {
         Ok(done as u32)
     }
 
+    /// Benchmark reference: the zero-copy tx workload in the Rust core for `ms` milliseconds — bursts of `burst`
+    /// copies of `frame` (written once into every buffer of the tx region, which this creates with `count` buffers
+    /// of `bufSize` if the queue has none), resubmitting buffers as `tx_reclaim` returns them. Returns frames taken.
+    #[napi]
+    pub fn rust_tx_zero_copy_loop(
+        &mut self,
+        frame: &[u8],
+        burst: u32,
+        ms: u32,
+        buf_size: Option<u32>,
+        count: Option<u32>,
+    ) -> Result<f64> {
+        let qp = self.qp()?;
+        let region = match qp.tx_region() {
+            Some(r) => r,
+            None => qp
+                .create_tx_region(TxRegionConfig {
+                    buf_size: buf_size.unwrap_or(2048),
+                    bufs: count.unwrap_or(1024),
+                })
+                .map_err(from_driver)?,
+        };
+        for b in 0..region.bufs() {
+            region
+                .buffer(b)
+                .and_then(|w| {
+                    w.write(0, frame).map_err(|_| netvsc::Error::Invalid {
+                        what: "frame longer than a tx region buffer",
+                        value: frame.len() as u64,
+                    })
+                })
+                .map_err(from_driver)?;
+        }
+        let burst = (burst as usize).clamp(1, TX_CHUNK);
+        let mut descs = [TxDesc::default(); TX_CHUNK];
+        let mut back = [0u32; TX_CHUNK];
+        // Every buffer back from an earlier call (in flight or unreclaimed) before they are all free again here.
+        settle_region(qp, &mut back);
+        let mut free: Vec<u32> = (0..region.bufs()).rev().collect();
+        let (mut k, mut total) = (0usize, 0u64);
+        let until = Instant::now() + Duration::from_millis(u64::from(ms));
+        'run: loop {
+            for _ in 0..64 {
+                while k < burst
+                    && let Some(b) = free.pop()
+                {
+                    descs[k] = TxDesc {
+                        buf: b,
+                        len: frame.len() as u32,
+                        meta: TxMeta::default(),
+                    };
+                    k += 1;
+                }
+                let took = qp.tx_burst_zero_copy(&descs[..k]).map_err(from_driver)?;
+                descs.copy_within(took..k, 0);
+                k -= took;
+                total += took as u64;
+                let r = qp.tx_reclaim(&mut back);
+                free.extend_from_slice(&back[..r]);
+            }
+            if Instant::now() >= until {
+                break 'run;
+            }
+        }
+        settle_region(qp, &mut back);
+        Ok(total as f64)
+    }
+
     /// Reap tx completions without sending; returns packets read from the ring.
     #[napi]
     pub fn poll_completions(&mut self) -> Result<u32> {
@@ -593,6 +790,69 @@ impl NativeQueue {
         Ok(total as f64)
     }
 
+    /// Benchmark reference (latency): `count` round trips of `frame` through a host that reflects it (loopback
+    /// backend), one frame in flight, timed in the Rust core from the `tx_burst` to the `rx_burst` that returns
+    /// it. Each carries its sequence number in bytes 14..22 (`frame` must be at least 22 bytes), so a late frame
+    /// from an earlier, timed-out round trip is skipped rather than taken for the current one. Returns each round
+    /// trip in ns, -1 for a frame not back within `timeout_ms`.
+    #[napi]
+    pub fn rust_ping_pong(
+        &mut self,
+        frame: &[u8],
+        count: u32,
+        timeout_ms: u32,
+    ) -> Result<Vec<f64>> {
+        if frame.len() < 22 {
+            return Err(error(
+                Code::InvalidArg,
+                format!("ping frame of {} bytes: at least 22 needed", frame.len()),
+            ));
+        }
+        let mut qp = self.qp.take().ok_or_else(|| closed(&self.core.uuid))?;
+        let mut f = frame.to_vec();
+        let timeout = Duration::from_millis(u64::from(timeout_ms.max(1)));
+        let mut out = Vec::with_capacity(count as usize);
+        for seq in 0..u64::from(count) {
+            f[14..22].copy_from_slice(&seq.to_le_bytes());
+            let segs: [&[u8]; 1] = [&f];
+            let pkt = [TxPacket {
+                segs: &segs,
+                meta: TxMeta::default(),
+            }];
+            let t0 = Instant::now();
+            let deadline = t0 + timeout;
+            let mut sent = qp.tx_burst(&pkt) == 1;
+            while !sent && Instant::now() < deadline {
+                sent = qp.tx_burst(&pkt) == 1;
+            }
+            let mut back = false;
+            while sent && !back {
+                let n = qp.rx_burst(&mut self.rx[..1]);
+                if n > 0 {
+                    let p = &mut self.rx[0];
+                    back = match p.view.take() {
+                        Some(v) => {
+                            qp.release(v);
+                            true
+                        }
+                        None => p.data.get(14..22) == Some(&f[14..22]),
+                    };
+                } else if Instant::now() >= deadline {
+                    break;
+                }
+            }
+            out.push(if back {
+                t0.elapsed().as_nanos() as f64
+            } else {
+                -1.0
+            });
+        }
+        self.pend_start = 0;
+        self.pend_end = 0;
+        self.qp = Some(qp);
+        Ok(out)
+    }
+
     /// Give the queue back (idempotent): releases the claim (another thread may open it) and drops the handle.
     #[napi]
     pub fn close(&mut self, env: Env) {
@@ -609,6 +869,7 @@ impl NativeQueue {
         self.rx = Vec::new();
         self.views = Vec::new();
         self.free = Vec::new();
+        self.zc = Vec::new();
         self.pend_start = 0;
         self.pend_end = 0;
         self.claim.release();
@@ -630,6 +891,12 @@ impl Drop for NativeQueue {
 pub fn open_queue(env: Env, uuid: String, index: u32, root: Option<String>) -> Result<NativeQueue> {
     let core = crate::nic::find_open(root, &uuid)?;
     NativeQueue::claim(&env, core, index)
+}
+
+/// Reclaim every tx region buffer (waiting up to 1 s for the host's completions).
+fn settle_region(qp: &mut QueuePair, back: &mut [u32]) {
+    let until = Instant::now() + Duration::from_secs(1);
+    while qp.tx_reclaim(back) > 0 || (qp.tx_in_flight() > 0 && Instant::now() < until) {}
 }
 
 /// `ERR_NETVSC_RING` for a burst on a queue whose ring is corrupt.

@@ -1,13 +1,14 @@
 //! Throughput of one queue against the in-process emulator busy-polling on the other core:
-//! tx into a sink, rx from an unlimited generator, at 64/512/1500/9000-byte frames.
-//! `NETVSC_BENCH_SECS` sets the time per point (default 1 s); `NETVSC_BENCH_ONLY=tx:1500,rx:64` runs only the
+//! tx into a sink, rx from an unlimited generator, at 64/512/1500/9000-byte frames; zero-copy tx from the tx region
+//! at 1500/9000 (`txzc`).
+//! `NETVSC_BENCH_SECS` sets the time per point (default 1 s); `NETVSC_BENCH_ONLY=tx:1500,txzc:1500,rx:64` runs only the
 //! listed points (for profiling one of them). Prints Mpps and Gbit/s.
 
 use std::time::{Duration, Instant};
 
 use hv_emu::backend::{BackendConfig, GeneratorConfig};
 use hv_emu::emulator::{Emulator, EmulatorConfig};
-use netvsc::{Device, DeviceConfig, RxPacket, TxMeta, TxPacket};
+use netvsc::{Device, DeviceConfig, RxPacket, TxDesc, TxMeta, TxPacket, TxRegionConfig};
 
 fn secs() -> Duration {
     let s = std::env::var("NETVSC_BENCH_SECS")
@@ -87,6 +88,69 @@ fn tx(size: usize) {
     dev.close().unwrap();
 }
 
+/// Zero-copy tx from the queue's tx region (frames above `tx_copybreak` GPA-direct from their buffers), with
+/// `bufs` buffers, next to [`tx`]'s copying path on the same rig shape.
+fn tx_zero_copy(size: usize, bufs: u32) {
+    let mtu = if size > 1514 { 9000 } else { 1500 };
+    let (emu, dir) = emulator(BackendConfig::Sink, mtu);
+    let dev = Device::open(
+        dir.path(),
+        &emu.config().uuid,
+        DeviceConfig {
+            mtu,
+            ..DeviceConfig::default()
+        },
+    )
+    .unwrap();
+    let mut q = dev.queues().remove(0);
+    let buf_size = if size <= 2048 { 2048 } else { 16384 };
+    let region = q
+        .create_tx_region(TxRegionConfig { buf_size, bufs })
+        .unwrap();
+    let f = frame(size, [2, 0, 0, 0, 0, 2]);
+    for b in 0..bufs {
+        region.buffer(b).unwrap().write(0, &f).unwrap();
+    }
+    let mut free: Vec<u32> = (0..bufs).rev().collect();
+    let mut descs = [TxDesc::default(); 32];
+    let mut back = [0u32; 64];
+    let mut k = 0;
+    let dur = secs();
+    let t = Instant::now();
+    while t.elapsed() < dur {
+        while k < 32
+            && let Some(b) = free.pop()
+        {
+            descs[k] = TxDesc {
+                buf: b,
+                len: size as u32,
+                meta: TxMeta::default(),
+            };
+            k += 1;
+        }
+        let took = q.tx_burst_zero_copy(&descs[..k]).unwrap();
+        descs.copy_within(took..k, 0);
+        k -= took;
+        let r = q.tx_reclaim(&mut back);
+        free.extend_from_slice(&back[..r]);
+    }
+    while q.tx_in_flight() > 0 && t.elapsed() < dur * 3 {
+        q.tx_reclaim(&mut back);
+    }
+    let elapsed = t.elapsed();
+    report(
+        &format!("tx-zc/{bufs}"),
+        size,
+        dev.stats().opackets,
+        elapsed,
+    );
+    assert_eq!(
+        emu.stats().totals.guest_to_host_frames,
+        dev.stats().opackets
+    );
+    dev.close().unwrap();
+}
+
 fn rx(size: usize) {
     let mtu = if size > 1514 { 9000 } else { 1500 };
     let generator = GeneratorConfig {
@@ -142,6 +206,13 @@ fn main() {
     for size in [64, 512, 1500, 9000] {
         if wanted("tx", size) {
             tx(size);
+        }
+    }
+    // Zero-copy: the region's default depth and one as deep as the copying path's 32 GPA-direct slots.
+    for size in [1500, 9000] {
+        if wanted("txzc", size) {
+            tx_zero_copy(size, if size <= 2048 { 1024 } else { 256 });
+            tx_zero_copy(size, 32);
         }
     }
     for size in [64, 512, 1500, 9000] {

@@ -542,7 +542,7 @@ pub(crate) fn open(uio: &UioDevice, cfg: &DeviceConfig) -> Result<Opened> {
     let per_q = send_sections / u32::from(nq);
     let max_views = (recv_sections / 2 / u32::from(nq)).max(1);
     let make_tx = |q: u16| -> Result<TxState> {
-        Ok(TxState::new(
+        let mut tx = TxState::new(
             send_buf.clone(),
             section,
             u32::from(q) * per_q,
@@ -550,7 +550,9 @@ pub(crate) fn open(uio: &UioDevice, cfg: &DeviceConfig) -> Result<Opened> {
             agg,
             cfg.devargs.tx_copybreak,
             dma_area(cfg)?,
-        ))
+        );
+        tx.iova = cfg.iova;
+        Ok(tx)
     };
     core.tx = make_tx(0)?;
     core.rx = RxState::new(max_views, recv_sections);

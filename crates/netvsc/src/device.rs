@@ -183,6 +183,11 @@ impl Device {
                 std::mem::swap(&mut *o, &mut *n);
                 // The cell keeps its counters: the handles' `stats` point at them.
                 std::mem::swap(&mut o.stats, &mut n.stats);
+                // And its tx region (the application holds views of it): what was in flight will never complete.
+                std::mem::swap(&mut o.tx.region, &mut n.tx.region);
+                if let Some(r) = o.tx.region.as_mut() {
+                    r.abandon_in_flight();
+                }
             }
             let mut cells = old.cells[..keep].to_vec();
             cells.extend(cores.drain(keep..));

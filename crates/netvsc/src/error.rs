@@ -121,6 +121,9 @@ pub enum Error {
         /// The operation refused.
         what: &'static str,
     },
+    /// A zero-copy tx region request or descriptor was refused.
+    #[error(transparent)]
+    TxRegion(#[from] crate::tx_region::TxRegionError),
     /// The caller passed a bad packet or argument.
     #[error("invalid argument: {what} = {value}")]
     Invalid {

@@ -23,6 +23,7 @@ mod shared;
 pub mod stats;
 pub mod telemetry;
 pub mod tx;
+pub mod tx_region;
 pub mod vf;
 
 pub use bringup::DeviceInfo;
@@ -40,6 +41,7 @@ pub use rx::{Csum, RxMeta, RxPacket, RxView};
 pub use shared::{AggLimits, SEND_TABLE_SIZE};
 pub use stats::StatsHandle;
 pub use tx::{L4Proto, TxMeta, TxOffload, TxPacket};
+pub use tx_region::{BusyReason, TxDesc, TxRegion, TxRegionConfig, TxRegionError};
 pub use vf::{
     IfName, VfConfig, VfCounters, VfFailure, VfInfo, VfMode, VfPrefer, VfReason, VfState, VfStats,
 };

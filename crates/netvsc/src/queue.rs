@@ -18,6 +18,7 @@ use crate::rx::{RxPacket, RxState, RxView};
 use crate::shared::Shared;
 use crate::stats::QueueStats;
 use crate::tx::{TxPacket, TxState};
+use crate::tx_region::{TxDesc, TxRegion, TxRegionConfig};
 use netvsc_proto::nvsp::{self, NvspMessage, SendRndisPktComplete};
 use netvsc_proto::rndis::{self, RndisHeader, RndisMessage, msg_type};
 
@@ -27,6 +28,8 @@ pub(crate) const TAG_SECTION: u64 = 1 << 63;
 pub(crate) const TAG_GPA: u64 = 1 << 62;
 /// Transaction-id tag of a control request awaiting an NVSP reply (low bits = sequence).
 pub(crate) const TAG_CTL: u64 = 1 << 61;
+/// Transaction-id tag of a zero-copy send from the tx region (low 32 bits = buffer index).
+pub(crate) const TAG_REGION: u64 = 1 << 60;
 /// Largest RNDIS control reply kept (DPDK keeps 256 bytes; RSS caps and offload caps fit).
 pub(crate) const CTL_REPLY_MAX: usize = 512;
 /// Most ranges accepted in one transfer-page packet (375 per NDIS ≥ 6, 562 with RSC).
@@ -251,6 +254,12 @@ impl QueueCore {
             self.tx.complete_section(idx, ok, &self.stats)
         } else if trans_id & TAG_GPA != 0 {
             self.tx.complete_slot(idx, ok, &self.stats)
+        } else if trans_id & TAG_REGION != 0 && trans_id & TAG_CTL == 0 {
+            let stats = &self.stats;
+            self.tx
+                .region
+                .as_mut()
+                .is_some_and(|r| r.complete(idx, ok, stats))
         } else if trans_id & TAG_CTL != 0 && trans_id == self.ctl.nvsp_want {
             if payload.len() > 64 {
                 self.stats.hv.oversize_messages.fetch_add(1, Relaxed);
@@ -536,6 +545,28 @@ fn record_tx(tap: &crate::capture::Tap, pkts: &[TxPacket<'_>]) {
     });
 }
 
+/// Mirror the frames a zero-copy tx burst took into the capture, read out of their tx region buffers.
+fn record_region(tap: &crate::capture::Tap, region: &crate::tx_region::TxRegion, descs: &[TxDesc]) {
+    let size = region.buf_size() as usize;
+    tap.record_with(
+        descs.len(),
+        crate::capture::Direction::Outbound,
+        |i, buf| {
+            let d = descs.get(i)?;
+            let n = (d.len as usize).min(65535);
+            buf.resize(n, 0);
+            if region
+                .mem()
+                .read(d.buf as usize * size, &mut buf[..n])
+                .is_err()
+            {
+                buf.clear();
+            }
+            Some(d.len as usize)
+        },
+    );
+}
+
 /// Mirror the frames an rx burst returned into the capture: copies as they are, zero-copy views read out of the
 /// receive buffer.
 fn record_rx(tap: &crate::capture::Tap, recv: &vmbus_ring::SharedMem, pkts: &[RxPacket]) {
@@ -682,6 +713,69 @@ impl QueuePair {
             core.completions.push(trans_id);
             core.flush_completions();
         }
+    }
+
+    /// Create this queue's zero-copy tx region (DMA memory of `cfg.bufs` buffers of `cfg.buf_size` bytes), or return
+    /// the one it has when `cfg` is the same; another geometry is refused ([`crate::TxRegionError::Exists`]).
+    pub fn create_tx_region(&mut self, cfg: TxRegionConfig) -> Result<TxRegion> {
+        crate::tx_region::create(&mut lock(&self.core), cfg)
+    }
+
+    /// This queue's tx region, once created.
+    pub fn tx_region(&self) -> Option<TxRegion> {
+        lock(&self.core)
+            .tx
+            .region
+            .as_ref()
+            .map(|r| r.region.clone())
+    }
+
+    /// Send frames written into the tx region: `descs[i]` names buffer, length and metadata. Frames above
+    /// `tx_copybreak` go GPA-direct from their buffer, smaller ones are copied. Returns how many were taken; each
+    /// taken buffer is the driver's until [`QueuePair::tx_reclaim`] returns it, the others stay the caller's (retry
+    /// them). A descriptor with a bad index or length, or naming a buffer the driver holds, refuses the whole burst
+    /// ([`crate::TxRegionError`]); a queue that is closed, faulted or held by control takes nothing (`Ok(0)`).
+    pub fn tx_burst_zero_copy(&mut self, descs: &[TxDesc]) -> Result<usize> {
+        let Ok(mut core) = self.core.try_lock() else {
+            return Ok(0);
+        };
+        if core.shared.closed()
+            || core.fault.is_some()
+            || core.shared.control_waiting.load(Relaxed) != 0
+        {
+            return Ok(0);
+        }
+        let n = crate::tx_region::tx_burst(&mut core, descs)?;
+        core.check_write_fault();
+        let region = if n > 0 && self.tap.is_on() {
+            core.tx.region.as_ref().map(|r| r.region.clone())
+        } else {
+            None
+        };
+        drop(core);
+        if let Some(r) = region {
+            record_region(&self.tap, &r, &descs[..n]);
+        }
+        Ok(n)
+    }
+
+    /// Hand back up to `out.len()` tx region buffers the driver is done with (host-completed, copied, or abandoned
+    /// by a recovery), each exactly once, oldest first; returns how many. Reads completions from the ring first only
+    /// when none is ready and some are in flight (a burst already read what had arrived: no second ring read).
+    pub fn tx_reclaim(&mut self, out: &mut [u32]) -> usize {
+        let Ok(mut core) = self.core.try_lock() else {
+            return 0;
+        };
+        let short = core
+            .tx
+            .region
+            .as_ref()
+            .is_some_and(|r| r.done_len() == 0 && r.in_flight() > 0);
+        if short && core.shared.control_waiting.load(Relaxed) == 0 {
+            core.poll(Mode::Drain, POLL_BUDGET_PACKETS);
+            core.check_write_fault();
+        }
+        core.tx.region.as_mut().map_or(0, |r| r.reclaim(out))
     }
 
     /// Tx packets whose section or slot the host has not completed yet.

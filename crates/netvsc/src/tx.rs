@@ -12,6 +12,7 @@ use vmbus_ring::{GpaRange, OutgoingKind, OutgoingPacket, SharedMem};
 use crate::queue::{Mode, QueueCore, TAG_GPA, TAG_SECTION};
 use crate::shared::AggLimits;
 use crate::stats::QueueStats;
+use crate::tx_region::RegionState;
 use netvsc_proto::nvsp::{self, NvspMessage, SendRndisPkt};
 use netvsc_proto::ppi::{self, LsoV2Info, PPI_U32_LEN, TxChecksumInfo, VlanInfo};
 use netvsc_proto::rndis::{PACKET_HEADER_LEN, PacketWriter};
@@ -21,7 +22,7 @@ pub const TX_HDR_MAX: usize = PACKET_HEADER_LEN + 4 * PPI_U32_LEN;
 /// Largest frame accepted (a 64 KiB TSO payload plus headers).
 pub const TX_FRAME_MAX: usize = 65536 + 18 + 256;
 /// Most GPA ranges in one packet (MAX_PAGE_BUFFER_COUNT).
-const GPA_MAX: usize = 32;
+pub(crate) const GPA_MAX: usize = 32;
 
 /// Transport protocol of a checksum request.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -86,9 +87,9 @@ pub struct TxPacket<'a> {
 }
 
 #[derive(Debug, Clone, Copy, Default)]
-struct Acct {
-    pkts: u32,
-    bytes: u64,
+pub(crate) struct Acct {
+    pub pkts: u32,
+    pub bytes: u64,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -122,12 +123,16 @@ pub(crate) struct TxState {
     slot_size: usize,
     free_slots: Vec<u32>,
     slot_acct: Vec<Acct>,
-    gpa: Vec<GpaRange>,
+    pub(crate) gpa: Vec<GpaRange>,
     in_flight: u32,
+    /// How the device gives DMA addresses to the host (a tx region allocated later follows it).
+    pub(crate) iova: vmbus_uio::IovaMode,
+    /// The zero-copy transmit region, once the queue's owner created one.
+    pub(crate) region: Option<RegionState>,
 }
 
 /// What happened to one packet.
-enum Outcome {
+pub(crate) enum Outcome {
     Taken,
     Invalid,
     Backpressure,
@@ -167,11 +172,25 @@ impl TxState {
             slot_acct: vec![Acct::default(); slots],
             gpa: Vec::with_capacity(GPA_MAX),
             in_flight: 0,
+            iova: vmbus_uio::IovaMode::Va,
+            region: None,
         }
     }
 
     pub fn in_flight(&self) -> u32 {
-        self.in_flight + self.agg.map_or(0, |a| a.pkts)
+        self.in_flight
+            + self.agg.map_or(0, |a| a.pkts)
+            + self.region.as_ref().map_or(0, RegionState::in_flight)
+    }
+
+    /// Whether the open section still waits to be announced after a full ring.
+    pub(crate) fn stuck(&self) -> bool {
+        self.stuck
+    }
+
+    /// Frames at or below this many bytes are copied into a send section.
+    pub(crate) fn copybreak(&self) -> u32 {
+        self.copybreak
     }
 
     /// Settle a section's completion; false when it was not in flight (unknown, duplicate or forged).
@@ -208,7 +227,7 @@ impl TxState {
     }
 }
 
-fn settle(a: Acct, ok: bool, stats: &QueueStats) {
+pub(crate) fn settle(a: Acct, ok: bool, stats: &QueueStats) {
     if ok {
         stats.tx.packets.fetch_add(u64::from(a.pkts), Relaxed);
         stats.tx.bytes.fetch_add(a.bytes, Relaxed);
@@ -350,7 +369,7 @@ pub(crate) fn tx_burst(core: &mut QueueCore, pkts: &[TxPacket<'_>]) -> usize {
     taken
 }
 
-fn send_one(core: &mut QueueCore, p: &TxPacket<'_>) -> Outcome {
+pub(crate) fn send_one(core: &mut QueueCore, p: &TxPacket<'_>) -> Outcome {
     let (head, total) = head_of(p.segs);
     let mut meta = p.meta;
     let tagged = total >= 18 && head[12] == 0x81 && head[13] == 0x00;
@@ -492,7 +511,7 @@ fn send_one(core: &mut QueueCore, p: &TxPacket<'_>) -> Outcome {
 
 /// NVSP SEND_RNDIS_PKT on the data channel: a send section and the bytes used in it, or
 /// `SECTION_INDEX_NONE` for a GPA-direct packet (the first 16 bytes are sent).
-fn data_announce(section: u32, used: u32) -> [u8; nvsp::MESSAGE_LEN] {
+pub(crate) fn data_announce(section: u32, used: u32) -> [u8; nvsp::MESSAGE_LEN] {
     NvspMessage::SendRndisPkt(SendRndisPkt {
         channel_type: nvsp::CHANNEL_TYPE_DATA,
         send_buf_section_index: section,
@@ -502,7 +521,7 @@ fn data_announce(section: u32, used: u32) -> [u8; nvsp::MESSAGE_LEN] {
 }
 
 /// Announce the open section to the host. False (and the section kept) when the ring is full.
-fn flush_agg(core: &mut QueueCore) -> bool {
+pub(crate) fn flush_agg(core: &mut QueueCore) -> bool {
     let Some(a) = core.tx.agg else {
         return true;
     };

@@ -6,6 +6,8 @@
 //! IOVA-as-VA blocks are listed in a process-wide [`registry`] while they live, so an in-process host
 //! emulator can copy GPA-direct data from them directly.
 
+use std::os::fd::AsFd;
+
 use vmbus_ring::SharedMem;
 
 use crate::error::UioError;
@@ -35,17 +37,30 @@ pub struct DmaMemory {
     locked: bool,
     /// Pa mode: the frame of every 4 KiB page, in 4 KiB units.
     frames: Vec<u64>,
+    /// The memfd behind the memory, kept by [`DmaMemory::alloc_remappable`] for [`DmaMemory::remap`].
+    file: Option<std::fs::File>,
 }
 
 impl DmaMemory {
     /// Allocate at least `len` bytes (rounded up to the system page size), zeroed.
     pub fn alloc(len: usize, mode: IovaMode) -> Result<Self, UioError> {
+        Self::alloc_inner(len, mode, false)
+    }
+
+    /// [`DmaMemory::alloc`], keeping the memory's file open so [`DmaMemory::remap`] can map it again (one more
+    /// descriptor while the block lives).
+    pub fn alloc_remappable(len: usize, mode: IovaMode) -> Result<Self, UioError> {
+        Self::alloc_inner(len, mode, true)
+    }
+
+    fn alloc_inner(len: usize, mode: IovaMode, keep_file: bool) -> Result<Self, UioError> {
         let page = page_size();
         let rounded = len
             .max(1)
             .checked_next_multiple_of(page)
             .ok_or_else(|| UioError::Invalid(format!("DMA length {len} overflows")))?;
-        let map = Mapping::anonymous(rounded)?;
+        let (map, file) = Mapping::anonymous(rounded)?;
+        let file = keep_file.then_some(file);
         let locked = match map.lock() {
             Ok(()) => true,
             // Physical addresses of unlocked memory may change: refuse; VA mode does not care.
@@ -74,7 +89,19 @@ impl DmaMemory {
             mode,
             locked,
             frames,
+            file,
         })
+    }
+
+    /// A second mapping of the same pages at a new address (writes through either are seen by both; I/O addresses
+    /// stay those of [`DmaMemory::mem`]). Each call maps afresh, so no two callers get the same address. Only for
+    /// blocks from [`DmaMemory::alloc_remappable`].
+    pub fn remap(&self) -> Result<SharedMem, UioError> {
+        let file = self.file.as_ref().ok_or_else(|| {
+            UioError::Invalid("DMA block was not allocated remappable".to_string())
+        })?;
+        let path = std::path::Path::new("memfd:netvsc-dma");
+        Ok(Mapping::map_fd(file.as_fd(), self.mem.len(), 0, path)?.into_shared())
     }
 
     /// Length in bytes.
@@ -193,6 +220,29 @@ mod tests {
         let mut b = [0u8];
         dma.mem.read(dma.len() - 1, &mut b).unwrap();
         assert_eq!(b, [7], "still mapped and usable");
+    }
+
+    #[test]
+    fn a_remapped_view_shares_the_pages_at_another_address() {
+        let dma = DmaMemory::alloc_remappable(2 * 4096, IovaMode::Va).unwrap();
+        let a = dma.remap().unwrap();
+        let b = dma.remap().unwrap();
+        assert_eq!(a.len(), dma.len());
+        assert_ne!(a.as_ptr(), dma.mem.as_ptr());
+        assert_ne!(a.as_ptr(), b.as_ptr(), "every view is a fresh mapping");
+        a.write(4097, b"view").unwrap();
+        let mut seen = [0u8; 4];
+        dma.mem.read(4097, &mut seen).unwrap();
+        assert_eq!(&seen, b"view");
+        dma.mem.write(10, b"back").unwrap();
+        b.read(10, &mut seen).unwrap();
+        assert_eq!(&seen, b"back");
+        // The view outlives the block (it holds its own mapping).
+        drop(dma);
+        a.read(4097, &mut seen).unwrap();
+        assert_eq!(&seen, b"view");
+        let plain = DmaMemory::alloc(4096, IovaMode::Va).unwrap();
+        assert!(matches!(plain.remap(), Err(UioError::Invalid(_))));
     }
 
     #[test]

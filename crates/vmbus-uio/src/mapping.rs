@@ -50,16 +50,18 @@ impl Mapping {
 
     /// Shared memory of our own, zero filled: a sealed memfd (see [`crate::memfd`]) mapped `MAP_SHARED`, so a peer
     /// that reaches it (through `/proc/<pid>/map_files`) can read and write it but never shrink it under us or
-    /// under another reader. The descriptor is closed once mapped; the mapping keeps the memory.
-    pub(crate) fn anonymous(len: usize) -> Result<Self, UioError> {
+    /// under another reader. The mapping keeps the memory once the descriptor is closed.
+    /// Returns the memfd too: mapping it again gives a second view of the same pages (drop it to close it).
+    pub(crate) fn anonymous(len: usize) -> Result<(Self, std::fs::File), UioError> {
         let file = crate::memfd::sealed("netvsc-dma", len as u64)?;
-        Self::mmap(
+        let map = Self::mmap(
             len,
             libc::MAP_SHARED,
             file.as_raw_fd(),
             0,
             Path::new("memfd:netvsc-dma"),
-        )
+        )?;
+        Ok((map, file))
     }
 
     fn mmap(

@@ -234,7 +234,9 @@ impl Channel {
         }
     }
 
-    /// Scan interval: the monitor-page latency of this channel's monitor id (100 ns units), or 100 µs.
+    /// Scan interval: the monitor-page latency of this channel's monitor id (100 ns units; the emulator fills every
+    /// slot with the host default, 100 µs, until the guest writes its own), or 100 µs without a monitor. A guest's 0
+    /// asks for no wait: the worker then only yields between scans.
     fn latency(&self, dev: &Device) -> Duration {
         let units = self
             .monitor_id
@@ -247,12 +249,8 @@ impl Channel {
                     .ok()
                     .map(|_| u16::from_le_bytes(b))
             })
-            .unwrap_or(0);
-        if units == 0 {
-            Duration::from_micros(100)
-        } else {
-            Duration::from_nanos(u64::from(units) * 100)
-        }
+            .unwrap_or(DEFAULT_LATENCY_UNITS);
+        Duration::from_nanos(u64::from(units) * 100)
     }
 }
 
@@ -280,6 +278,9 @@ pub(crate) fn run_worker(dev: &Device, ch: &Channel, mut w: WorkerSide) {
             let n = drain(dev, ch, &mut w, &mut scratch, &mut ctx);
             if n > 0 {
                 add(&ch.counters.worker_busy_ns, t0.elapsed().as_nanos() as u64);
+                if !busy {
+                    dev.wake_pump();
+                }
             }
             n
         } else {
@@ -295,10 +296,16 @@ pub(crate) fn run_worker(dev: &Device, ch: &Channel, mut w: WorkerSide) {
                 std::hint::spin_loop();
             }
         } else {
-            std::thread::sleep(ch.latency(dev));
+            match ch.latency(dev) {
+                Duration::ZERO => std::thread::yield_now(),
+                d => std::thread::sleep(d),
+            }
         }
     }
 }
+
+/// The host's scan latency before the guest sets one (100 µs, in 100 ns units; DPDK's reference says the same).
+pub(crate) const DEFAULT_LATENCY_UNITS: u16 = 1000;
 
 /// Idle turns a busy-polling worker spins between yields.
 const IDLE_SPINS_PER_YIELD: u32 = 64;

@@ -202,7 +202,8 @@ pub(crate) fn run_pump(dev: &Device) {
                 std::thread::yield_now();
             }
         } else if n < budget {
-            std::thread::sleep(Duration::from_micros(50));
+            // Woken early by a worker that just gave the backend frames (`Device::wake_pump`).
+            std::thread::park_timeout(Duration::from_micros(50));
         }
     }
 }
