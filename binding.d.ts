@@ -569,6 +569,9 @@ export interface NativeTelemetry {
   /** `queueCount` × 31 counters (15 tx, 15 rx in DPDK's order, rx missed). */
   queues: Array<number>
   queueCount: number
+  /** Device-level xstats (`hv_*`, `vf_*`): names, and values in the same order. */
+  deviceNames: Array<string>
+  deviceValues: Array<number>
 }
 
 /** A page file. */

@@ -200,6 +200,11 @@ test.serial('telemetry: stats/xstats of a running owner from another process, th
       t.truthy(line('netvsc_rx_packets_total'))
       t.regex(body2, new RegExp(`^netvsc_queue_stat_total\\{device="${emu.uuid}",queue="0",direction="tx",stat="good_packets"\\} ${now.opackets}$`, 'm'))
       t.regex(body2, new RegExp(`^netvsc_link_up\\{device="${emu.uuid}"\\} 1$`, 'm'))
+      // Device-level xstats travel too (hv_*, vf_*), with the values dev.xstats() gives.
+      const x = dev.xstats()
+      t.is(typeof x.hv_unknown_completions, 'number')
+      t.regex(body2, new RegExp(`^netvsc_device_xstats_total\\{device="${emu.uuid}",name="hv_unknown_completions"\\} ${String(x.hv_unknown_completions)}$`, 'm'))
+      t.regex(body2, new RegExp(`^netvsc_device_xstats_total\\{device="${emu.uuid}",name="vf_switches"\\} 0$`, 'm'))
       t.is((await fetch(new URL('/nope', url))).status, 404)
       t.regex(dev.metrics(), new RegExp(`^netvsc_tx_packets_total\\{device="${emu.uuid}"\\} ${now.opackets}$`, 'm'))
     } finally {

@@ -52,6 +52,9 @@ export interface Telemetry {
   vf: { state: string | null; serial: number; switched: boolean } & Record<(typeof VF_KEYS)[number], number>
   port: PortStats
   queues: QueueTelemetry[]
+  /** Device-level xstats (`hv_*` ignored-input, recovery and budget counters, `vf_*` failover counters), as
+   * `dev.xstats()` names them. */
+  device: Record<string, number>
   capture: { id: number; frames: number; done: number }
 }
 
@@ -92,6 +95,7 @@ function convert(uuid: string, t: native.NativeTelemetry): Telemetry {
       rx: named(q * 31 + 15),
       rxMissed: t.queues[q * 31 + 30] ?? 0,
     })),
+    device: Object.fromEntries(t.deviceNames.map((n, i) => [n, t.deviceValues[i] ?? 0])),
     capture: { id: t.captureId, frames: t.captureFrames, done: t.captureDone },
   }
 }
@@ -201,6 +205,12 @@ export function metricsText(snaps: readonly Telemetry[]): string {
   family('netvsc_vf_switched', 'gauge', 'Data path on the VF (1) or synthetic (0).', snaps.map((t) => [dev(t), t.vf.switched ? 1 : 0]))
   family('netvsc_vf_info', 'gauge', 'VF failover state.', snaps.map((t) => [`${dev(t)},state="${t.vf.state ?? 'none'}",serial="${t.vf.serial}"`, 1]))
   family('netvsc_queues', 'gauge', 'Queue pairs in use.', snaps.map((t) => [dev(t), t.queues.length]))
+  family(
+    'netvsc_device_xstats_total',
+    'counter',
+    'Device-level extended statistics (hv_* ignored input, recoveries and budgets; vf_* failover), by xstat name.',
+    snaps.flatMap((t) => Object.entries(t.device).map(([n, v]): [string, number] => [`${dev(t)},name="${n}"`, v])),
+  )
   family('netvsc_telemetry_updated_seconds', 'gauge', 'When the owner last published.', snaps.map((t) => [`${dev(t)},pid="${t.pid}"`, t.updatedMs / 1000]))
   return `${out.join('\n')}\n`
 }

@@ -259,6 +259,7 @@ function printOwner(t: Telemetry, prev: Telemetry | null, extended: boolean, io:
       rows.push([`rx_q${q.queue}_missed`, String(q.rxMissed)])
     }
     for (const [k, v] of Object.entries(t.vf)) rows.push([`vf_${k}`, String(v)])
+    for (const [k, v] of Object.entries(t.device)) rows.push([k, String(v)])
     io.out(`${table(['NAME', 'VALUE'], rows)}\n`)
     return
   }

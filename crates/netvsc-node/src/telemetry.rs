@@ -46,6 +46,9 @@ pub struct NativeTelemetry {
     /// `queueCount` × 31 counters (15 tx, 15 rx in DPDK's order, rx missed).
     pub queues: Vec<f64>,
     pub queue_count: u32,
+    /// Device-level xstats (`hv_*`, `vf_*`): names, and values in the same order.
+    pub device_names: Vec<String>,
+    pub device_values: Vec<f64>,
 }
 
 /// A page file.
@@ -99,6 +102,8 @@ pub fn read_telemetry(path: String) -> Result<NativeTelemetry> {
         vf: s.vf.iter().map(|v| *v as f64).collect(),
         queue_count: s.queues.len() as u32,
         queues: s.queues.iter().flatten().map(|v| *v as f64).collect(),
+        device_values: s.device.iter().map(|(_, v)| *v as f64).collect(),
+        device_names: s.device.into_iter().map(|(n, _)| n).collect(),
     })
 }
 

@@ -558,12 +558,17 @@ impl Device {
     fn telemetry_tick(&mut self) {
         let now = Instant::now();
         let tap = self.kept.tap.clone();
+        let due = self.kept.telemetry.as_mut().is_some_and(|t| t.due(now));
+        if !due {
+            return;
+        }
+        // Ten times a second at most: the allocation of the names is not on any data path.
+        let mut device = Vec::with_capacity(64);
+        self.device_xstats(&self.queue_stats(), &mut device);
         let Some(t) = self.kept.telemetry.as_mut() else {
             return;
         };
-        if !t.due(now) {
-            return;
-        }
+        t.snap.device = device;
         let snap = &mut t.snap;
         if let Ok(Some(req)) = t.publisher.poll_request() {
             let _ = tap.stop();
@@ -792,15 +797,20 @@ impl Device {
         let s = self.queue_stats();
         let refs: Vec<&QueueStats> = s.iter().map(|a| a.as_ref()).collect();
         let mut x = stats::xstats(&refs);
-        let all: Vec<&QueueStats> = refs
+        self.device_xstats(&s, &mut x);
+        x
+    }
+
+    /// The device-level part of [`Device::xstats`] (`hv_*`, `vf_*`; also what the telemetry page carries).
+    fn device_xstats(&self, live: &[Arc<QueueStats>], x: &mut Vec<(String, u64)>) {
+        let all: Vec<&QueueStats> = live
             .iter()
-            .copied()
+            .map(|a| a.as_ref())
             .chain(self.kept.retired.iter().map(|a| a.as_ref()))
             .collect();
         x.extend(stats::hv_xstats(&all, self.recoveries));
         x.push(("hv_tx_unsettled".into(), self.tx_unsettled));
-        self.shared.vf.xstats(&mut x);
-        x
+        self.shared.vf.xstats(x);
     }
 
     /// Zero all counters (removed queues' too).

@@ -9,7 +9,9 @@
 //!   `updated_ns` (Unix time), `opened_ns`, `queues`, `link_up`, `link_speed` (100 bps units), `mtu`,
 //!   `vf_state` (0 none, else 1 + index in [`VF_STATES`]), `vf_serial`, `vf_switched`, `capture_id` (the request
 //!   being served, 0 none), `capture_frames`, `capture_done` (the last request finished), then at word 16 the port
-//!   totals (`PORT_NAMES`) and at word 24 the VF totals (`VF_NAMES`).
+//!   totals (`PORT_NAMES`) and at word 24 the VF totals (`VF_NAMES`); at word 32 the count n (≤ [`DEVICE_MAX`]) of
+//!   device-level xstats (`hv_*`, `vf_*`: what `Device::xstats` adds to the per-queue counters), their values from
+//!   word 33, their names NUL-terminated from byte 2048.
 //! - page 1, reader-written: the capture request (`id` ≠ 0 and ≠ the last one served: start; the path empty:
 //!   stop), `max_frames`, `max_ms`, `path_len`, the pcapng path from byte 32. The owner polls it at its tick.
 //! - from page 2: `queues` × [`QUEUE_WORDS`] words (15 tx, 15 rx counters in DPDK's order, rx missed).
@@ -31,12 +33,15 @@ const PAGE: usize = 4096;
 pub const MAX_QUEUES: usize = 64;
 /// Counters per queue: 15 tx, 15 rx (`stats::STAT_NAMES` order), rx missed.
 pub const QUEUE_WORDS: usize = 31;
-const HEADER_WORDS: usize = 32;
 const REQ_OFF: u64 = PAGE as u64;
 const QUEUE_OFF: usize = 2 * PAGE;
 /// Size of the file.
 pub const FILE_SIZE: usize = QUEUE_OFF + MAX_QUEUES * QUEUE_WORDS * 8;
 const MAX_PATH: usize = PAGE - 32;
+/// Device-level xstats a page carries at most.
+pub const DEVICE_MAX: usize = 128;
+const DEVICE_WORD: usize = 32;
+const NAMES_OFF: usize = 2048;
 /// The port totals, in page order.
 pub const PORT_NAMES: [&str; 7] = [
     "ipackets", "opackets", "ibytes", "obytes", "imissed", "ierrors", "oerrors",
@@ -128,6 +133,8 @@ pub struct Snapshot {
     pub vf: [u64; 6],
     /// Per-queue counters.
     pub queues: Vec<[u64; QUEUE_WORDS]>,
+    /// Device-level xstats (`hv_*`, `vf_*`), names and values.
+    pub device: Vec<(String, u64)>,
 }
 
 /// A capture asked for through the request page.
@@ -290,6 +297,22 @@ impl Publisher {
         for (i, v) in s.vf.iter().enumerate() {
             put(b, 24 + i, *v);
         }
+        // Device xstats: as many as fit both the value words and the names area.
+        let mut at = NAMES_OFF;
+        let mut nd = 0;
+        for (name, v) in s.device.iter().take(DEVICE_MAX) {
+            let n = name.as_bytes();
+            if n.contains(&0) || at + n.len() + 1 > PAGE {
+                break;
+            }
+            b[at..at + n.len()].copy_from_slice(n);
+            b[at + n.len()] = 0;
+            at += n.len() + 1;
+            put(b, DEVICE_WORD + 1 + nd, *v);
+            nd += 1;
+        }
+        b[at..PAGE].fill(0);
+        put(b, DEVICE_WORD, nd as u64);
         for (q, words) in s.queues.iter().take(nq).enumerate() {
             for (i, v) in words.iter().enumerate() {
                 put(b, QUEUE_OFF / 8 + q * QUEUE_WORDS + i, *v);
@@ -297,9 +320,7 @@ impl Publisher {
         }
         // Words 0..2 and 3.. of page 0 (seq, at word 2, stays odd until the end), then the queues.
         self.file.write_all_at(&b[..16], 0).map_err(io)?;
-        self.file
-            .write_all_at(&b[24..HEADER_WORDS * 8], 24)
-            .map_err(io)?;
+        self.file.write_all_at(&b[24..PAGE], 24).map_err(io)?;
         let qend = QUEUE_OFF + nq * QUEUE_WORDS * 8;
         self.file
             .write_all_at(&b[QUEUE_OFF..qend], QUEUE_OFF as u64)
@@ -426,6 +447,20 @@ pub fn read(path: &Path) -> Result<Snapshot, TelemetryError> {
                     .ok_or_else(|| bad("vf_state", v))?,
             ),
         };
+        let nd = get(&buf, DEVICE_WORD);
+        if nd as usize > DEVICE_MAX {
+            return Err(bad("device xstats", nd));
+        }
+        let mut device = Vec::with_capacity(nd as usize);
+        let mut names = buf[NAMES_OFF..PAGE].split(|b| *b == 0);
+        for i in 0..nd as usize {
+            let name = names
+                .next()
+                .and_then(|n| std::str::from_utf8(n).ok())
+                .filter(|n| !n.is_empty())
+                .ok_or_else(|| bad("device xstat name", i as u64))?;
+            device.push((name.to_string(), get(&buf, DEVICE_WORD + 1 + i)));
+        }
         let queues = (0..nq as usize)
             .map(|q| std::array::from_fn(|i| get(&buf, QUEUE_OFF / 8 + q * QUEUE_WORDS + i)))
             .collect();
@@ -445,6 +480,7 @@ pub fn read(path: &Path) -> Result<Snapshot, TelemetryError> {
             port: std::array::from_fn(|i| get(&buf, 16 + i)),
             vf: std::array::from_fn(|i| get(&buf, 24 + i)),
             queues,
+            device,
         });
     }
     Err(TelemetryError::Busy {
@@ -503,6 +539,7 @@ mod tests {
             port: [1, 2, 3, 4, 5, 6, 7],
             vf: [8, 9, 10, 11, 12, 13],
             queues: vec![[1; QUEUE_WORDS], [2; QUEUE_WORDS]],
+            device: vec![("hv_recoveries".into(), 2), ("vf_switches".into(), 5)],
         };
         p.publish(&s).unwrap();
         assert_eq!(read(&path).unwrap(), s);

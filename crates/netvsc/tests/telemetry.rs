@@ -54,6 +54,15 @@ fn maintain_publishes_the_page_and_serves_a_capture_request() {
     assert_eq!(s.queues.len(), 1);
     assert_eq!(s.queues[0][15], t.ipackets, "rx good packets of queue 0");
     assert!(s.link_up);
+    // The device-level xstats (hv_*, vf_*) as dev.xstats() names and counts them.
+    let x: std::collections::HashMap<String, u64> = dev.xstats().into_iter().collect();
+    assert!(s.device.len() >= 10, "{:?}", s.device);
+    for (name, v) in &s.device {
+        assert!(name.starts_with("hv_") || name.starts_with("vf_"), "{name}");
+        assert_eq!(x.get(name), Some(v), "{name}");
+    }
+    assert!(s.device.iter().any(|(n, _)| n == "hv_unknown_completions"));
+    assert!(s.device.iter().any(|(n, _)| n == "vf_switches"));
 
     // A capture asked for through the page: the next bursts are mirrored, 10 frames, then it stops.
     let pcap = rig.path().join("rust.pcapng");
