@@ -192,10 +192,16 @@ test('netvsc emulate --backend generator: VLAN, count, gen commands and rates th
     let first: any = null
     await poll(() => fs.existsSync(statsFile) && (first = JSON.parse(fs.readFileSync(statsFile, 'utf8'))) !== null, 10_000)
     t.truthy(first, 'the stats file appears within a second or two')
-    await poll(() => false, 1200)
-    const second = JSON.parse(fs.readFileSync(statsFile, 'utf8'))
+    // Rewritten each second with newer counts (the generator may start a moment after the first write on a
+    // loaded machine: re-read for up to 10 s).
+    let second: any = first
+    await poll(() => {
+      const s = JSON.parse(fs.readFileSync(statsFile, 'utf8'))
+      if (s.statsFile.writes > first.statsFile.writes) second = s
+      return second.backend.generated > first.backend.generated
+    }, 10_000)
     t.true(second.statsFile.writes > first.statsFile.writes, `rewritten: ${first.statsFile.writes} -> ${second.statsFile.writes}`)
-    t.true(second.backend.generated > first.backend.generated, 'with newer counts')
+    t.true(second.backend.generated > first.backend.generated, `with newer counts: ${first.backend.generated} -> ${second.backend.generated}`)
     await poll(() => got >= COUNT, 20_000)
     await poll(() => false, 200)
     const g = await status()
