@@ -983,7 +983,6 @@ fn vf_queues_are_min_of_synthetic_and_vf_channels_and_each_queue_transmits() {
                 drain_tx(q);
             }
             // Queues 0 and 1 transmit through the VF, 2 and 3 (no VF queue) on their synthetic channels.
-            let mut at_wire = 0;
             // (wire queue, sequence number) of each frame seen: tells a duplicate from an extra frame if the
             // count is off (one CI run saw 40 instead of 20).
             let mut seen: Vec<(usize, u32)> = Vec::with_capacity(64);
@@ -992,7 +991,6 @@ fn vf_queues_are_min_of_synthetic_and_vf_channels_and_each_queue_transmits() {
                 for (k, wq) in wire_qs.iter_mut().enumerate() {
                     let _ = wq.rx_burst(64, |f, _| {
                         if f.len() >= 18 && f[12..14] == ETHERTYPE {
-                            at_wire += 1;
                             seen.push((k, u32::from_be_bytes([f[14], f[15], f[16], f[17]])));
                         }
                     });
@@ -1000,6 +998,7 @@ fn vf_queues_are_min_of_synthetic_and_vf_channels_and_each_queue_transmits() {
                 std::thread::sleep(Duration::from_millis(1));
             }
             let host = rig.emu.stats().totals.guest_to_host_frames - host0;
+            let at_wire = seen.len();
             println!(
                 "4 queues, 2 VF queues: {at_wire} frames at the wire, {host} at the synthetic host"
             );
