@@ -361,6 +361,11 @@ export interface EmulatorStats {
     guestToHostBytes: number
     hostToGuestFrames: number
     hostToGuestBytes: number
+    /**
+     * Of `hostToGuestFrames`, those the guest still held (unread in its ring, or not yet completed) when its
+     * session ended — a close or a recovery revokes the buffer and re-initialises: they went with the old rings.
+     */
+    hostToGuestAbandoned: number
     drops: Record<string, number>
   }
   channels: Array<{

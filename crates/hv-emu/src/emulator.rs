@@ -534,7 +534,10 @@ pub fn stats_of(dev: &Device) -> EmuStats {
     let load = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
     // One lock at a time: a guard taken inside the struct literal below would live until the end of the statement,
     // and holding `pool` while waiting for `backend` deadlocks against the rx pump (backend, then pool).
-    let recv_outstanding = lock(&dev.pool).outstanding();
+    let (recv_outstanding, abandoned) = {
+        let pool = lock(&dev.pool);
+        (pool.outstanding(), pool.abandoned())
+    };
     let (backend, backend_dropped, backend_tx_errors) = {
         let b = lock(&dev.backend);
         (b.stats(), b.dropped(), b.tx_errors())
@@ -564,7 +567,11 @@ pub fn stats_of(dev: &Device) -> EmuStats {
         link_speed: st.link_speed,
         subchannels: st.subchannels,
         data_path: st.data_path.clone(),
-        totals: Totals::sum_with_backend(&channels, backend_dropped, backend_tx_errors),
+        totals: {
+            let mut t = Totals::sum_with_backend(&channels, backend_dropped, backend_tx_errors);
+            t.host_to_guest_abandoned = abandoned;
+            t
+        },
         channels,
         protocol_errors: dev.counters.proto_errors(),
         control_messages_sent: load(&dev.counters.control_sent),

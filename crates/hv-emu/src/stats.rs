@@ -245,6 +245,10 @@ pub struct Totals {
     pub guest_to_host_bytes: u64,
     pub host_to_guest_frames: u64,
     pub host_to_guest_bytes: u64,
+    /// Of `host_to_guest_frames`, those the guest still held (in its ring, or in receive sub-allocations it had
+    /// not completed) when its session ended — buffer revoked, a new INIT or a new buffer, as a close or a
+    /// recovery does: they went with the old rings. Device-wide, so in the totals only.
+    pub host_to_guest_abandoned: u64,
     pub drops: Drops,
 }
 

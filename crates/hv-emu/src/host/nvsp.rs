@@ -229,6 +229,7 @@ fn handle_message(
         }
         NvspMessage::RevokeRecvBuf(_) => {
             lock(&dev.state).recv = None;
+            lock(&dev.pool).end_session();
             empty_completion(dev, ch, pkt, None);
         }
         NvspMessage::RevokeSendBuf(_) => {
@@ -276,11 +277,8 @@ fn init(dev: &Device, ch: &Channel, pkt: &IncomingPacket<'_>, min: u32) {
         st.inits += 1;
         dev.frame_mtu.store(st.frame_mtu, Ordering::Relaxed);
     }
-    {
-        let mut pool = lock(&dev.pool);
-        if allowed {
-            *pool = super::pool::RecvPool::default();
-        }
+    if allowed {
+        lock(&dev.pool).end_session();
     }
     if !pkt.completion_requested {
         return;
@@ -358,7 +356,7 @@ fn send_recv_buf(dev: &Device, ch: &Channel, pkt: &IncomingPacket<'_>, gpadl: u3
     });
     let queues = 1 + u32::from(st.subchannels);
     drop(st);
-    *lock(&dev.pool) = super::pool::RecvPool::new(count, queues);
+    lock(&dev.pool).renew(count, queues);
     reply(
         dev,
         ch,
@@ -392,6 +390,12 @@ fn subchannel(dev: &Device, ch: &Channel, pkt: &IncomingPacket<'_>, req: Subchan
     // ones are created, while the guest waits. Fault injection: answer as if created and offer nothing new.
     let withhold = dev.faults.withhold_subchannels.load(Ordering::Acquire);
     let existing = dev.channels().len().saturating_sub(1) as u32;
+    // A subchannel offered again is a new channel to the guest: its rings start empty, as the guest kernel's
+    // open leaves them. What the old session left unread (transfers of a buffer since revoked) must not reach
+    // the new one.
+    for c in dev.channels().iter().skip(1).take(existing.min(n) as usize) {
+        c.reset_rings();
+    }
     let mut offered = existing.min(n);
     for i in existing + 1..=n {
         if withhold {

@@ -4,6 +4,8 @@
 //! replies and indications (like OpenVMM); the rest are split evenly between the open channels.
 //! A transfer-page packet carries a chain of sub-allocations and its transaction id is the first
 //! index; the chain returns to its owners only when the guest completes that transaction id.
+//! Frames still held by the guest when its session ends (revoke, re-init, new buffer) are lost with
+//! its rings: [`RecvPool::abandon`] counts them so the host can report them as a drop reason.
 
 /// Sub-allocations reserved for RNDIS control replies and status indications.
 pub const RESERVED: u32 = 16;
@@ -28,6 +30,12 @@ pub struct RecvPool {
     busy: Vec<bool>,
     /// True for the head index of an outstanding chain.
     head: Vec<bool>,
+    /// True while an index holds a frame handed to the guest (linked by [`RecvPool::link_frames`]).
+    frame: Vec<bool>,
+    /// (head, frames) of chains the guest held when its session ended, until a new buffer ends the wait.
+    limbo: Vec<(u32, u32)>,
+    /// Frames of chains that were still in the limbo when a new buffer came.
+    lost: u64,
 }
 
 impl RecvPool {
@@ -41,6 +49,9 @@ impl RecvPool {
             next: vec![END; n],
             busy: vec![false; n],
             head: vec![false; n],
+            frame: vec![false; n],
+            limbo: Vec::new(),
+            lost: 0,
         };
         pool.repartition(queues.max(1));
         pool
@@ -87,13 +98,22 @@ impl RecvPool {
         if let Some(b) = self.busy.get_mut(index as usize).filter(|b| **b) {
             *b = false;
             self.head[index as usize] = false;
+            self.frame[index as usize] = false;
             let o = self.owner(index);
             self.free[o].push(index);
         }
     }
 
     /// Record that `indices` travel together in one transfer-page packet (head = first).
+    /// Indices from before a session ended (the rx pump's round in progress) are not in the pool any more and are
+    /// ignored.
     pub fn link(&mut self, indices: &[u32]) {
+        if indices
+            .iter()
+            .any(|&i| !self.busy.get(i as usize).copied().unwrap_or(false))
+        {
+            return;
+        }
         for w in indices.windows(2) {
             self.next[w[0] as usize] = w[1];
         }
@@ -102,10 +122,79 @@ impl RecvPool {
         }
     }
 
+    /// As [`RecvPool::link`], for a transfer whose sub-allocations each hold one frame for the guest.
+    pub fn link_frames(&mut self, indices: &[u32]) {
+        self.link(indices);
+        // Not linked (indices from before a session ended): nothing to mark.
+        if indices
+            .first()
+            .is_none_or(|&i| self.head.get(i as usize) != Some(&true))
+        {
+            return;
+        }
+        for &i in indices {
+            if let Some(f) = self.frame.get_mut(i as usize) {
+                *f = true;
+            }
+        }
+    }
+
+    /// The guest's session ended (its buffer revoked, or a new INIT): every frame chain it still held moves to
+    /// the limbo, where a completion already on its way (another channel's ring, read later) can still claim
+    /// it; everything is free again.
+    pub fn end_session(&mut self) {
+        for h in 0..self.count as usize {
+            if self.head[h] && self.busy[h] {
+                let frames = self
+                    .chain(h as u32)
+                    .filter(|&i| self.frame[i as usize])
+                    .count() as u32;
+                if frames > 0 {
+                    self.limbo.push((h as u32, frames));
+                }
+            }
+        }
+        let (limbo, lost) = (std::mem::take(&mut self.limbo), self.lost);
+        // No buffer until the next one is established (`renew`).
+        *self = RecvPool::default();
+        (self.limbo, self.lost) = (limbo, lost);
+    }
+
+    /// A new receive buffer of `count` sub-allocations for `queues` channels: the old session is over for
+    /// good, so what is still in the limbo is lost (see [`RecvPool::abandoned`]).
+    pub fn renew(&mut self, count: u32, queues: u32) {
+        self.end_session();
+        let lost = self.lost + self.limbo.iter().map(|&(_, n)| u64::from(n)).sum::<u64>();
+        *self = RecvPool::new(count, queues);
+        self.lost = lost;
+    }
+
+    /// Frames handed to the guest that it never completed before its session ended: those a new buffer
+    /// made final, plus those still in the limbo.
+    pub fn abandoned(&self) -> u64 {
+        self.lost + self.limbo.iter().map(|&(_, n)| u64::from(n)).sum::<u64>()
+    }
+
+    /// The indices of the chain starting at `head` (bounded: a chain is never longer than the pool).
+    fn chain(&self, head: u32) -> impl Iterator<Item = u32> + '_ {
+        let mut cur = Some(head);
+        (0..self.count).map_while(move |_| {
+            let i = cur?;
+            let next = self.next[i as usize];
+            cur = (next != END).then_some(next);
+            Some(i)
+        })
+    }
+
     /// The guest completed the packet whose transaction id is `head`: free its whole chain.
     pub fn complete(&mut self, head: u64) -> Result<u32, CompleteError> {
         let h = usize::try_from(head).map_err(|_| CompleteError::Unknown)?;
         if !self.head.get(h).copied().unwrap_or(false) {
+            // A completion of the ended session that was still on its way: the guest did take those frames.
+            if let Some(k) = self.limbo.iter().position(|&(l, _)| u64::from(l) == head) {
+                self.limbo.swap_remove(k);
+                return Ok(0);
+            }
             return Err(CompleteError::Unknown);
         }
         self.head[h] = false;
@@ -116,6 +205,7 @@ impl RecvPool {
             let next = self.next[cur as usize];
             self.next[cur as usize] = END;
             self.busy[cur as usize] = false;
+            self.frame[cur as usize] = false;
             let o = self.owner(cur);
             self.free[o].push(cur);
             freed += 1;
@@ -163,5 +253,52 @@ mod tests {
         assert_eq!(p.complete(u64::from(chain[0])), Err(CompleteError::Unknown));
         assert_eq!(p.free_count(1), 4);
         assert_eq!(p.complete(u64::MAX), Err(CompleteError::Unknown));
+    }
+
+    #[test]
+    fn a_session_end_counts_only_frames_the_guest_kept() {
+        let mut p = RecvPool::new(40, 2);
+        // Two frames handed over and completed, three kept (one chain of two, one of one), one more whose
+        // completion arrives after the session ended, one control reply kept, two reserved by the pump but never
+        // handed over, and one refused by a full ring: only the three kept frames are lost.
+        let done: Vec<u32> = (0..2).map(|_| p.alloc(1).unwrap()).collect();
+        p.link_frames(&done);
+        assert_eq!(p.complete(u64::from(done[0])), Ok(2));
+        let kept = (
+            p.alloc(2).unwrap(),
+            p.alloc(2).unwrap(),
+            p.alloc(1).unwrap(),
+        );
+        p.link_frames(&[kept.0, kept.1]);
+        p.link_frames(&[kept.2]);
+        let late = p.alloc(1).unwrap();
+        p.link_frames(&[late]);
+        let ctl = p.alloc(0).unwrap();
+        p.link(&[ctl]);
+        let _spare = (p.alloc(1).unwrap(), p.alloc(1).unwrap());
+        let refused = p.alloc(1).unwrap();
+        p.link_frames(&[refused]);
+        p.release(refused);
+        p.end_session();
+        assert_eq!((p.abandoned(), p.outstanding(), p.count()), (4, 0, 0));
+        p.link_frames(&[kept.0]); // the pump's round in progress: not in the pool any more
+        p.release(kept.1);
+        assert_eq!(p.abandoned(), 4);
+        assert_eq!(
+            p.complete(u64::from(late)),
+            Ok(0),
+            "a late completion claims its frame"
+        );
+        assert_eq!(p.complete(u64::from(late)), Err(CompleteError::Unknown));
+        assert_eq!(p.abandoned(), 3);
+        p.renew(60, 1);
+        assert_eq!((p.abandoned(), p.count(), p.free_count(1)), (3, 60, 44));
+        assert_eq!(
+            p.complete(u64::from(kept.0)),
+            Err(CompleteError::Unknown),
+            "too late once renewed"
+        );
+        p.end_session();
+        assert_eq!(p.abandoned(), 3);
     }
 }

@@ -425,7 +425,7 @@ fn flush(dev: &Device, snap: &Snapshot, chan: usize, b: &mut Batch) {
     let Some(ch) = snap.chans.get(chan) else {
         return;
     };
-    lock(&dev.pool).link(&b.indices);
+    lock(&dev.pool).link_frames(&b.indices);
     let nv = rndis_pkt_header(nvsp::CHANNEL_TYPE_DATA);
     let pkt = OutgoingPacket {
         kind: OutgoingKind::TransferPages {
