@@ -9,7 +9,7 @@ use super::{Device, lock, nvsp};
 use crate::stats::{ChannelCounters, add};
 use std::collections::VecDeque;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 use vmbus_ring::{
     OutgoingKind, OutgoingPacket, ReadError, Ring, RingReader, RingWriter, SharedMem, WriteError,
@@ -56,6 +56,9 @@ pub struct Channel {
     /// Set while `out` holds deferred messages, so a busy-polling worker need not take the lock to know.
     has_deferred: AtomicBool,
     pub(crate) counters: ChannelCounters,
+    /// Ring resets asked for ([`Channel::reset_rings`]) and done by the worker on its side.
+    resets_asked: AtomicU32,
+    resets_done: AtomicU32,
 }
 
 impl Channel {
@@ -82,6 +85,8 @@ impl Channel {
             }),
             has_deferred: AtomicBool::new(false),
             counters: ChannelCounters::default(),
+            resets_asked: AtomicU32::new(0),
+            resets_done: AtomicU32::new(0),
         };
         Ok((
             ch,
@@ -91,6 +96,40 @@ impl Channel {
                 irq_writes,
             },
         ))
+    }
+
+    /// Empty both rings for a new session, as the guest kernel's channel open does: the host→guest side here
+    /// (messages waiting for room are dropped with it), the guest→host side by the worker, waited for (bounded)
+    /// so the guest never writes into a ring about to be reset. Called from another channel's worker.
+    pub(crate) fn reset_rings(&self) {
+        {
+            let mut out = lock(&self.out);
+            let ring = out.writer.ring().clone();
+            ring.set_write_index(0);
+            ring.set_read_index(0);
+            ring.set_pending_send_size(0);
+            out.writer = RingWriter::new(ring);
+            out.deferred.clear();
+            self.has_deferred.store(false, Ordering::Release);
+        }
+        let asked = self.resets_asked.fetch_add(1, Ordering::AcqRel) + 1;
+        let until = Instant::now() + Duration::from_millis(500);
+        while self.resets_done.load(Ordering::Acquire) != asked && Instant::now() < until {
+            std::thread::sleep(Duration::from_micros(50));
+        }
+    }
+
+    /// The worker's half of [`Channel::reset_rings`].
+    fn reset_worker_side(&self, w: &mut WorkerSide) {
+        let asked = self.resets_asked.load(Ordering::Acquire);
+        if self.resets_done.load(Ordering::Relaxed) == asked {
+            return;
+        }
+        w.g2h.set_write_index(0);
+        w.g2h.set_read_index(0);
+        w.g2h.set_interrupt_mask(false);
+        w.reader = RingReader::new(w.g2h.clone());
+        self.resets_done.store(asked, Ordering::Release);
     }
 
     /// Write one packet and commit; signal the guest when the ring rules say so.
@@ -264,6 +303,7 @@ pub(crate) fn run_worker(dev: &Device, ch: &Channel, mut w: WorkerSide) {
     let mut pending_deferred = false;
     let mut idle = 0u32;
     while !dev.stopped() {
+        ch.reset_worker_side(&mut w);
         let triggered = ch.take_trigger(dev, &mut last_irq) || std::mem::take(&mut first);
         if triggered {
             add(&ch.counters.triggers, 1);
