@@ -161,6 +161,9 @@ impl Rng {
     }
 }
 
+/// How long an index fault holds the host→guest ring before the host may write (and so heal the index) again.
+const INDEX_FAULT_HOLD_MS: u64 = 20;
+
 const RNDIS_PACKET: u32 = 1;
 /// RNDIS_PACKET_MSG header: type, length, then nine u32 (data offset/len, oob offset/len/count, ppi offset/len,
 /// vc handle, reserved); offsets count from byte 8.
@@ -232,6 +235,10 @@ impl Device {
                 };
                 ring.set_write_index(bad);
                 self.signal.signal(ch.relid);
+                // The host's next commit would store its own index again: keep the ring (its lock) for a while,
+                // as a host whose index stays wrong would, so that a guest polling at any usual pace sees it.
+                std::thread::sleep(std::time::Duration::from_millis(INDEX_FAULT_HOLD_MS));
+                drop(out);
                 report(
                     0,
                     format!("host→guest write index {old} → {bad} (data size {size})"),
