@@ -665,15 +665,28 @@ impl Device {
         let was_started = self.is_started();
         let (promisc, allmulti, mc_list) = (self.promisc, self.allmulti, self.mc_list.clone());
         let count = self.recoveries + 1;
+        // Shorter waits: the host may never answer on a broken channel.
+        let q0_sound = lock(&self.cores[0]).fault.is_none();
+        let revoked = self.shutdown().is_ok() && q0_sound;
+        // Hand-over, as a queue-count change does: what each queue holds (cursor, set-aside transfers and, once
+        // the host has let go of the buffer, its ring unless that ring is the broken one) is copied out, its
+        // transfers completed, and returned by the next bursts. Only what sat in a broken ring is lost; the host
+        // counts it (its `hostToGuestAbandoned`).
+        let carried: Vec<_> = self
+            .cores
+            .iter()
+            .map(|c| crate::rx::drain_for_handover(&mut lock(c), revoked))
+            .collect();
+        crate::reconf::settle_rings(&self.cores);
+        self.teardown();
+        // Sends still in flight once no burst can start any more (the device is closed, and each queue's lock
+        // waits out a burst already under way): the host may have taken them, their completions are gone.
         let unsettled = self.tx_unsettled
             + self
                 .cores
                 .iter()
                 .map(|c| u64::from(lock(c).tx.in_flight()))
                 .sum::<u64>();
-        // Shorter waits: the host may never answer on a broken channel.
-        let _ = self.shutdown();
-        self.teardown();
         let old = self.shared.clone();
         // The host resets its end once it sees the close; until then a reopen may meet the old rings. Retry
         // until the NVSP timeout.
@@ -715,6 +728,7 @@ impl Device {
         }
         dev.recoveries = count;
         dev.tx_unsettled = unsettled;
+        crate::reconf::hand_over(&dev, carried);
         *self = dev;
         self.promisc = promisc;
         self.allmulti = allmulti;

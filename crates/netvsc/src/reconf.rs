@@ -223,7 +223,7 @@ impl Device {
         while quiet < 2 {
             let mut got = 0;
             for (c, out) in self.cores.iter().zip(&mut carried) {
-                let mut more = crate::rx::drain_for_handover(&mut lock(c));
+                let mut more = crate::rx::drain_for_handover(&mut lock(c), true);
                 got += more.len();
                 out.append(&mut more);
             }
@@ -296,7 +296,7 @@ impl Device {
 
 /// Wait (bounded) until the host has read everything we wrote on every queue's guest→host ring, so nothing of
 /// the old session is read after the new one begins.
-fn settle_rings(cores: &[Arc<Mutex<QueueCore>>]) {
+pub(crate) fn settle_rings(cores: &[Arc<Mutex<QueueCore>>]) {
     let until = Instant::now() + RING_SETTLE;
     for c in cores {
         let mut g = lock(c);
@@ -309,7 +309,7 @@ fn settle_rings(cores: &[Arc<Mutex<QueueCore>>]) {
 
 /// Give each live queue the frames copied out of its old rings, and the frames of removed queues to the queue the
 /// new table gives their hash (queue 0 without a hash), in their order.
-fn hand_over(dev: &Device, carried: Vec<VecDeque<RxPacket>>) {
+pub(crate) fn hand_over(dev: &Device, carried: Vec<VecDeque<RxPacket>>) {
     let live = dev.cores.len();
     let mut moved: Vec<VecDeque<RxPacket>> = (0..live).map(|_| VecDeque::new()).collect();
     for (q, frames) in carried.into_iter().enumerate() {

@@ -380,11 +380,16 @@ fn take_carried(core: &mut QueueCore, out: &mut [RxPacket]) -> usize {
     n
 }
 
-/// Copy out every frame a queue still holds — its cursor, the transfers set aside, then whatever is left in its
-/// ring — for a hand-over across a re-initialisation. Called after the host revoked the receive buffer, so
-/// nothing more arrives and nothing is completed. Frames are copied whatever their size (no view outlives the
-/// session); their classes are counted here, their packets when a burst returns them.
-pub(crate) fn drain_for_handover(core: &mut QueueCore) -> std::collections::VecDeque<RxPacket> {
+/// Copy out every frame a queue still holds — its cursor, the transfers set aside, then (with `read_ring`) whatever
+/// is left in its ring — for a hand-over across a re-initialisation. Called after the host revoked the receive
+/// buffer, so nothing more arrives. Every transfer taken is completed all the same (the host then knows the guest
+/// has those frames, and counts only the rest as abandoned), unless this queue's own guest→host ring is the broken
+/// one. Frames are copied whatever their size (no view outlives the session); their classes are counted here,
+/// their packets when a burst returns them.
+pub(crate) fn drain_for_handover(
+    core: &mut QueueCore,
+    read_ring: bool,
+) -> std::collections::VecDeque<RxPacket> {
     let mut got = std::collections::VecDeque::new();
     core.rx.copy_only = true;
     loop {
@@ -395,14 +400,16 @@ pub(crate) fn drain_for_handover(core: &mut QueueCore) -> std::collections::VecD
                     got.push_back(p);
                 }
             }
-            // Not completed: the host revoked the buffer it belongs to.
-            let _ = core.rx.close_cursor();
+            if let Some(id) = core.rx.close_cursor() {
+                core.completions.push(id);
+            }
             continue;
         }
         if core.rx.unstash() {
             continue;
         }
-        if core.fault.is_some()
+        if !read_ring
+            || core.fault.is_some()
             || core.poll(Mode::Burst, crate::queue::POLL_BUDGET_PACKETS) == 0
                 && !core.rx.cursor_busy()
         {
@@ -410,6 +417,9 @@ pub(crate) fn drain_for_handover(core: &mut QueueCore) -> std::collections::VecD
         }
     }
     core.rx.copy_only = false;
+    if !core.fault.as_ref().is_some_and(|f| f.tx) {
+        core.flush_completions();
+    }
     got
 }
 
