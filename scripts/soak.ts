@@ -2,8 +2,8 @@
  * `npm run soak [-- --seconds N]` (default 600): the driver in Node against the in-process emulator (loopback
  * backend, 2 queues) at full rate, the link flapping every 5 s and a ring fault (`oversized-index`, seeded) every
  * minute, which the driver reports ('error') and recovers from ('recovered'). At the end every counter reconciles
- * exactly — driver tx = host rx; host rx = reflected + loopback overflow; reflected = host tx + host drops by reason; host tx = driver rx + driver drops by
- * reason — and RSS and the fd count are flat after warm-up (< 1 % growth). Prints a table; exits 1 on a mismatch.
+ * exactly — driver tx = host rx; host rx = reflected + loopback overflow; reflected = host tx + host drops by reason;
+ * host tx = driver rx + driver drops by reason + frames a reset took from the guest (`hostToGuestAbandoned`) — and RSS and the fd count are flat after warm-up (< 1 % growth). Prints a table; exits 1 on a mismatch.
  */
 import * as fs from 'node:fs'
 import * as os from 'node:os'
@@ -53,6 +53,18 @@ function residency(): { rss: number; device: number } {
   return { rss, device }
 }
 const fdCount = (): number => fs.readdirSync('/proc/self/fd').length
+/** What each open fd refers to (named when the count grows). */
+function fdTargets(): Map<string, string> {
+  const m = new Map<string, string>()
+  for (const fd of fs.readdirSync('/proc/self/fd')) {
+    try {
+      m.set(fd, fs.readlinkSync(`/proc/self/fd/${fd}`))
+    } catch {
+      // closed in between
+    }
+  }
+  return m
+}
 
 /** A 128-byte UDP frame to `mac` on flow `flow` (source port), payload stamped with `n`. */
 function frame(mac: number[], flow: number, n: number): Uint8Array {
@@ -113,6 +125,7 @@ async function main(): Promise<number> {
   let nextFlap = t0 + flapMs
   let nextFault = t0 + faultMs
   let warm: { rss: number; fds: number } | null = null
+  let warmFds = new Map<string, string>()
   let peakRss = 0
   let nextSample = t0
 
@@ -145,6 +158,7 @@ async function main(): Promise<number> {
     if (warm === null && now - t0 >= warmMs) {
       ;(globalThis as { gc?: () => void }).gc?.()
       warm = { rss: rssKib(), fds: fdCount() }
+      warmFds = fdTargets()
     }
     if (now >= nextSample) {
       peakRss = Math.max(peakRss, rssKib())
@@ -193,8 +207,13 @@ async function main(): Promise<number> {
     [`driver tx (+ up to ${unsettled} unsettled) = host rx`, txCheck, hostTook],
     ['host rx = reflected + loopback overflow', host.guestToHostFrames, reflected + overflow],
     ['reflected = host tx + host drops (before reflection excluded)', reflected, host.hostToGuestFrames + reflectDrops],
-    // ierrors counts ring errors (no frame behind them), so frames reconcile as rx + missed.
-    ['host tx = driver rx + driver missed', host.hostToGuestFrames, drv.ipackets + drv.imissed],
+    // ierrors counts ring errors (no frame behind them), so frames reconcile as rx + missed, plus what a
+    // recovery's re-initialisation took away with the old rings (frames handed over, never completed).
+    [
+      'host tx = driver rx + driver missed + abandoned at a reset',
+      host.hostToGuestFrames,
+      drv.ipackets + drv.imissed + host.hostToGuestAbandoned,
+    ],
   ]
   const w = warm ?? final
   const rssGrowth = w.rss > 0 ? (final.rss - w.rss) / w.rss : 0
@@ -210,6 +229,10 @@ async function main(): Promise<number> {
     ['host tx frames', String(host.hostToGuestFrames)],
     ['loopback reflected', String(reflected)],
     ['loopback overflow (dropped)', String(overflow)],
+    ['host tx abandoned at a reset (guest held them)', String(host.hostToGuestAbandoned)],
+    ...Object.entries((doc as { protocolErrors?: Record<string, number> }).protocolErrors ?? {}).map(
+      ([k, v]): [string, string] => [`host protocol errors ${k}`, String(v)],
+    ),
     ...Object.entries(hostDrops).map(([k, v]): [string, string] => [`host drops ${k}`, String(v)]),
     ['rate (frames/s, tx)', (drv.opackets / seconds).toFixed(0)],
     ['link flaps', String(flaps)],
@@ -237,7 +260,8 @@ async function main(): Promise<number> {
   }
   if (fdGrowth >= 0.01) {
     bad++
-    rows.push(['fds flat', 'NO (>= 1 %)'])
+    const added = [...fdTargets()].filter(([fd, t]) => warmFds.get(fd) !== t).map(([fd, t]) => `${fd} → ${t}`)
+    rows.push(['fds flat', `NO (>= 1 %); new since warm-up: ${added.join(', ') || 'none'}`])
   }
   // A fault the host's own next commit overwrote before the driver read the index never takes effect; every one
   // the driver saw must end in 'recovered', and at least one must have been seen.
