@@ -361,6 +361,7 @@ fn two_queues(prefer: Prefer, tag: &str) {
     let mut per_q = [0u32; 2];
     let end = Instant::now() + Duration::from_secs(30);
     let mut count = 0u32;
+    let mut dups = 0u32;
     while count < total && Instant::now() < end {
         for (i, q) in qs.iter_mut().enumerate() {
             q.rx_burst(64, |d, _| {
@@ -370,6 +371,8 @@ fn two_queues(prefer: Prefer, tag: &str) {
                         seen[s] = true;
                         per_q[i] += 1;
                         count += 1;
+                    } else if s < seen.len() {
+                        dups += 1;
                     }
                 }
             })
@@ -379,6 +382,8 @@ fn two_queues(prefer: Prefer, tag: &str) {
     }
     sender.join().unwrap();
     assert_eq!(count, total, "lost {}", total - count);
+    // Each frame reaches one socket of the fanout group, once.
+    assert_eq!(dups, 0, "frames received twice (per queue {per_q:?})");
     if cpus > 1 {
         assert!(per_q[0] > 0 && per_q[1] > 0, "per queue {per_q:?}");
     } else {
