@@ -877,6 +877,8 @@ impl NativeDevice {
 
 impl Drop for NativeDevice {
     fn drop(&mut self) {
+        // Finalized by the collector: what this handle kept alive is freed now and by the finalizers around it.
+        vmbus_uio::heap::release_free_heap_soon();
         if let Some(p) = self.events.take() {
             p.stop(false);
         }

@@ -882,6 +882,8 @@ impl NativeQueue {
 impl Drop for NativeQueue {
     fn drop(&mut self) {
         self.claim.release();
+        // The last handle of a closed device's queue frees its buffers.
+        vmbus_uio::heap::release_free_heap_soon();
     }
 }
 

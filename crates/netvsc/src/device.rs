@@ -840,6 +840,10 @@ impl Device {
         let r = self.shutdown();
         self.teardown();
         let _ = self.kept.tap.stop();
+        // Its buffers go with it (those still shared with queue handles when the last handle drops); what the
+        // allocator would keep of them is returned shortly.
+        drop(self);
+        vmbus_uio::heap::release_free_heap_soon();
         r
     }
 

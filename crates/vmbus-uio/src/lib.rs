@@ -13,6 +13,7 @@ pub mod device;
 pub mod discover;
 pub mod dma;
 pub mod error;
+pub mod heap;
 pub mod irq;
 pub mod lock;
 pub mod mapinfo;
