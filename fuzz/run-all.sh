@@ -13,8 +13,11 @@ targets=("$@")
 [[ ${#targets[@]} -gt 0 ]] || targets=(ring_reader nvsp rndis rx_transfer devargs)
 san="${FUZZ_SANITIZER:-address}"
 mkdir -p logs
-cargo +nightly fuzz build -s "$san"
-target/x86_64-unknown-linux-gnu/release/seeds corpus
+for t in "${targets[@]}"; do cargo +nightly fuzz build -s "$san" "$t"; done
+# The seed writer is an ordinary program: built without the fuzzing instrumentation (which, without a sanitizer
+# runtime to provide its hooks, would not link).
+cargo +nightly build --release --bin seeds
+target/release/seeds corpus
 # One target: its libFuzzer output to logs/<target>.log; non-zero on a crash.
 run_one() {
   local t=$1 status=0
