@@ -36,6 +36,8 @@ pub struct RecvPool {
     limbo: Vec<(u32, u32)>,
     /// Frames of chains that were still in the limbo when a new buffer came.
     lost: u64,
+    /// Sessions ended so far: indices reserved under an older generation belong to no pool any more.
+    generation: u64,
 }
 
 impl RecvPool {
@@ -52,6 +54,7 @@ impl RecvPool {
             frame: vec![false; n],
             limbo: Vec::new(),
             lost: 0,
+            generation: 0,
         };
         pool.repartition(queues.max(1));
         pool
@@ -122,21 +125,25 @@ impl RecvPool {
         }
     }
 
-    /// As [`RecvPool::link`], for a transfer whose sub-allocations each hold one frame for the guest.
-    pub fn link_frames(&mut self, indices: &[u32]) {
+    /// As [`RecvPool::link`], for a transfer whose sub-allocations (reserved under `generation`) each hold one
+    /// frame for the guest. False when that session has ended since: the transfer must not be sent.
+    pub fn link_frames(&mut self, generation: u64, indices: &[u32]) -> bool {
+        if generation != self.generation {
+            return false;
+        }
         self.link(indices);
-        // Not linked (indices from before a session ended): nothing to mark.
         if indices
             .first()
             .is_none_or(|&i| self.head.get(i as usize) != Some(&true))
         {
-            return;
+            return false;
         }
         for &i in indices {
             if let Some(f) = self.frame.get_mut(i as usize) {
                 *f = true;
             }
         }
+        true
     }
 
     /// The guest's session ended (its buffer revoked, or a new INIT): every frame chain it still held moves to
@@ -154,10 +161,11 @@ impl RecvPool {
                 }
             }
         }
-        let (limbo, lost) = (std::mem::take(&mut self.limbo), self.lost);
+        let (limbo, lost, generation) =
+            (std::mem::take(&mut self.limbo), self.lost, self.generation);
         // No buffer until the next one is established (`renew`).
         *self = RecvPool::default();
-        (self.limbo, self.lost) = (limbo, lost);
+        (self.limbo, self.lost, self.generation) = (limbo, lost, generation + 1);
     }
 
     /// A new receive buffer of `count` sub-allocations for `queues` channels: the old session is over for
@@ -165,8 +173,21 @@ impl RecvPool {
     pub fn renew(&mut self, count: u32, queues: u32) {
         self.end_session();
         let lost = self.lost + self.limbo.iter().map(|&(_, n)| u64::from(n)).sum::<u64>();
+        let generation = self.generation;
         *self = RecvPool::new(count, queues);
-        self.lost = lost;
+        (self.lost, self.generation) = (lost, generation);
+    }
+
+    /// The current session's generation (see [`RecvPool::link_frames`]).
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// [`RecvPool::release`] of an index reserved under `generation`; ignored if that session has ended.
+    pub fn release_from(&mut self, generation: u64, index: u32) {
+        if generation == self.generation {
+            self.release(index);
+        }
     }
 
     /// Frames handed to the guest that it never completed before its session ended: those a new buffer
@@ -262,27 +283,31 @@ mod tests {
         // completion arrives after the session ended, one control reply kept, two reserved by the pump but never
         // handed over, and one refused by a full ring: only the three kept frames are lost.
         let done: Vec<u32> = (0..2).map(|_| p.alloc(1).unwrap()).collect();
-        p.link_frames(&done);
+        assert!(p.link_frames(0, &done));
         assert_eq!(p.complete(u64::from(done[0])), Ok(2));
         let kept = (
             p.alloc(2).unwrap(),
             p.alloc(2).unwrap(),
             p.alloc(1).unwrap(),
         );
-        p.link_frames(&[kept.0, kept.1]);
-        p.link_frames(&[kept.2]);
+        p.link_frames(0, &[kept.0, kept.1]);
+        p.link_frames(0, &[kept.2]);
         let late = p.alloc(1).unwrap();
-        p.link_frames(&[late]);
+        p.link_frames(0, &[late]);
         let ctl = p.alloc(0).unwrap();
         p.link(&[ctl]);
         let _spare = (p.alloc(1).unwrap(), p.alloc(1).unwrap());
         let refused = p.alloc(1).unwrap();
-        p.link_frames(&[refused]);
+        p.link_frames(0, &[refused]);
         p.release(refused);
         p.end_session();
         assert_eq!((p.abandoned(), p.outstanding(), p.count()), (4, 0, 0));
-        p.link_frames(&[kept.0]); // the pump's round in progress: not in the pool any more
-        p.release(kept.1);
+        assert_eq!(p.generation(), 1);
+        assert!(
+            !p.link_frames(0, &[kept.0]),
+            "the pump's round in progress: not in the pool any more"
+        );
+        p.release_from(0, kept.1);
         assert_eq!(p.abandoned(), 4);
         assert_eq!(
             p.complete(u64::from(late)),
@@ -293,6 +318,12 @@ mod tests {
         assert_eq!(p.abandoned(), 3);
         p.renew(60, 1);
         assert_eq!((p.abandoned(), p.count(), p.free_count(1)), (3, 60, 44));
+        // An index of the old session that the new one has handed out again is not linked or freed by the old.
+        let again = p.alloc(1).unwrap();
+        assert!(!p.link_frames(0, &[again]));
+        p.release_from(0, again);
+        assert_eq!(p.outstanding(), 1);
+        p.release_from(p.generation(), again);
         assert_eq!(
             p.complete(u64::from(kept.0)),
             Err(CompleteError::Unknown),

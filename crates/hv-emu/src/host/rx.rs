@@ -85,6 +85,8 @@ struct Batch {
     bytes: u64,
     /// Sub-allocations reserved for this channel in the current round.
     spare: Vec<u32>,
+    /// The pool generation they were reserved under (a session that ends mid-round takes them away).
+    generation: u64,
 }
 
 pub(crate) fn run_pump(dev: &Device) {
@@ -124,6 +126,7 @@ pub(crate) fn run_pump(dev: &Device) {
                 indices: Vec::with_capacity(MAX_RANGES),
                 bytes: 0,
                 spare: Vec::with_capacity(MAX_RANGES),
+                generation: 0,
             });
         }
         // Park the receive path until the guest can take frames: buffers and RNDIS set up. The backend keeps (or
@@ -145,6 +148,7 @@ pub(crate) fn run_pump(dev: &Device) {
         let full = MAX_RANGES * snap.chans.len();
         let mut pool = lock(&dev.pool);
         for (q, b) in batches.iter_mut().enumerate().take(snap.chans.len()) {
+            b.generation = pool.generation();
             reserve(&mut pool, q, &mut b.spare);
         }
         drop(pool);
@@ -184,7 +188,7 @@ pub(crate) fn run_pump(dev: &Device) {
         let mut pool = lock(&dev.pool);
         for b in &mut batches {
             for i in b.spare.drain(..) {
-                pool.release(i);
+                pool.release_from(b.generation, i);
             }
         }
         drop(pool);
@@ -391,8 +395,12 @@ fn deliver(
     }
     let b = &mut batches[chan];
     if b.spare.is_empty() {
-        // RSS sent more frames here than reserved: top up (one lock for up to a batch).
-        reserve(&mut lock(&dev.pool), chan, &mut b.spare);
+        // RSS sent more frames here than reserved: top up (one lock for up to a batch), unless the session the
+        // batch was reserved under has ended.
+        let mut pool = lock(&dev.pool);
+        if pool.generation() == b.generation {
+            reserve(&mut pool, chan, &mut b.spare);
+        }
     }
     let Some(idx) = b.spare.pop() else {
         add(&ch.counters.drop_no_rx_buffer, 1);
@@ -425,7 +433,15 @@ fn flush(dev: &Device, snap: &Snapshot, chan: usize, b: &mut Batch) {
     let Some(ch) = snap.chans.get(chan) else {
         return;
     };
-    lock(&dev.pool).link_frames(&b.indices);
+    if !lock(&dev.pool).link_frames(b.generation, &b.indices) {
+        // The guest's session ended since these sub-allocations were reserved (revoke or a new INIT): the old
+        // buffer is gone, so the frames are dropped here, counted as arriving before the guest was ready.
+        add(&ch.counters.drop_not_ready, n);
+        b.ranges.clear();
+        b.indices.clear();
+        b.bytes = 0;
+        return;
+    }
     let nv = rndis_pkt_header(nvsp::CHANNEL_TYPE_DATA);
     let pkt = OutgoingPacket {
         kind: OutgoingKind::TransferPages {
@@ -458,7 +474,7 @@ fn flush(dev: &Device, snap: &Snapshot, chan: usize, b: &mut Batch) {
         Err(_) => {
             let mut pool = lock(&dev.pool);
             for &i in &b.indices {
-                pool.release(i);
+                pool.release_from(b.generation, i);
             }
             drop(pool);
             add(&ch.counters.drop_ring_full, n);
