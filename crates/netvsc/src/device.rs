@@ -729,7 +729,9 @@ impl Device {
         dev.recoveries = count;
         dev.tx_unsettled = unsettled;
         crate::reconf::hand_over(&dev, carried);
+        // The old session's buffers go here; what the allocator would keep of them is returned shortly.
         *self = dev;
+        vmbus_uio::heap::release_free_heap_soon();
         self.promisc = promisc;
         self.allmulti = allmulti;
         if !mc_list.is_empty() {

@@ -281,7 +281,9 @@ impl Device {
         }
         hand_over(&dev, carried);
         drop(pause);
+        // The old session's buffers go here; what the allocator would keep of them is returned shortly.
         *self = dev;
+        vmbus_uio::heap::release_free_heap_soon();
         self.promisc = promisc;
         self.allmulti = allmulti;
         if !mc_list.is_empty() {
