@@ -372,15 +372,7 @@ fn loopback_rx_copy_and_metadata() {
         .enumerate()
         .map(|(i, s)| ip_frame(*s, mac, false, i as u8))
         .collect();
-    let segs: Vec<[&[u8]; 1]> = frames.iter().map(|f| [f.as_slice()]).collect();
-    let pkts: Vec<TxPacket<'_>> = segs
-        .iter()
-        .map(|s| TxPacket {
-            segs: s,
-            meta: TxMeta::default(),
-        })
-        .collect();
-    send_all(&mut q, &pkts);
+    send_frames(&mut q, &frames);
     let mut out: Vec<RxPacket> = (0..8).map(|_| RxPacket::with_capacity(2048)).collect();
     let mut got = Vec::new();
     assert!(wait_for(10, || {

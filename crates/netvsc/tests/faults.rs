@@ -481,15 +481,7 @@ fn recovery_under_traffic_on_two_queues_reconciles_exactly() {
     // The first half is received normally; the second is left in the rings and backlogs when the fault hits.
     for (half, range) in [(0, 0..300), (1, 300..600)] {
         for chunk in frames[range].chunks(32) {
-            let segs: Vec<[&[u8]; 1]> = chunk.iter().map(|f| [f.as_slice()]).collect();
-            let pkts: Vec<TxPacket<'_>> = segs
-                .iter()
-                .map(|s| TxPacket {
-                    segs: s,
-                    meta: TxMeta::default(),
-                })
-                .collect();
-            send_all(&mut qs[0], &pkts);
+            send_frames(&mut qs[0], chunk);
         }
         drain_tx(&mut qs[0]);
         let want = 300 * (half + 1) as u64;

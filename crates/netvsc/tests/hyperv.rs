@@ -32,19 +32,6 @@ fn link_events(dev: &Device, want: usize, secs: u64) -> Vec<(Event, Instant)> {
     seen
 }
 
-/// Send `frames` on `q` as they are (no metadata).
-fn send_frames(q: &mut netvsc::QueuePair, frames: &[Vec<u8>]) {
-    let segs: Vec<[&[u8]; 1]> = frames.iter().map(|f| [f.as_slice()]).collect();
-    let pkts: Vec<TxPacket<'_>> = segs
-        .iter()
-        .map(|s| TxPacket {
-            segs: s,
-            meta: TxMeta::default(),
-        })
-        .collect();
-    send_all(q, &pkts);
-}
-
 /// Receive on `q` until `n` frames arrived or `secs` pass; then poll 50 ms more for extras.
 fn receive(q: &mut netvsc::QueuePair, n: usize, secs: u64) -> Vec<RxPacket> {
     let mut got = Vec::new();

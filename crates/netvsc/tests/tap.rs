@@ -344,15 +344,7 @@ fn frames_cross_a_real_tap_both_ways() {
     let (o0, s0) = (dev.stats(), rig.emu.stats());
     let rx_packets0 = netdev_stat(&ifname, "rx_packets");
     let rx_bytes0 = netdev_stat(&ifname, "rx_bytes");
-    let segs: Vec<[&[u8]; 1]> = sent.iter().map(|f| [f.as_slice()]).collect();
-    let pkts: Vec<TxPacket<'_>> = segs
-        .iter()
-        .map(|s| TxPacket {
-            segs: s,
-            meta: TxMeta::default(),
-        })
-        .collect();
-    send_all(&mut queues[0], &pkts);
+    send_frames(&mut queues[0], &sent);
     drain_tx(&mut queues[0]);
 
     let mut buf = [0u8; 2048];

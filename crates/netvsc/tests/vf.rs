@@ -189,15 +189,7 @@ fn send_n(q: &mut netvsc::QueuePair, mac: [u8; 6], n: u32, base: u32) {
     let frames: Vec<Vec<u8>> = (0..n)
         .map(|i| frame(PEER_MAC, mac, base + i, 128))
         .collect();
-    let segs: Vec<[&[u8]; 1]> = frames.iter().map(|f| [f.as_slice()]).collect();
-    let pkts: Vec<TxPacket<'_>> = segs
-        .iter()
-        .map(|s| TxPacket {
-            segs: s,
-            meta: TxMeta::default(),
-        })
-        .collect();
-    send_all(q, &pkts);
+    send_frames(q, &frames);
 }
 
 fn rx_count(q: &mut netvsc::QueuePair, want: u64, secs: u64) -> u64 {

@@ -112,6 +112,19 @@ pub fn send_all(q: &mut netvsc::QueuePair, frames: &[netvsc::TxPacket<'_>]) {
     }
 }
 
+/// Send `frames` on `q` as they are (one segment each, no metadata), retrying on backpressure.
+pub fn send_frames<F: AsRef<[u8]>>(q: &mut netvsc::QueuePair, frames: &[F]) {
+    let segs: Vec<[&[u8]; 1]> = frames.iter().map(|f| [f.as_ref()]).collect();
+    let pkts: Vec<netvsc::TxPacket<'_>> = segs
+        .iter()
+        .map(|s| netvsc::TxPacket {
+            segs: s,
+            meta: netvsc::TxMeta::default(),
+        })
+        .collect();
+    send_all(q, &pkts);
+}
+
 /// Poll until every tx packet is completed.
 pub fn drain_tx(q: &mut netvsc::QueuePair) {
     assert!(
