@@ -446,7 +446,8 @@ fn recovery_under_traffic_on_two_queues_reconciles_exactly() {
     dev.start().unwrap();
     let mac = dev.mac();
     let mut qs = dev.queues();
-    // 64 flows (source ports) so RSS spreads them over both queues; the payload carries each frame's number.
+    // 64 flows (source ports; the host may still steer them all to one queue); the payload carries each frame's
+    // number.
     let frames: Vec<Vec<u8>> = (0..600u32)
         .map(|n| {
             let mut f = ip_frame(128, mac, false, 0);
