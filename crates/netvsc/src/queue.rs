@@ -238,6 +238,11 @@ impl QueueCore {
     }
 
     /// A write met a corrupt guest→host ring (its read index): fault the queue.
+    /// Whether the queue's owner may read its ring now: the session is open, the ring sound, the queue live.
+    fn ring_readable(&self) -> bool {
+        !self.shared.closed() && self.fault.is_none() && self.retired.is_none()
+    }
+
     pub(crate) fn check_write_fault(&mut self) {
         if let Some(c) = self.chan.write_fault.take() {
             self.set_fault(c, true);
@@ -674,7 +679,9 @@ impl QueuePair {
         let Ok(mut core) = self.core.try_lock() else {
             return 0;
         };
-        if core.shared.control_waiting.load(Relaxed) != 0 {
+        // A closed session's ring (a recovery or queue change in progress: the host may be resetting it for the
+        // next session), a corrupt one or a retired queue is never read.
+        if core.shared.control_waiting.load(Relaxed) != 0 || !core.ring_readable() {
             return 0;
         }
         let n = core.poll(Mode::Drain, POLL_BUDGET_PACKETS);
@@ -771,7 +778,7 @@ impl QueuePair {
             .region
             .as_ref()
             .is_some_and(|r| r.done_len() == 0 && r.in_flight() > 0);
-        if short && core.shared.control_waiting.load(Relaxed) == 0 {
+        if short && core.shared.control_waiting.load(Relaxed) == 0 && core.ring_readable() {
             core.poll(Mode::Drain, POLL_BUDGET_PACKETS);
             core.check_write_fault();
         }
