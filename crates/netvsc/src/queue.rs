@@ -237,12 +237,12 @@ impl QueueCore {
         });
     }
 
-    /// A write met a corrupt guest→host ring (its read index): fault the queue.
     /// Whether the queue's owner may read its ring now: the session is open, the ring sound, the queue live.
     fn ring_readable(&self) -> bool {
         !self.shared.closed() && self.fault.is_none() && self.retired.is_none()
     }
 
+    /// A write met a corrupt guest→host ring (its read index): fault the queue.
     pub(crate) fn check_write_fault(&mut self) {
         if let Some(c) = self.chan.write_fault.take() {
             self.set_fault(c, true);
